@@ -1,0 +1,51 @@
+"""devreg's domain: events, commands, outcomes and the pure decide/evolve rules. No I/O."""
+
+from events.decide import Decision, decide
+from events.model import (
+    EVENT_TYPES,
+    AnyCommand,
+    AnyEvent,
+    ChannelCreated,
+    Command,
+    DeviceEvent,
+    DeviceRegistered,
+    DeviceUnregistered,
+    Event,
+    ExpireRegistration,
+    Outcome,
+    RegisterDevice,
+    RegistrationExpired,
+    UnregisterDevice,
+    decode_command,
+    decode_event,
+    decode_outcome,
+    encode,
+)
+from events.state import DeviceState, Subscription, empty_state, evolve
+
+__all__ = [
+    "EVENT_TYPES",
+    "AnyCommand",
+    "AnyEvent",
+    "ChannelCreated",
+    "Command",
+    "Decision",
+    "DeviceEvent",
+    "DeviceRegistered",
+    "DeviceState",
+    "DeviceUnregistered",
+    "Event",
+    "ExpireRegistration",
+    "Outcome",
+    "RegisterDevice",
+    "RegistrationExpired",
+    "Subscription",
+    "UnregisterDevice",
+    "decide",
+    "decode_command",
+    "decode_event",
+    "decode_outcome",
+    "empty_state",
+    "encode",
+    "evolve",
+]

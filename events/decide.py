@@ -1,0 +1,187 @@
+"""`decide`: the pure rule that turns a command and the current state into events.
+
+Time comes from the caller (the command's own `issued_at`), ids from the command id, so the
+same command against the same state always yields byte-identical events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+
+import msgspec
+
+from events import identity, rules
+from events.model import (
+    AnyCommand,
+    AnyEvent,
+    ChannelCreated,
+    DeviceRegistered,
+    DeviceUnregistered,
+    ExpireRegistration,
+    Outcome,
+    RegisterDevice,
+    RegistrationExpired,
+    UnregisterDevice,
+)
+from events.state import DeviceState
+
+
+class Decision(msgspec.Struct, frozen=True):
+    events: tuple[AnyEvent, ...]
+    outcome: Outcome
+
+
+def _reject(command: AnyCommand, now_ms: int, rejection: rules.Rejection) -> Decision:
+    outcome = Outcome(
+        command_id=command.command_id,
+        app_id=command.app_id,
+        device_id=command.device_id,
+        accepted=False,
+        decided_at=now_ms,
+        code=rejection.code,
+        message=rejection.message,
+    )
+    return Decision((), outcome)
+
+
+def _accept(
+    command: AnyCommand,
+    now_ms: int,
+    events: tuple[AnyEvent, ...],
+    registration_ids: dict[str, str] | None = None,
+    note: str | None = None,
+) -> Decision:
+    outcome = Outcome(
+        command_id=command.command_id,
+        app_id=command.app_id,
+        device_id=command.device_id,
+        accepted=True,
+        decided_at=now_ms,
+        event_ids=tuple(event.event_id for event in events),
+        registration_ids=registration_ids or {},
+        note=note,
+    )
+    return Decision(events, outcome)
+
+
+def _dedupe(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def _register(
+    state: DeviceState, known_channels: Container[str], command: RegisterDevice, now_ms: int
+) -> Decision:
+    app_id, device_id = command.app_id, command.device_id
+    channels = _dedupe(command.channels) or (rules.DEFAULT_CHANNEL,)
+    events: list[AnyEvent] = []
+    for channel in channels:
+        if channel not in known_channels:
+            created = ChannelCreated(
+                event_id=identity.event_id(app_id, command.command_id, len(events)),
+                app_id=app_id,
+                version=1,
+                occurred_at=now_ms,
+                command_id=command.command_id,
+                prev_hash="",
+                channel=channel,
+            )
+            events.append(identity.seal(created))
+    registration_ids = {c: identity.registration_id(app_id, device_id, c) for c in channels}
+    registered = DeviceRegistered(
+        event_id=identity.event_id(app_id, command.command_id, len(events)),
+        app_id=app_id,
+        version=state.version + 1,
+        occurred_at=now_ms,
+        command_id=command.command_id,
+        prev_hash=state.last_hash,
+        device_id=device_id,
+        device_token=command.device_token,
+        os=command.os.upper(),
+        os_version=command.os_version,
+        channels=channels,
+        registration_ids=registration_ids,
+        expiration=command.expiration,
+        user_token=command.user_token,
+    )
+    events.append(identity.seal(registered))
+    return _accept(command, now_ms, tuple(events), registration_ids)
+
+
+def _unknown_device(command: AnyCommand, detail: str = "") -> rules.Rejection:
+    return rules.Rejection(
+        rules.UNKNOWN_DEVICE_DELETE,
+        f"Unable to cancel device registration - unknown device ID {command.device_id!r}{detail}",
+    )
+
+
+def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> Decision:
+    # A channel whose expiration has passed is already gone for clients (GET never shows it);
+    # it leaves the state through its own RegistrationExpired, not through this command.
+    active = state.active_channels(now_ms)
+    if not active:
+        return _reject(command, now_ms, _unknown_device(command))
+    if command.channels is None:
+        # Sorted, so the event never depends on the order a store kept the channels in.
+        removed = tuple(sorted(active))
+    else:
+        removed = tuple(c for c in _dedupe(command.channels) if c in active)
+        if not removed:
+            named = ",".join(command.channels)
+            return _reject(command, now_ms, _unknown_device(command, f" on channels {named}"))
+    event = DeviceUnregistered(
+        event_id=identity.event_id(command.app_id, command.command_id, 0),
+        app_id=command.app_id,
+        version=state.version + 1,
+        occurred_at=now_ms,
+        command_id=command.command_id,
+        prev_hash=state.last_hash,
+        device_id=command.device_id,
+        channels=removed,
+        user_token=command.user_token,
+    )
+    return _accept(command, now_ms, (identity.seal(event),))
+
+
+def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Decision:
+    by_expiration: dict[int, list[str]] = {}
+    for name, sub in state.channels.items():
+        if sub.expiration is not None and sub.expiration <= now_ms:
+            by_expiration.setdefault(sub.expiration, []).append(name)
+    if not by_expiration:
+        note = f"stale: no channel of the device had expired at {now_ms}"
+        return _accept(command, now_ms, (), note=note)
+    events: list[AnyEvent] = []
+    version, prev_hash = state.version, state.last_hash
+    for expiration in sorted(by_expiration):
+        version += 1
+        expired = RegistrationExpired(
+            event_id=identity.event_id(command.app_id, command.command_id, len(events)),
+            app_id=command.app_id,
+            version=version,
+            occurred_at=now_ms,
+            command_id=command.command_id,
+            prev_hash=prev_hash,
+            device_id=command.device_id,
+            channels=tuple(sorted(by_expiration[expiration])),
+            expiration=expiration,
+        )
+        sealed = identity.seal(expired)
+        events.append(sealed)
+        prev_hash = sealed.hash
+    return _accept(command, now_ms, tuple(events))
+
+
+def decide(
+    state: DeviceState, known_channels: Container[str], command: AnyCommand, now_ms: int
+) -> Decision:
+    """Validate `command` and decide its events against `state` at `now_ms`."""
+    rejection = rules.check(command, now_ms)
+    if rejection:
+        return _reject(command, now_ms, rejection)
+    match command:
+        case RegisterDevice():
+            return _register(state, known_channels, command, now_ms)
+        case UnregisterDevice():
+            return _unregister(state, command, now_ms)
+        case ExpireRegistration():
+            return _expire(state, command, now_ms)

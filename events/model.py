@@ -1,0 +1,142 @@
+"""The facts (events), the requests (commands) and the answers (outcomes) of devreg.
+
+Events are the log's records: frozen msgspec Structs in one tagged union, JSON on the wire so
+kcat shows them as text. Tags are explicit and versioned (never the class name), so renaming a
+class is not a data migration; a breaking change gets a new tag plus an upcaster.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Shared envelope of every event.
+
+    `omit_defaults` keeps the canonical encoding (and so the hash) of an old event unchanged
+    when a later schema adds a field with a default. Unknown fields are allowed on purpose:
+    old readers must decode newer events.
+    """
+
+    event_id: str
+    app_id: str
+    version: int
+    occurred_at: int
+    command_id: str
+    prev_hash: str
+    hash: str = ""
+
+
+class DeviceRegistered(Event, frozen=True, kw_only=True, tag="device-registered/1"):
+    device_id: str
+    device_token: str
+    os: str
+    os_version: str
+    channels: tuple[str, ...]
+    registration_ids: dict[str, str]
+    expiration: int | None = None
+    user_token: str | None = None
+
+
+class ChannelCreated(Event, frozen=True, kw_only=True, tag="channel-created/1"):
+    """First time an app's registration names a channel. Its own one-event stream."""
+
+    channel: str
+
+
+class DeviceUnregistered(Event, frozen=True, kw_only=True, tag="device-unregistered/1"):
+    device_id: str
+    channels: tuple[str, ...]
+    user_token: str | None = None
+
+
+class RegistrationExpired(Event, frozen=True, kw_only=True, tag="registration-expired/1"):
+    device_id: str
+    channels: tuple[str, ...]
+    expiration: int
+
+
+AnyEvent = DeviceRegistered | ChannelCreated | DeviceUnregistered | RegistrationExpired
+DeviceEvent = DeviceRegistered | DeviceUnregistered | RegistrationExpired
+EVENT_TYPES: tuple[type[Event], ...] = (
+    DeviceRegistered,
+    ChannelCreated,
+    DeviceUnregistered,
+    RegistrationExpired,
+)
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Shared envelope of every command.
+
+    `command_id` is the idempotency key (per app). `issued_at` (ms, UTC) is the decision's
+    clock: a command re-processed after a crash decides exactly as the first time. When a
+    Kafka producer leaves it out, the record's timestamp is used.
+    """
+
+    command_id: str
+    app_id: str
+    device_id: str
+    issued_at: int | None = None
+    user_token: str | None = None
+
+
+class RegisterDevice(Command, frozen=True, kw_only=True, tag="register-device/1"):
+    device_token: str
+    os: str
+    os_version: str
+    channels: tuple[str, ...] = ()
+    expiration: int | None = None
+
+
+class UnregisterDevice(Command, frozen=True, kw_only=True, tag="unregister-device/1"):
+    """`channels` None removes the whole registration; otherwise only those channels."""
+
+    channels: tuple[str, ...] | None = None
+
+
+class ExpireRegistration(Command, frozen=True, kw_only=True, tag="expire-registration/1"):
+    """Sent by the scheduler; `expiration` is the one it saw. Stale commands are no-ops."""
+
+    expiration: int
+
+
+AnyCommand = RegisterDevice | UnregisterDevice | ExpireRegistration
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Exactly one per command, on `devreg.outcomes`."""
+
+    command_id: str
+    app_id: str
+    device_id: str
+    accepted: bool
+    decided_at: int
+    event_ids: tuple[str, ...] = ()
+    registration_ids: dict[str, str] = {}
+    code: int | None = None
+    message: str | None = None
+    note: str | None = None
+
+
+_event_encoder = msgspec.json.Encoder(order="sorted")
+_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+_command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+_outcome_decoder = msgspec.json.Decoder(Outcome)
+
+
+def encode(value: Event | Command | Outcome) -> bytes:
+    """Canonical JSON: sorted keys, defaults omitted. The hash is taken over this form."""
+    return _event_encoder.encode(value)
+
+
+def decode_event(data: bytes) -> AnyEvent:
+    return _event_decoder.decode(data)
+
+
+def decode_command(data: bytes) -> AnyCommand:
+    return _command_decoder.decode(data)
+
+
+def decode_outcome(data: bytes) -> Outcome:
+    return _outcome_decoder.decode(data)

@@ -1,0 +1,111 @@
+"""Validation rules shared by HTTP and Kafka commands, with Backendless error codes."""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.model import AnyCommand, ExpireRegistration, RegisterDevice, UnregisterDevice
+
+# Backendless error codes devreg answers with (HTTP 400 unless noted).
+UNKNOWN_DEVICE_GET = 5000
+UNKNOWN_DEVICE_DELETE = 5001
+INVALID_REGISTRATION = 5002
+INVALID_EXPIRATION = 5004
+NOT_VISIBLE_IN_TIME = 5900  # HTTP 503: accepted by Kafka, not yet visible to queries
+LENGTH_EXCEEDED = 8000
+UNKNOWN_APP = 8002  # HTTP 401 (not 3064: the JS SDK reads that as a stale user token)
+
+MAX_FIELD_LENGTH = 500
+MAX_CHANNELS = 100
+OS_VALUES = frozenset({"IOS", "ANDROID", "WP", "OSX"})
+DEFAULT_CHANNEL = "default"
+# Below this an expiration is read as seconds: the JS SDK sends a Date as (fractional) seconds.
+SECONDS_CUTOFF = 10**11
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    code: int
+    message: str
+
+
+def expiration_to_ms(value: float | int | None) -> int | None:
+    """Backendless expiration (ms, or seconds below 10^11) to ms since epoch."""
+    if value is None:
+        return None
+    if value < SECONDS_CUTOFF:
+        return round(value * 1000)
+    return round(value)
+
+
+def _length(name: str, value: str) -> Rejection | None:
+    if len(value) > MAX_FIELD_LENGTH:
+        return Rejection(
+            LENGTH_EXCEEDED,
+            f"Value of property '{name}' exceeds the length limit of {MAX_FIELD_LENGTH}",
+        )
+    return None
+
+
+def _required(name: str, value: str) -> Rejection | None:
+    if not value:
+        return Rejection(INVALID_REGISTRATION, f"Property '{name}' is required")
+    return _length(name, value)
+
+
+def check_channels(channels: tuple[str, ...]) -> Rejection | None:
+    if len(channels) > MAX_CHANNELS:
+        return Rejection(
+            INVALID_REGISTRATION, f"Property 'channels' names more than {MAX_CHANNELS} channels"
+        )
+    for channel in channels:
+        if not channel or "/" in channel:
+            return Rejection(
+                INVALID_REGISTRATION,
+                f"Channel name {channel!r} is invalid: it must be non-empty and contain no '/'",
+            )
+        if rejection := _length("channels", channel):
+            return rejection
+    return None
+
+
+def check_identity(command: AnyCommand) -> Rejection | None:
+    return (
+        _required("commandId", command.command_id)
+        or _required("appId", command.app_id)
+        or _required("deviceId", command.device_id)
+    )
+
+
+def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
+    rejection = (
+        _required("deviceToken", command.device_token)
+        or _length("osVersion", command.os_version)
+        or check_channels(command.channels)
+    )
+    if rejection:
+        return rejection
+    if command.os.upper() not in OS_VALUES:
+        allowed = ", ".join(sorted(OS_VALUES))
+        return Rejection(
+            INVALID_REGISTRATION, f"Property 'os' must be one of {allowed}, got {command.os!r}"
+        )
+    if command.expiration is not None and command.expiration <= now_ms:
+        return Rejection(
+            INVALID_EXPIRATION,
+            f"Property 'expiration' ({command.expiration} ms) must be in the future",
+        )
+    return None
+
+
+def check(command: AnyCommand, now_ms: int) -> Rejection | None:
+    """Every rule a command must pass before it can be decided against state."""
+    rejection = check_identity(command)
+    if rejection:
+        return rejection
+    match command:
+        case RegisterDevice():
+            return check_register(command, now_ms)
+        case UnregisterDevice(channels=channels) if channels is not None:
+            return check_channels(channels)
+        case UnregisterDevice() | ExpireRegistration():
+            return None

@@ -1,0 +1,76 @@
+"""Device state and `evolve`: the one fold of events into state used everywhere."""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.model import DeviceEvent, DeviceRegistered, DeviceUnregistered, RegistrationExpired
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    registration_id: str
+    expiration: int | None = None
+
+    def active_at(self, now_ms: int) -> bool:
+        return self.expiration is None or self.expiration > now_ms
+
+
+class DeviceState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the command processor knows of one device.
+
+    `version` and `last_hash` outlive unregistration, so a device that comes back continues
+    its gapless sequence and hash chain. A device exists while it has a channel.
+    """
+
+    app_id: str
+    device_id: str
+    version: int = 0
+    last_hash: str = ""
+    device_token: str = ""
+    os: str = ""
+    os_version: str = ""
+    channels: dict[str, Subscription] = {}
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.channels)
+
+    def active_channels(self, now_ms: int) -> dict[str, Subscription]:
+        return {name: sub for name, sub in self.channels.items() if sub.active_at(now_ms)}
+
+
+def empty_state(app_id: str, device_id: str) -> DeviceState:
+    return DeviceState(app_id=app_id, device_id=device_id)
+
+
+def _without(
+    channels: dict[str, Subscription], removed: tuple[str, ...]
+) -> dict[str, Subscription]:
+    return {name: sub for name, sub in channels.items() if name not in removed}
+
+
+def evolve(state: DeviceState, event: DeviceEvent) -> DeviceState:
+    """Apply one device event. Events at or below the state's version are duplicates: skipped."""
+    if event.version <= state.version:
+        return state
+    match event:
+        case DeviceRegistered():
+            channels = dict(state.channels)
+            for name in event.channels:
+                channels[name] = Subscription(event.registration_ids[name], event.expiration)
+            return msgspec.structs.replace(
+                state,
+                version=event.version,
+                last_hash=event.hash,
+                device_token=event.device_token,
+                os=event.os,
+                os_version=event.os_version,
+                channels=channels,
+            )
+        case DeviceUnregistered() | RegistrationExpired():
+            return msgspec.structs.replace(
+                state,
+                version=event.version,
+                last_hash=event.hash,
+                channels=_without(state.channels, event.channels),
+            )

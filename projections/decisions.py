@@ -1,0 +1,129 @@
+"""The command processor's decision state in SQLite (not in faust tables: DESIGN.md §2).
+
+Device states, each app's known channels, and the outcome of every command id (the
+idempotency record) are written with the commands-topic positions in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from events import DeviceState, Outcome, decode_outcome, encode
+from projections.positions import Position, read_positions, write_positions
+from projections.sqlite import open_db
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS device_states (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (app_id, device_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS known_channels (
+    app_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    PRIMARY KEY (app_id, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS command_outcomes (
+    app_id TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    outcome BLOB NOT NULL,
+    PRIMARY KEY (app_id, command_id)
+) WITHOUT ROWID;
+"""
+
+_CHUNK = 400
+_state_decoder = msgspec.json.Decoder(DeviceState)
+_state_encoder = msgspec.json.Encoder()
+Key = tuple[str, str]
+
+
+class DecisionBatch(msgspec.Struct):
+    """Everything one batch of commands changes, written atomically by `DecisionStore.commit`."""
+
+    states: dict[Key, DeviceState] = {}
+    channels: set[Key] = set()
+    outcomes: dict[Key, Outcome] = {}
+    positions: list[Position] = []
+
+
+class DecisionStore:
+    def __init__(self, conn: aiosqlite.Connection, positions: list[Position]):
+        self._conn = conn
+        self.next_offsets: dict[tuple[str, int], int] = {
+            (p.topic, p.partition): p.next_offset for p in positions
+        }
+
+    @classmethod
+    async def open(cls, path: Path) -> DecisionStore:
+        conn = await open_db(path, SCHEMA)
+        return cls(conn, await read_positions(conn))
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def positions(self) -> list[Position]:
+        return await read_positions(self._conn)
+
+    async def _select_pairs(self, sql: str, keys: Iterable[Key]) -> list[tuple[str, str, bytes]]:
+        rows: list[tuple[str, str, bytes]] = []
+        ordered = sorted(set(keys))
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            params = [part for key in chunk for part in key]
+            async with self._conn.execute(sql.format(values=values), params) as cursor:
+                rows.extend(await cursor.fetchall())  # type: ignore[arg-type]
+        return rows
+
+    async def load_states(self, keys: Iterable[Key]) -> dict[Key, DeviceState]:
+        rows = await self._select_pairs(
+            "SELECT app_id, device_id, state FROM device_states"
+            " WHERE (app_id, device_id) IN ({values})",
+            keys,
+        )
+        return {(app, device): _state_decoder.decode(blob) for app, device, blob in rows}
+
+    async def load_outcomes(self, keys: Iterable[Key]) -> dict[Key, Outcome]:
+        rows = await self._select_pairs(
+            "SELECT app_id, command_id, outcome FROM command_outcomes"
+            " WHERE (app_id, command_id) IN ({values})",
+            keys,
+        )
+        return {(app, command): decode_outcome(blob) for app, command, blob in rows}
+
+    async def load_channels(self, keys: Iterable[Key]) -> set[Key]:
+        rows = await self._select_pairs(
+            "SELECT app_id, channel, 1 FROM known_channels WHERE (app_id, channel) IN ({values})",
+            keys,
+        )
+        return {(app, channel) for app, channel, _ in rows}
+
+    async def commit(self, batch: DecisionBatch) -> None:
+        conn = self._conn
+        try:
+            await conn.execute("BEGIN")
+            await conn.executemany(
+                "INSERT OR REPLACE INTO device_states (app_id, device_id, state) VALUES (?,?,?)",
+                [(*key, _state_encoder.encode(s)) for key, s in batch.states.items()],
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO known_channels (app_id, channel) VALUES (?,?)",
+                sorted(batch.channels),
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO command_outcomes (app_id, command_id, outcome)"
+                " VALUES (?,?,?)",
+                [(*key, encode(o)) for key, o in batch.outcomes.items()],
+            )
+            await write_positions(conn, batch.positions)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        for p in batch.positions:
+            self.next_offsets[(p.topic, p.partition)] = p.next_offset

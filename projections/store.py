@@ -1,0 +1,203 @@
+"""The SQLite projection: applies event batches (rows + Kafka positions in one transaction)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from events import AnyEvent, decode_event
+from projections.fold import Changes, DeviceKey, DeviceRow, ProjectionError, fold
+from projections.positions import (
+    Position,
+    Record,
+    last_positions,
+    read_positions,
+    write_positions,
+)
+from projections.sqlite import open_db
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    device_token TEXT NOT NULL,
+    os TEXT NOT NULL,
+    os_version TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, device_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    registration_id TEXT NOT NULL,
+    expiration INTEGER,
+    subscribed_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, device_id, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS subscriptions_by_channel
+    ON subscriptions (app_id, channel, device_id);
+CREATE INDEX IF NOT EXISTS subscriptions_by_expiration
+    ON subscriptions (expiration) WHERE expiration IS NOT NULL;
+CREATE TABLE IF NOT EXISTS channels (
+    app_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, channel)
+) WITHOUT ROWID;
+"""
+
+_LOOKUP_CHUNK = 400  # row-value pairs per IN (...) query, well under SQLite's variable limit
+
+
+class ApplyResult(msgspec.Struct, frozen=True):
+    applied: int
+    duplicates: int
+    positions: list[Position]
+
+
+class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
+    app_id: str
+    device_id: str
+    device_token: str
+    os: str
+    os_version: str
+    version: int
+    channels: dict[str, tuple[str, int | None]]  # channel -> (registration id, expiration)
+
+
+class ProjectionStore:
+    def __init__(self, conn: aiosqlite.Connection, positions: list[Position]):
+        self._conn = conn
+        self._next: dict[tuple[str, int], int] = {
+            (p.topic, p.partition): p.next_offset for p in positions
+        }
+
+    @classmethod
+    async def open(cls, path: Path) -> ProjectionStore:
+        conn = await open_db(path, SCHEMA)
+        return cls(conn, await read_positions(conn))
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def positions(self) -> list[Position]:
+        return await read_positions(self._conn)
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        return dict(self._next)
+
+    def _fresh(self, records: Iterable[Record]) -> list[Record]:
+        """Records not applied yet (a redelivery after a restart is below the stored offset)."""
+        nxt = self._next
+        return [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
+
+    async def _known(self, keys: set[DeviceKey]) -> dict[DeviceKey, DeviceRow]:
+        known: dict[DeviceKey, DeviceRow] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), _LOOKUP_CHUNK):
+            chunk = ordered[start : start + _LOOKUP_CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            params = [part for key in chunk for part in key]
+            async with self._conn.execute(
+                "SELECT app_id, device_id, device_token, os, os_version, version, last_hash,"
+                f" registered_at, updated_at FROM devices WHERE (app_id, device_id) IN ({values})",
+                params,
+            ) as cursor:
+                for row in await cursor.fetchall():
+                    device = DeviceRow(**dict(zip(DeviceRow.__struct_fields__, row, strict=True)))
+                    known[(device.app_id, device.device_id)] = device
+        return known
+
+    async def apply(self, records: Sequence[Record]) -> ApplyResult:
+        """Fold `records` (events) and commit rows and positions in one transaction."""
+        fresh = self._fresh(records)
+        if not fresh:
+            return ApplyResult(0, len(records), [])
+        events = [_decode(r) for r in fresh]
+        keys = {(e.app_id, e.device_id) for e in events if hasattr(e, "device_id")}
+        changes = Changes(await self._known(keys))
+        for event in events:
+            fold(changes, event)
+        positions = last_positions(fresh)
+        try:
+            await _write(self._conn, changes)
+            await write_positions(self._conn, positions)
+            await self._conn.commit()
+        except BaseException:
+            await self._conn.rollback()
+            raise
+        for p in positions:
+            self._next[(p.topic, p.partition)] = p.next_offset
+        return ApplyResult(
+            changes.applied, changes.duplicates + len(records) - len(fresh), positions
+        )
+
+    async def get_device(self, app_id: str, device_id: str, now_ms: int) -> DeviceView | None:
+        """The device with its active channels (a passed expiration is never shown)."""
+        async with self._conn.execute(
+            "SELECT d.device_token, d.os, d.os_version, d.version,"
+            " s.channel, s.registration_id, s.expiration"
+            " FROM devices d JOIN subscriptions s USING (app_id, device_id)"
+            " WHERE d.app_id = ? AND d.device_id = ?"
+            " AND (s.expiration IS NULL OR s.expiration > ?) ORDER BY s.channel",
+            (app_id, device_id, now_ms),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        if not rows:
+            return None
+        token, os_name, os_version, version = rows[0][:4]
+        return DeviceView(
+            app_id=app_id,
+            device_id=device_id,
+            device_token=token,
+            os=os_name,
+            os_version=os_version,
+            version=version,
+            channels={row[4]: (row[5], row[6]) for row in rows},
+        )
+
+
+def _decode(record: Record) -> AnyEvent:
+    try:
+        return decode_event(record.value or b"")
+    except msgspec.DecodeError as exc:
+        raise ProjectionError(
+            f"undecodable event at {record.topic}[{record.partition}]@{record.offset}: {exc}"
+        ) from exc
+
+
+async def _write(conn: aiosqlite.Connection, changes: Changes) -> None:
+    await conn.execute("BEGIN")
+    await conn.executemany(
+        "INSERT OR REPLACE INTO devices (app_id, device_id, device_token, os, os_version,"
+        " version, last_hash, registered_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        [msgspec.structs.astuple(row) for row in changes.devices.values()],
+    )
+    deleted = [key for key, row in changes.subs.items() if row is None]
+    upserted = [
+        (*key, row.registration_id, row.expiration, row.subscribed_at)
+        for key, row in changes.subs.items()
+        if row is not None
+    ]
+    await conn.executemany(
+        "DELETE FROM subscriptions WHERE app_id = ? AND device_id = ? AND channel = ?", deleted
+    )
+    await conn.executemany(
+        "INSERT OR REPLACE INTO subscriptions (app_id, device_id, channel, registration_id,"
+        " expiration, subscribed_at) VALUES (?,?,?,?,?,?)",
+        upserted,
+    )
+    await conn.executemany(
+        "INSERT OR IGNORE INTO channels (app_id, channel, created_at) VALUES (?,?,?)",
+        [(*key, created) for key, created in changes.channels.items()],
+    )

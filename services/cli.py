@@ -1,0 +1,124 @@
+"""`devreg` command line: one subcommand per concern, each a small main()."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from services.config import ConfigError, Settings, load_settings
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=_LEVELS[settings.log_level],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # faust and aiokafka are chatty at INFO; their warnings still show.
+    for noisy in ("faust", "mode", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[settings.log_level]))
+
+
+def _require_bootstrap(settings: Settings, command: str) -> str:
+    if settings.kafka_bootstrap is None:
+        raise ConfigError(f"`devreg {command}` needs KAFKA_BOOTSTRAP (host:port of a broker)")
+    return settings.kafka_bootstrap
+
+
+def run_main(settings: Settings, args: argparse.Namespace) -> int:
+    from services import embedded
+
+    return asyncio.run(embedded.run(settings))
+
+
+def worker_main(settings: Settings, args: argparse.Namespace) -> int:
+    from services import embedded
+    from services.worker import Worker
+
+    bootstrap = _require_bootstrap(settings, "worker")
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        embedded.stop_on_signals(stop)
+        failure = await Worker(settings, bootstrap).run(stop)
+        return 1 if failure else 0
+
+    return asyncio.run(serve())
+
+
+def export_main(settings: Settings, args: argparse.Namespace) -> int:
+    from services import archive
+    from services.embedded import topic_names
+
+    bootstrap = _require_bootstrap(settings, "export")
+    summary = asyncio.run(archive.export_log(bootstrap, topic_names(settings), Path(args.path)))
+    print(summary, file=sys.stderr)
+    return 0
+
+
+def import_main(settings: Settings, args: argparse.Namespace) -> int:
+    from services import archive
+    from services.topics import ensure_topics
+
+    bootstrap = _require_bootstrap(settings, "import")
+
+    async def restore() -> object:
+        await ensure_topics(settings, bootstrap)
+        return await archive.import_log(bootstrap, Path(args.path))
+
+    print(asyncio.run(restore()), file=sys.stderr)
+    return 0
+
+
+Main = Callable[[Settings, argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="devreg",
+        description="Event-sourced push device registry (Backendless-compatible) on Kafka.",
+        epilog="Configuration comes from environment variables: see README.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the whole service (embedded broker unless KAFKA_BOOTSTRAP)")
+    sub.add_parser("worker", help="start one worker against KAFKA_BOOTSTRAP")
+    export = sub.add_parser("export", help="write devreg's topics to an NDJSON archive")
+    export.add_argument("path", help="archive file to write")
+    imp = sub.add_parser("import", help="re-publish an archive into empty topics, same offsets")
+    imp.add_argument("path", help="archive file to read")
+    return parser
+
+
+_MAINS: dict[str, Main] = {
+    "run": run_main,
+    "worker": worker_main,
+    "export": export_main,
+    "import": import_main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(f"devreg: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    try:
+        return _MAINS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"devreg: {exc}", file=sys.stderr)
+        return 2

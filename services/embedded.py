@@ -1,0 +1,88 @@
+"""`devreg run`: the whole service on one machine, on the embedded broker by default.
+
+The embedded broker's log lives in memory, so a clean stop exports devreg's topics to the
+data directory and the next start re-publishes them, in order and at the same offsets,
+before the worker starts. A crash loses what came after the last clean stop (README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from services.broker import EmbeddedBroker
+from services.config import Settings
+from services.topics import ensure_topics
+from services.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.commands_topic,
+        settings.events_topic,
+        settings.outcomes_topic,
+        settings.dlq_topic,
+    ]
+
+
+def _banner(settings: Settings, bootstrap: str) -> str:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    app_id, key = next(iter(settings.apps.items()))
+    lines = [
+        "",
+        f"devreg is serving on {base}",
+        f"  Kafka bootstrap: {bootstrap}"
+        + (" (embedded Tansu, memory)" if settings.embedded else ""),
+        f"  app id:          {app_id}",
+        f"  REST API key:    {key}"
+        + ("   (demo app: set DEVREG_APPS for your own)" if settings.demo_app else ""),
+        f"  registrations:   {base}/{app_id}/{key}/messaging/registrations",
+        "Press Ctrl-C to stop"
+        + (" (the log is saved to the data directory)." if settings.embedded else "."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, bootstrap: str, stop: asyncio.Event) -> int:
+    def announce() -> None:
+        print(_banner(settings, bootstrap), file=sys.stderr, flush=True)
+
+    failure = await Worker(settings, bootstrap).run(stop, announce)
+    return 1 if failure else 0
+
+
+async def run(settings: Settings) -> int:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    if not settings.embedded:
+        assert settings.kafka_bootstrap is not None
+        return await _serve(settings, settings.kafka_bootstrap, stop)
+    from services import archive
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker(port=settings.broker_port, log_path=settings.data_dir / "tansu.log")
+    await broker.start()
+    try:
+        await ensure_topics(settings, broker.bootstrap)
+        if settings.archive_path.exists():
+            summary = await archive.import_log(broker.bootstrap, settings.archive_path)
+            log.info("restored the log from %s: %s", settings.archive_path, summary)
+        code = await _serve(settings, broker.bootstrap, stop)
+        exported = await archive.export_log(
+            broker.bootstrap, topic_names(settings), settings.archive_path
+        )
+        log.info("saved the log to %s: %s", settings.archive_path, exported)
+        return code
+    finally:
+        await broker.stop()

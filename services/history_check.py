@@ -1,0 +1,77 @@
+"""Proving a SQLite store's positions against the broker's log before serving from it.
+
+The embedded broker keeps its log in memory: after a restart it may hold less history than a
+store claims (or a different one). A store is trusted only if, for every partition it has
+applied, the record just before its resume position is on the broker with the same
+fingerprint. Otherwise it is discarded, loudly, and rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from projections.positions import Position, fingerprint
+
+log = logging.getLogger(__name__)
+
+
+async def mismatches(
+    bootstrap: str, positions: list[Position], deadline_s: float = 5.0
+) -> list[str]:
+    """Reasons the broker's log does not back `positions` (empty when it does)."""
+    wanted = {TopicPartition(p.topic, p.partition): p for p in positions if p.next_offset > 0}
+    if not wanted:
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
+    await consumer.start()
+    found: dict[TopicPartition, str] = {}
+    try:
+        known_topics = await consumer.topics()
+        absent = [f"topic {tp.topic} is missing" for tp in wanted if tp.topic not in known_topics]
+        if absent:
+            return sorted(set(absent))
+        consumer.assign(list(wanted))
+        for tp, position in wanted.items():
+            consumer.seek(tp, position.next_offset - 1)
+        end = time.monotonic() + deadline_s
+        while len(found) < len(wanted) and time.monotonic() < end:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp, records in batches.items():
+                if records and tp not in found:
+                    found[tp] = fingerprint(records[0].key, records[0].value)
+                    consumer.pause(tp)
+    finally:
+        await consumer.stop()
+    reasons = []
+    for tp, position in sorted(wanted.items()):
+        at = f"{tp.topic}[{tp.partition}]@{position.next_offset - 1}"
+        if tp not in found:
+            reasons.append(f"{at} is not on the broker")
+        elif found[tp] != position.fingerprint:
+            reasons.append(f"{at} on the broker differs from the one applied")
+    return reasons
+
+
+def discard(path: Path, reasons: list[str]) -> Path:
+    """Move a store (and its WAL files) aside; return where it went."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.discarded-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(target.with_name(target.name + suffix))
+    log.error(
+        "DISCARDED %s: it claims history the broker does not hold (%s%s). Moved to %s;"
+        " it will be rebuilt from the log.",
+        path,
+        "; ".join(reasons[:3]),
+        f" and {len(reasons) - 3} more" if len(reasons) > 3 else "",
+        target,
+    )
+    return target

@@ -1,0 +1,159 @@
+"""The HTTP API: Backendless device registration routes, plus health, readiness and metrics."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
+from projections.store import ProjectionStore
+from services import wire
+from services.gateway import Gateway, NotVisibleInTime, Unavailable, new_command_id, now_ms
+from services.metrics import Metrics
+from services.wire import WireError, error_response, json_response
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+_CLASSIC = "/{app_id}/{api_key}"
+_DOMAIN = "/api"  # registered first, so "/api/…" is never read as an app id
+
+
+@dataclass
+class Api:
+    apps: dict[str, str]
+    gateway: Gateway
+    projection: ProjectionStore
+    metrics: Metrics
+    ready: Callable[[], bool]
+    default_app: str
+
+    def authorize(self, request: web.Request) -> str:
+        if "app_id" not in request.match_info:
+            # Custom-domain form `/api/...`: the app is chosen by configuration.
+            return self.default_app
+        app_id = request.match_info["app_id"]
+        key = self.apps.get(app_id, "")
+        given = request.match_info["api_key"]
+        # Compare even for an unknown app, so timing tells nothing about which part was wrong.
+        if not hmac.compare_digest(key.encode(), given.encode()) or not key:
+            raise WireError(rules.UNKNOWN_APP, "Unknown application id or REST API key", 401)
+        return app_id
+
+    async def submit(self, command: AnyCommand) -> Outcome:
+        try:
+            return await self.gateway.submit(command)
+        except Unavailable as exc:
+            raise WireError(rules.NOT_VISIBLE_IN_TIME, str(exc), 503) from exc
+        except NotVisibleInTime as exc:
+            raise WireError(rules.NOT_VISIBLE_IN_TIME, str(exc), 503) from exc
+
+    async def register(self, request: web.Request) -> web.Response:
+        app_id = self.authorize(request)
+        if request.content_type != "application/json":
+            raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
+        body = wire.decode_register(await request.read())
+        issued_at = now_ms()
+        command = RegisterDevice(
+            command_id=new_command_id(),
+            app_id=app_id,
+            device_id=body.deviceId,
+            issued_at=issued_at,
+            user_token=request.headers.get("user-token"),
+            device_token=body.deviceToken,
+            os=body.os,
+            os_version=wire.os_version_text(body.osVersion),
+            channels=tuple(body.channels or ()),
+            expiration=rules.expiration_to_ms(body.expiration),
+        )
+        # Same rules the processor applies, checked here first so a bad request costs nothing.
+        if rejection := rules.check(command, issued_at):
+            raise WireError(rejection.code, rejection.message)
+        outcome = await self.submit(command)
+        if not outcome.accepted:
+            raise WireError(outcome.code or rules.INVALID_REGISTRATION, outcome.message or "")
+        return json_response(
+            {"registrationId": wire.registration_id_text(outcome.registration_ids)}
+        )
+
+    async def retrieve(self, request: web.Request) -> web.Response:
+        app_id = self.authorize(request)
+        device_id = request.match_info["device_id"]
+        device = await self.projection.get_device(app_id, device_id, now_ms())
+        if device is None:
+            message = f"Unable to retrieve device registration - unknown device ID {device_id!r}"
+            raise WireError(rules.UNKNOWN_DEVICE_GET, message)
+        return json_response(wire.device_body(device))
+
+    async def unregister(self, request: web.Request) -> web.Response:
+        app_id = self.authorize(request)
+        raw = request.query.get("channels")
+        channels = tuple(c for c in raw.split(",")) if raw is not None else None
+        command = UnregisterDevice(
+            command_id=new_command_id(),
+            app_id=app_id,
+            device_id=request.match_info["device_id"],
+            issued_at=now_ms(),
+            user_token=request.headers.get("user-token"),
+            channels=channels,
+        )
+        if rejection := rules.check(command, now_ms()):
+            raise WireError(rejection.code, rejection.message)
+        outcome = await self.submit(command)
+        if not outcome.accepted:
+            raise WireError(outcome.code or rules.UNKNOWN_DEVICE_DELETE, outcome.message or "")
+        return json_response({"result": True})
+
+    async def empty(self, request: web.Request) -> web.Response:
+        """`/info` (SDK init) and `pushtemplates` (after register): nothing to configure."""
+        self.authorize(request)
+        return json_response({})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready = self.ready()
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def backendless_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as a Backendless-style body; nothing a client sends can cause a 500."""
+    try:
+        return await handler(request)
+    except WireError as exc:
+        return error_response(exc.code, exc.message, exc.status)
+    except web.HTTPRequestEntityTooLarge:
+        limit = f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes"
+        return error_response(rules.INVALID_REGISTRATION, limit, 413)
+    except web.HTTPException as exc:
+        return error_response(exc.status, exc.reason, exc.status)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "Internal server error", 500)
+
+
+def build_http_app(api: Api) -> web.Application:
+    app = web.Application(middlewares=[backendless_errors], client_max_size=MAX_BODY_BYTES)
+    for base in (_DOMAIN, _CLASSIC):
+        registrations = f"{base}/messaging/registrations"
+        app.router.add_post(registrations, api.register)
+        app.router.add_get(registrations + "/{device_id}", api.retrieve)
+        app.router.add_delete(registrations + "/{device_id}", api.unregister)
+        app.router.add_get(f"{base}/info", api.empty)
+        app.router.add_get(f"{base}/messaging/pushtemplates", api.empty)
+        app.router.add_get(f"{base}/messaging/pushtemplates/{{kind}}", api.empty)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.metrics_text)
+    return app

@@ -1,0 +1,200 @@
+"""The command processor: the only writer of device events (DESIGN.md §2, §4).
+
+Per batch: decode, look up state, decide, publish events and outcomes and wait for Kafka to
+acknowledge them, and only then commit the new decision state with the commands positions.
+A crash between the two re-processes the batch, which re-emits identical events (same ids,
+versions, hashes) that every reader skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import msgspec
+from aiokafka import AIOKafkaProducer
+
+from events import (
+    AnyCommand,
+    AnyEvent,
+    ChannelCreated,
+    DeviceState,
+    Outcome,
+    RegisterDevice,
+    decide,
+    decode_command,
+    empty_state,
+    encode,
+    evolve,
+    rules,
+)
+from events.identity import partition_key
+from projections.decisions import DecisionBatch, DecisionStore
+from projections.positions import Record, last_positions
+from services.config import Settings
+from services.metrics import Metrics
+from services.visibility import Decided, Visibility
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+
+
+class _Channels:
+    """`in` test for decide(): channels known for one app, before or during this batch."""
+
+    def __init__(self, app_id: str, known: set[Key], added: set[Key]):
+        self.app_id, self.known, self.added = app_id, known, added
+
+    def __contains__(self, channel: object) -> bool:
+        key = (self.app_id, str(channel))
+        return key in self.known or key in self.added
+
+
+class _Emission(msgspec.Struct):
+    record: Record
+    outcome: Outcome
+    events: tuple[AnyEvent, ...] = ()
+
+
+class _Dead(msgspec.Struct):
+    record: Record
+    reason: str
+
+
+def _parse(record: Record) -> AnyCommand | _Dead:
+    try:
+        command = decode_command(record.value or b"")
+    except msgspec.DecodeError as exc:
+        return _Dead(record, f"undecodable command: {exc}")
+    if command.issued_at is None:
+        # A producer that did not stamp the command: the record's own time is in the log too.
+        command = msgspec.structs.replace(command, issued_at=record.timestamp)
+    return command
+
+
+def _channel_keys(command: AnyCommand) -> list[Key]:
+    if isinstance(command, RegisterDevice):
+        names = command.channels or (rules.DEFAULT_CHANNEL,)
+        return [(command.app_id, name) for name in names]
+    return []
+
+
+class CommandProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: DecisionStore,
+        producer: AIOKafkaProducer,
+        visibility: Visibility,
+        metrics: Metrics,
+    ):
+        self._settings = settings
+        self._store = store
+        self._producer = producer
+        self._visibility = visibility
+        self._metrics = metrics
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        nxt = self._store.next_offsets
+        fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
+        if not fresh:
+            return
+        parsed = [(r, _parse(r)) for r in fresh]
+        commands = [c for _, c in parsed if not isinstance(c, _Dead)]
+        states = await self._store.load_states((c.app_id, c.device_id) for c in commands)
+        seen = await self._store.load_outcomes((c.app_id, c.command_id) for c in commands)
+        known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
+        batch = DecisionBatch(positions=last_positions(fresh))
+        emissions: list[_Emission] = []
+        dead: list[_Dead] = []
+        for record, command in parsed:
+            if isinstance(command, _Dead):
+                dead.append(command)
+                continue
+            emissions.append(self._decide(record, command, states, seen, known, batch))
+        last_events = await self._publish(emissions, dead)
+        await self._store.commit(batch)
+        for emission, last_event in zip(emissions, last_events, strict=True):
+            self._visibility.decided(Decided(emission.outcome, last_event))
+
+    def _decide(
+        self,
+        record: Record,
+        command: AnyCommand,
+        states: dict[Key, DeviceState],
+        seen: dict[Key, Outcome],
+        known: set[Key],
+        batch: DecisionBatch,
+    ) -> _Emission:
+        outcome_key = (command.app_id, command.command_id)
+        earlier = batch.outcomes.get(outcome_key) or seen.get(outcome_key)
+        if earlier is not None:
+            self._metrics.inc("devreg_commands_total", result="repeated")
+            return _Emission(record, earlier)
+        now = command.issued_at or record.timestamp
+        if command.app_id not in self._settings.apps:
+            outcome = Outcome(
+                command_id=command.command_id,
+                app_id=command.app_id,
+                device_id=command.device_id,
+                accepted=False,
+                decided_at=now,
+                code=rules.UNKNOWN_APP,
+                message=f"Unknown application id {command.app_id!r}",
+            )
+            batch.outcomes[outcome_key] = outcome
+            self._metrics.inc("devreg_commands_total", result="rejected")
+            return _Emission(record, outcome)
+        key = (command.app_id, command.device_id)
+        state = batch.states.get(key) or states.get(key) or empty_state(*key)
+        decision = decide(state, _Channels(command.app_id, known, batch.channels), command, now)
+        for event in decision.events:
+            if isinstance(event, ChannelCreated):
+                batch.channels.add((event.app_id, event.channel))
+            else:
+                state = evolve(state, event)
+        if decision.events:
+            batch.states[key] = state
+        batch.outcomes[outcome_key] = decision.outcome
+        result = "accepted" if decision.outcome.accepted else "rejected"
+        self._metrics.inc("devreg_commands_total", result=result)
+        return _Emission(record, decision.outcome, decision.events)
+
+    async def _publish(
+        self, emissions: list[_Emission], dead: list[_Dead]
+    ) -> list[tuple[int, int] | None]:
+        """Send all, await every acknowledgement; return each command's last event position."""
+        s, send = self._settings, self._producer.send
+        event_sends: list[list[asyncio.Future[object]]] = []
+        others: list[asyncio.Future[object]] = []
+        for em in emissions:
+            key = partition_key(em.outcome.app_id, em.outcome.device_id)
+            p = em.record.partition
+            event_sends.append(
+                [await send(s.events_topic, encode(e), key=key, partition=p) for e in em.events]
+            )
+            others.append(await send(s.outcomes_topic, encode(em.outcome), key=key, partition=p))
+        for d in dead:
+            headers = [
+                ("reason", d.reason.encode()),
+                ("source", f"{d.record.topic}[{d.record.partition}]@{d.record.offset}".encode()),
+            ]
+            others.append(
+                await send(s.dlq_topic, d.record.value, key=d.record.key, headers=headers)
+            )
+            log.warning(
+                "dead-lettered %s[%s]@%s: %s",
+                d.record.topic,
+                d.record.partition,
+                d.record.offset,
+                d.reason,
+            )
+            self._metrics.inc("devreg_commands_dead_lettered_total")
+        await asyncio.gather(*others)
+        positions: list[tuple[int, int] | None] = []
+        for sends in event_sends:
+            metas = await asyncio.gather(*sends)
+            positions.append((metas[-1].partition, metas[-1].offset) if metas else None)  # type: ignore[attr-defined]
+            self._metrics.inc("devreg_events_emitted_total", len(metas))
+        return positions

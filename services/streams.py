@@ -1,0 +1,114 @@
+"""faust wiring, kept thin: two agents that hand record batches to plain async functions.
+
+faust runs the consumer group, the agents and their batching; the handlers own all logic and
+are testable without faust. Positions live in SQLite, not in Kafka's committed offsets: after
+every rebalance each assigned partition is moved to the position its store recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import faust
+
+from projections.positions import Record
+from services.config import Settings
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Sequence[Record]], Awaitable[None]]
+Positions = Callable[[], Mapping[tuple[str, int], int]]
+OnFailure = Callable[[BaseException], None]
+AgentFun = Callable[[Any], Awaitable[None]]
+BATCH_WINDOW_S = 0.005  # how long an agent waits to fill a batch: the floor of freshness
+
+
+def _record(event: Any) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=round(message.timestamp * 1000),
+        key=message.key,
+        value=message.value,
+    )
+
+
+def _agent(settings: Settings, handler: Handler, on_failure: OnFailure) -> AgentFun:
+    async def agent(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_size, within=BATCH_WINDOW_S):
+            try:
+                await handler([_record(event) for event in batch])
+            except Exception as exc:
+                # faust would restart the agent past this batch; the worker must stop instead,
+                # so a restart resumes from the stores' positions and nothing is skipped.
+                on_failure(exc)
+                raise
+
+    return agent
+
+
+def _tune_fetch_wait(app: faust.App, wait_ms: int) -> None:
+    """faust-streaming 0.15 hard-codes a 1500 ms fetch wait, and Tansu holds every fetch that
+    long even when data is waiting (DESIGN.md §10): freshness would be ~1.5 s. Set our own."""
+    consumer: Any = app.consumer
+    thread = consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_tuned(transport: Any) -> Any:
+        client = create(transport)
+        client._fetch_max_wait_ms = wait_ms
+        return client
+
+    thread._create_worker_consumer = create_tuned
+
+
+def _resume_from_stores(app: faust.App, positions: Positions) -> None:
+    """After faust seeks to Kafka's committed offsets, seek again to the stores' positions."""
+    consumer: Any = app.consumer
+    original = consumer.perform_seek
+
+    async def perform_seek() -> None:
+        await original()
+        stored = positions()
+        for tp in consumer.assignment():
+            offset = stored.get((tp.topic, tp.partition), 0)
+            await consumer.seek(tp, offset)
+            log.info("resuming %s[%d] at offset %d", tp.topic, tp.partition, offset)
+
+    consumer.perform_seek = perform_seek
+
+
+def build_app(
+    settings: Settings,
+    bootstrap: str,
+    on_commands: Handler,
+    on_events: Handler,
+    positions: Positions,
+    on_failure: OnFailure,
+) -> faust.App:
+    app = faust.App(
+        settings.group_id,
+        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        store="memory://",
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_wait_ms=settings.fetch_max_wait_ms,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=settings.rebalance_timeout_ms / 1000,
+        producer_acks=-1,
+        table_standby_replicas=0,
+    )
+    commands = app.topic(settings.commands_topic, key_serializer="raw", value_serializer="raw")
+    events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    app.agent(commands, name="devreg.command-processor")(_agent(settings, on_commands, on_failure))
+    app.agent(events, name="devreg.projector")(_agent(settings, on_events, on_failure))
+    _tune_fetch_wait(app, settings.fetch_max_wait_ms)
+    _resume_from_stores(app, positions)
+    return app

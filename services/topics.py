@@ -1,0 +1,60 @@
+"""devreg's topics, created idempotently at start-up with aiokafka's admin client."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.config import Settings
+
+log = logging.getLogger(__name__)
+_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+
+# The log is the source of truth: never compacted, never aged out.
+_KEEP_FOREVER = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+
+
+class TopicError(RuntimeError):
+    """The topics exist with a shape devreg cannot work with."""
+
+
+def wanted_topics(settings: Settings) -> list[NewTopic]:
+    n = settings.partitions
+    return [
+        NewTopic(settings.commands_topic, n, 1, topic_configs=dict(_KEEP_FOREVER)),
+        NewTopic(settings.events_topic, n, 1, topic_configs=dict(_KEEP_FOREVER)),
+        NewTopic(settings.outcomes_topic, n, 1, topic_configs=dict(_KEEP_FOREVER)),
+        NewTopic(settings.dlq_topic, 1, 1, topic_configs=dict(_KEEP_FOREVER)),
+    ]
+
+
+async def ensure_topics(settings: Settings, bootstrap: str) -> dict[str, int]:
+    """Create what is missing; check commands and events are co-partitioned. Returns counts."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics(wanted_topics(settings))
+        for topic, code, message in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise TopicError(f"cannot create topic {topic}: error {code} {message}")
+            if code == 0:
+                log.info("created topic %s", topic)
+        described = await admin.describe_topics([t.name for t in wanted_topics(settings)])
+    finally:
+        await admin.close()
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    commands, events = counts[settings.commands_topic], counts[settings.events_topic]
+    if commands != events:
+        raise TopicError(
+            f"{settings.commands_topic} has {commands} partitions but {settings.events_topic}"
+            f" has {events}: they must be co-partitioned (same count and key)"
+        )
+    if commands != settings.partitions:
+        log.warning(
+            "topics have %d partitions, DEVREG_PARTITIONS=%d: using the topics' count",
+            commands,
+            settings.partitions,
+        )
+    return counts

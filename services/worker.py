@@ -1,0 +1,136 @@
+"""Composition: builds one devreg worker from Settings and runs it until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from projections.decisions import DecisionStore
+from projections.positions import Position
+from projections.store import ProjectionStore
+from services import history_check
+from services.config import Settings
+from services.gateway import Gateway
+from services.http_api import Api, build_http_app
+from services.metrics import Metrics
+from services.processor import CommandProcessor
+from services.projector import Projector
+from services.streams import build_app
+from services.topics import ensure_topics
+from services.visibility import Visibility
+
+log = logging.getLogger(__name__)
+
+
+async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
+    """Open a store; if the broker does not hold the history it claims, discard and reopen."""
+    store = await opener(path)
+    positions: list[Position] = await store.positions()
+    reasons = await history_check.mismatches(bootstrap, positions)
+    if not reasons:
+        return store
+    await store.close()
+    history_check.discard(path, reasons)
+    return await opener(path)
+
+
+class Worker:
+    """One process: command processor, projector, HTTP API (and later the scheduler)."""
+
+    def __init__(self, settings: Settings, bootstrap: str):
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.metrics = Metrics()
+        self._ready = False
+        self._resources: list[Any] = []
+        self.failure: asyncio.Future[BaseException] | None = None
+
+    def _fail(self, exc: BaseException) -> None:
+        log.critical("stopping the worker: a handler failed: %r", exc, exc_info=exc)
+        self.metrics.inc("devreg_handler_failures_total")
+        if self.failure is not None and not self.failure.done():
+            self.failure.set_result(exc)
+
+    def _positions(self) -> Mapping[tuple[str, int], int]:
+        return {**self.decisions.next_offsets, **self.projection.next_offsets()}
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        self.failure = asyncio.get_running_loop().create_future()
+        s = self.settings
+        await ensure_topics(s, self.bootstrap)
+        self.decisions = await _open_checked(s.decisions_path, DecisionStore.open, self.bootstrap)
+        self._resources.append(self.decisions)
+        self.projection = await _open_checked(
+            s.projection_path, ProjectionStore.open, self.bootstrap
+        )
+        self._resources.append(self.projection)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, enable_idempotence=False
+        )
+        await self.producer.start()
+        self._resources.append(self.producer)
+        visibility = Visibility(s.events_topic, await self.projection.positions())
+        processor = CommandProcessor(s, self.decisions, self.producer, visibility, self.metrics)
+        projector = Projector(self.projection, visibility, self.metrics)
+        self.faust = build_app(
+            s, self.bootstrap, processor.handle, projector.handle, self._positions, self._fail
+        )
+        await self.faust.start()
+        self._resources.append(self.faust)
+        gateway = Gateway(self.producer, visibility, s.commands_topic, s.visible_timeout_ms)
+        api = Api(
+            s.apps, gateway, self.projection, self.metrics, lambda: self._ready, s.default_app
+        )
+        self.runner = web.AppRunner(build_http_app(api), access_log=None)
+        await self.runner.setup()
+        self._resources.append(self.runner)
+        site = web.TCPSite(self.runner, s.http_host, s.http_port)
+        await site.start()
+        self._ready = True
+        log.info(
+            "devreg worker ready in %.2fs on http://%s:%d",
+            time.monotonic() - started,
+            s.http_host,
+            s.http_port,
+        )
+
+    async def stop(self) -> None:
+        self._ready = False
+        for resource in reversed(self._resources):
+            try:
+                if isinstance(resource, web.AppRunner):
+                    await resource.cleanup()
+                elif isinstance(resource, AIOKafkaProducer):
+                    await resource.stop()
+                elif hasattr(resource, "close"):
+                    await resource.close()
+                else:
+                    await resource.stop()
+            except Exception:
+                log.exception("error while stopping %r", resource)
+        self._resources.clear()
+
+    async def run(
+        self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+    ) -> BaseException | None:
+        """Serve until `stop` is set or a handler fails; return the failure, if any."""
+        await self.start()
+        if on_ready is not None:
+            on_ready()
+        assert self.failure is not None
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        waits: set[asyncio.Future[Any]] = {self.failure, stopping}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            await self.stop()
+        return self.failure.result() if self.failure.done() else None

@@ -1,0 +1,32 @@
+"""Shared fixtures: one real Tansu broker per test session, on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.broker import EmbeddedBroker
+from tests.support import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedBroker]:
+    """A real Kafka-protocol broker (Tansu, memory storage) for the whole session."""
+    log_path: Path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    embedded = EmbeddedBroker(log_path=log_path)
+    await embedded.start()
+    yield embedded
+    await embedded.stop()
+
+
+@pytest.fixture(scope="module")
+async def devreg_worker(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkerProcess]:
+    """A devreg worker process on the session broker, with topics of its own."""
+    worker = WorkerProcess(tmp_path_factory.mktemp("worker"), broker.bootstrap)
+    await worker.start()
+    yield worker
+    await worker.stop()

@@ -1,0 +1,147 @@
+"""Test helpers: devreg worker processes, HTTP calls and waiting on conditions with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from services.broker import free_port
+
+T = TypeVar("T")
+APPS = {"app-a": "key-a", "app-b": "key-b"}
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T | None]], deadline_s: float = 20.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something other than None/False; fail at the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        result = await probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class WorkerProcess:
+    """`python -m services <command>` in a subprocess, with its own data dir and topics."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        bootstrap: str | None,
+        prefix: str | None = None,
+        command: str = "worker",
+        env: dict[str, str] | None = None,
+    ):
+        self.data_dir = data_dir
+        self.bootstrap = bootstrap
+        self.prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
+        self.command = command
+        self.port = free_port()
+        self.extra_env = env or {}
+        self.app_id, self.api_key = next(iter(APPS.items()))
+        self.process: asyncio.subprocess.Process | None = None
+        self.log_path = data_dir / f"{command}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str, app_id: str | None = None, key: str | None = None) -> str:
+        app = app_id or self.app_id
+        return f"{self.base_url}/{app}/{key or APPS.get(app, 'nokey')}/{path}"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
+        env.update(
+            DEVREG_DATA_DIR=str(self.data_dir),
+            DEVREG_HTTP_PORT=str(self.port),
+            DEVREG_TOPIC_PREFIX=self.prefix,
+            DEVREG_GROUP_ID=f"{self.prefix}-group",
+            DEVREG_APPS=",".join(f"{a}:{k}" for a, k in APPS.items()),
+            DEVREG_PARTITIONS="3",
+        )
+        if self.bootstrap:
+            env["KAFKA_BOOTSTRAP"] = self.bootstrap
+        env.update(self.extra_env)
+        return env
+
+    async def start(self, deadline_s: float = 40.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services",
+                self.command,
+                env=self.environment(),
+                stdout=log,
+                stderr=log,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        await wait_for(self._ready, deadline_s, f"devreg {self.command} to be ready")
+
+    async def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.returncode is not None:
+            raise AssertionError(f"devreg exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{self.base_url}/readyz") as response,
+            ):
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    async def stop(self, sig: int = signal.SIGTERM, deadline_s: float = 30.0) -> int:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return process.returncode if process and process.returncode is not None else 0
+        process.send_signal(sig)
+        try:
+            return await asyncio.wait_for(process.wait(), deadline_s)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            message = f"devreg did not stop within {deadline_s}s:\n{self.log()}"
+            raise AssertionError(message) from None
+
+    async def kill(self) -> None:
+        await self.stop(signal.SIGKILL)
+
+
+async def call(
+    method: str, url: str, json: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, json=json, headers=headers) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+def registration(device_id: str, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "deviceToken": f"token-{device_id}",
+        "deviceId": device_id,
+        "os": "ANDROID",
+        "osVersion": "14",
+    }
+    body.update(fields)
+    return body

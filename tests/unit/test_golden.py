@@ -1,0 +1,123 @@
+"""Golden files: every event, command and outcome ever written must decode forever.
+
+Each `golden/<tag with / as _>.json` holds the exact bytes `events.encode` produced for a
+realistic example when the tag was introduced. If one of these tests fails, a change broke the
+wire format: evolve additively (new fields with defaults) or add a new tag and an upcaster,
+never edit a golden file to make the test pass.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from events import (
+    EVENT_TYPES,
+    AnyCommand,
+    Command,
+    DeviceRegistered,
+    Event,
+    Outcome,
+    decode_command,
+    decode_event,
+    decode_outcome,
+    encode,
+)
+from events.identity import event_hash
+
+GOLDEN = Path(__file__).parent / "golden"
+FUTURE_SUFFIX = ".future-field.json"
+
+Decoder = Callable[[bytes], Event | Command | Outcome]
+COMMAND_TYPES: tuple[type[Command], ...] = typing.get_args(AnyCommand)
+DECODERS: dict[type[msgspec.Struct], Decoder] = {
+    **{cls: decode_event for cls in EVENT_TYPES},
+    **{cls: decode_command for cls in COMMAND_TYPES},
+    Outcome: decode_outcome,
+}
+
+
+def golden_name(cls: type[msgspec.Struct]) -> str:
+    tag = cls.__struct_config__.tag
+    return f"{tag.replace('/', '_')}.json" if isinstance(tag, str) else "outcome.json"
+
+
+CASES = {golden_name(cls): cls for cls in DECODERS}
+EXACT_FILES = sorted(p.name for p in GOLDEN.glob("*.json") if not p.name.endswith(FUTURE_SUFFIX))
+
+
+def test_given_the_golden_folder_then_every_file_belongs_to_a_known_type() -> None:
+    # Then: no orphan file silently escapes the byte-identical checks below.
+    assert set(EXACT_FILES) <= set(CASES)
+
+
+@pytest.mark.parametrize("cls", EVENT_TYPES, ids=lambda cls: cls.__name__)
+def test_given_an_event_type_then_it_has_a_golden_file(cls: type[msgspec.Struct]) -> None:
+    assert (GOLDEN / golden_name(cls)).is_file(), f"add a golden file for {cls.__name__}"
+
+
+@pytest.mark.parametrize("cls", [*COMMAND_TYPES, Outcome], ids=golden_name)
+def test_given_a_command_or_outcome_type_then_it_has_a_golden_file(
+    cls: type[msgspec.Struct],
+) -> None:
+    assert (GOLDEN / golden_name(cls)).is_file(), f"add a golden file for {cls.__name__}"
+
+
+@pytest.mark.parametrize("name", EXACT_FILES)
+def test_given_a_golden_file_when_decoded_then_right_type_and_byte_identical_reencoding(
+    name: str,
+) -> None:
+    # Given
+    data = (GOLDEN / name).read_bytes()
+    cls = CASES[name]
+
+    # When
+    decoded = DECODERS[cls](data)
+
+    # Then
+    assert type(decoded) is cls
+    assert encode(decoded) == data
+
+
+@pytest.mark.parametrize("cls", EVENT_TYPES, ids=lambda cls: cls.__name__)
+def test_given_a_golden_event_when_decoded_then_its_stored_hash_verifies(
+    cls: type[msgspec.Struct],
+) -> None:
+    event = decode_event((GOLDEN / golden_name(cls)).read_bytes())
+
+    assert event.hash
+    assert event_hash(event) == event.hash
+
+
+def test_given_a_golden_event_chain_then_prev_hashes_link_the_device_events() -> None:
+    # Given: the golden device events were decided in this order for one device.
+    names = [
+        "device-registered_1.json",
+        "device-unregistered_1.json",
+        "registration-expired_1.json",
+    ]
+    chain = [decode_event((GOLDEN / name).read_bytes()) for name in names]
+
+    # Then
+    assert [event.version for event in chain] == [1, 2, 3]
+    assert [event.prev_hash for event in chain] == ["", chain[0].hash, chain[1].hash]
+
+
+def test_given_a_newer_event_with_an_unknown_field_when_decoded_then_the_field_is_ignored() -> None:
+    # Given: a DeviceRegistered as a newer writer emits it, with a field this schema lacks.
+    data = (GOLDEN / f"device-registered_1{FUTURE_SUFFIX}").read_bytes()
+    known = decode_event((GOLDEN / "device-registered_1.json").read_bytes())
+    assert b'"locale":"de-DE"' in data
+
+    # When
+    decoded = decode_event(data)
+
+    # Then: it decodes, and apart from the writer's hash (taken over its own, larger,
+    # canonical form) it is the very event the current schema knows.
+    assert isinstance(decoded, DeviceRegistered)
+    assert not hasattr(decoded, "locale")
+    assert msgspec.structs.replace(decoded, hash=known.hash) == known

@@ -1,0 +1,304 @@
+"""Property tests: the wire format round-trips, and any command sequence folds consistently."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events import (
+    AnyCommand,
+    AnyEvent,
+    ChannelCreated,
+    DeviceRegistered,
+    DeviceState,
+    DeviceUnregistered,
+    ExpireRegistration,
+    Outcome,
+    RegisterDevice,
+    RegistrationExpired,
+    UnregisterDevice,
+    decide,
+    decode_command,
+    decode_event,
+    decode_outcome,
+    empty_state,
+    encode,
+    evolve,
+)
+from events.identity import event_hash
+
+# --- (a) every event, command and outcome round-trips through the codec ----------------------
+
+# Full unicode (astral planes, combining marks, NUL, quotes...), minus lone surrogates, which
+# no UTF-8 JSON document can carry.
+text = st.text(max_size=12)
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+names = st.lists(text, max_size=4).map(tuple)
+maybe_text = st.none() | text
+maybe_int = st.none() | int64
+
+envelope = {
+    "event_id": text,
+    "app_id": text,
+    "version": int64,
+    "occurred_at": int64,
+    "command_id": text,
+    "prev_hash": text,
+    "hash": text,
+}
+any_event = st.one_of(
+    st.builds(
+        DeviceRegistered,
+        **envelope,
+        device_id=text,
+        device_token=text,
+        os=text,
+        os_version=text,
+        channels=names,
+        registration_ids=st.dictionaries(text, text, max_size=4),
+        expiration=maybe_int,
+        user_token=maybe_text,
+    ),
+    st.builds(ChannelCreated, **envelope, channel=text),
+    st.builds(
+        DeviceUnregistered, **envelope, device_id=text, channels=names, user_token=maybe_text
+    ),
+    st.builds(RegistrationExpired, **envelope, device_id=text, channels=names, expiration=int64),
+)
+
+command_envelope = {
+    "command_id": text,
+    "app_id": text,
+    "device_id": text,
+    "issued_at": maybe_int,
+    "user_token": maybe_text,
+}
+any_command = st.one_of(
+    st.builds(
+        RegisterDevice,
+        **command_envelope,
+        device_token=text,
+        os=text,
+        os_version=text,
+        channels=names,
+        expiration=maybe_int,
+    ),
+    st.builds(UnregisterDevice, **command_envelope, channels=st.none() | names),
+    st.builds(ExpireRegistration, **command_envelope, expiration=int64),
+)
+
+any_outcome = st.builds(
+    Outcome,
+    command_id=text,
+    app_id=text,
+    device_id=text,
+    accepted=st.booleans(),
+    decided_at=int64,
+    event_ids=names,
+    registration_ids=st.dictionaries(text, text, max_size=4),
+    code=maybe_int,
+    message=maybe_text,
+    note=maybe_text,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_event)
+def test_given_any_event_when_encoded_and_decoded_then_it_is_unchanged(event: AnyEvent) -> None:
+    data = encode(event)
+
+    decoded = decode_event(data)
+
+    assert type(decoded) is type(event)
+    assert decoded == event
+    assert encode(decoded) == data
+    assert event_hash(decoded) == event_hash(event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_command)
+def test_given_any_command_when_encoded_and_decoded_then_it_is_unchanged(
+    command: AnyCommand,
+) -> None:
+    data = encode(command)
+
+    decoded = decode_command(data)
+
+    assert type(decoded) is type(command)
+    assert decoded == command
+    assert encode(decoded) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_outcome)
+def test_given_any_outcome_when_encoded_and_decoded_then_it_is_unchanged(outcome: Outcome) -> None:
+    data = encode(outcome)
+
+    decoded = decode_outcome(data)
+
+    assert decoded == outcome
+    assert encode(decoded) == data
+
+
+# --- (b) any sequence of commands folds into a consistent, replayable history ----------------
+
+NOW = 1_750_000_000_000
+MINUTE = 60_000
+APPS = ("app-a", "app-b")
+DEVICES = ("d1", "d2")
+CHANNELS = ("default", "news", "sports", "x")
+
+Key = tuple[str, str]
+
+
+class Step(msgspec.Struct, frozen=True):
+    """One command of a generated script, before ids and the clock are filled in."""
+
+    kind: str
+    app_id: str
+    device_id: str
+    advance_ms: int
+    channels: tuple[str, ...] | None
+    expiration_offset: int | None
+    os: str = "ANDROID"
+
+
+channel_list = st.lists(st.sampled_from(CHANNELS), max_size=3).map(tuple)
+step_fields = {
+    "app_id": st.sampled_from(APPS),
+    "device_id": st.sampled_from(DEVICES),
+    "advance_ms": st.integers(0, 5 * MINUTE),
+}
+steps = st.one_of(
+    st.builds(
+        Step,
+        kind=st.just("register"),
+        **step_fields,
+        channels=channel_list,
+        # Some in the past or exactly now: those are rejected with 5004 and must change nothing.
+        expiration_offset=st.none() | st.integers(-MINUTE, 10 * MINUTE),
+        os=st.sampled_from(("ios", "ANDROID", "Wp", "osx")),
+    ),
+    st.builds(
+        Step,
+        kind=st.just("unregister"),
+        **step_fields,
+        channels=st.none() | channel_list,
+        expiration_offset=st.none(),
+    ),
+    st.builds(
+        Step,
+        kind=st.just("expire"),
+        **step_fields,
+        channels=st.none(),
+        expiration_offset=st.integers(-10 * MINUTE, MINUTE),
+    ),
+)
+
+
+def to_command(step: Step, index: int, now: int) -> AnyCommand:
+    command_id, app_id, device_id = f"cmd-{index}", step.app_id, step.device_id
+    if step.kind == "register":
+        expiration = None if step.expiration_offset is None else now + step.expiration_offset
+        return RegisterDevice(
+            command_id=command_id,
+            app_id=app_id,
+            device_id=device_id,
+            issued_at=now,
+            device_token=f"token-{index}",
+            os=step.os,
+            os_version=str(index),
+            channels=step.channels or (),
+            expiration=expiration,
+        )
+    if step.kind == "unregister":
+        return UnregisterDevice(
+            command_id=command_id,
+            app_id=app_id,
+            device_id=device_id,
+            issued_at=now,
+            channels=step.channels,
+        )
+    return ExpireRegistration(
+        command_id=command_id,
+        app_id=app_id,
+        device_id=device_id,
+        issued_at=now,
+        expiration=now + (step.expiration_offset or 0),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(steps, min_size=8, max_size=60))
+def test_given_any_command_sequence_when_decided_and_evolved_then_history_is_consistent(
+    script: list[Step],
+) -> None:
+    # Given / When: every command decided against the state built so far, in order.
+    states: dict[Key, DeviceState] = {}
+    known_channels: dict[str, set[str]] = defaultdict(set)
+    log: list[AnyEvent] = []
+    now = NOW
+    for index, step in enumerate(script):
+        now += step.advance_ms
+        command = to_command(step, index, now)
+        key = (command.app_id, command.device_id)
+        state = states.get(key) or empty_state(*key)
+
+        decision = decide(state, known_channels[command.app_id], command, now)
+
+        assert decision.outcome.event_ids == tuple(e.event_id for e in decision.events)
+        assert decision.outcome.accepted or not decision.events
+        for event in decision.events:
+            assert event.app_id == command.app_id
+            assert event.occurred_at == now
+            log.append(event)
+            if isinstance(event, ChannelCreated):
+                known_channels[event.app_id].add(event.channel)
+            else:
+                assert event.device_id == command.device_id
+                state = evolve(state, event)
+        states[key] = state
+        if isinstance(command, ExpireRegistration) and decision.outcome.accepted:
+            assert state.active_channels(now) == state.channels
+        if isinstance(command, UnregisterDevice) and decision.events:
+            [removed] = decision.events
+            assert isinstance(removed, DeviceUnregistered)
+            assert not set(removed.channels) & set(state.channels)
+
+    # Then: per device, versions are gapless from 1 and the hash chain is intact.
+    by_device: dict[Key, list[AnyEvent]] = defaultdict(list)
+    for event in log:
+        if not isinstance(event, ChannelCreated):
+            by_device[(event.app_id, event.device_id)].append(event)
+    for events in by_device.values():
+        assert [e.version for e in events] == list(range(1, len(events) + 1))
+        assert [e.prev_hash for e in events] == ["", *(e.hash for e in events[:-1])]
+        assert all(e.hash == event_hash(e) for e in events)
+
+    # ChannelCreated at most once per (app, channel), each its own one-event, sealed stream;
+    # and every channel a device is on was created in its app.
+    created = [e for e in log if isinstance(e, ChannelCreated)]
+    counts = Counter((e.app_id, e.channel) for e in created)
+    assert all(count == 1 for count in counts.values())
+    assert all(e.version == 1 and e.prev_hash == "" and e.hash == event_hash(e) for e in created)
+    for (app_id, _), state in states.items():
+        assert set(state.channels) <= known_channels[app_id]
+
+    # Event ids are unique across the whole log.
+    assert len({e.event_id for e in log}) == len(log)
+
+    # Replaying the log from the wire, from empty state, rebuilds the live states; replaying it
+    # twice (at-least-once delivery) changes nothing.
+    wire = [decode_event(encode(e)) for e in log]
+    for rounds in (1, 2):
+        rebuilt: dict[Key, DeviceState] = {}
+        for event in wire * rounds:
+            if isinstance(event, ChannelCreated):
+                continue
+            key = (event.app_id, event.device_id)
+            rebuilt[key] = evolve(rebuilt.get(key) or empty_state(*key), event)
+        for key, state in states.items():
+            assert rebuilt.get(key, empty_state(*key)) == state
