@@ -66,12 +66,11 @@ class Worker:
         self.failure = asyncio.get_running_loop().create_future()
         s = self.settings
         await ensure_topics(s, self.bootstrap)
-        self.decisions = await _open_checked(s.decisions_path, DecisionStore.open, self.bootstrap)
-        self._resources.append(self.decisions)
-        self.projection = await _open_checked(
-            s.projection_path, ProjectionStore.open, self.bootstrap
+        self.decisions, self.projection = await asyncio.gather(
+            _open_checked(s.decisions_path, DecisionStore.open, self.bootstrap),
+            _open_checked(s.projection_path, ProjectionStore.open, self.bootstrap),
         )
-        self._resources.append(self.projection)
+        self._resources += [self.decisions, self.projection]
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, enable_idempotence=False
         )

@@ -72,6 +72,9 @@ class WorkerProcess:
             DEVREG_GROUP_ID=f"{self.prefix}-group",
             DEVREG_APPS=",".join(f"{a}:{k}" for a, k in APPS.items()),
             DEVREG_PARTITIONS="3",
+            # The session broker is Tansu, which holds a group join for half the session
+            # timeout; `devreg run` picks this itself, a worker on KAFKA_BOOTSTRAP cannot know.
+            DEVREG_SESSION_TIMEOUT_MS="2000",
         )
         if self.bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.bootstrap

@@ -1,0 +1,85 @@
+"""`devreg run` (what `make run` starts): the embedded broker, and the log kept across stops."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+from services.broker import free_port
+from tests.support import WorkerProcess, call, registration
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def embedded(data_dir: Path, broker_port: int) -> WorkerProcess:
+    return WorkerProcess(
+        data_dir, None, command="run", env={"DEVREG_BROKER_PORT": str(broker_port)}
+    )
+
+
+async def register(run: WorkerProcess, device_id: str, channel: str) -> None:
+    url = run.url("messaging/registrations")
+    status, body = await call("POST", url, json=registration(device_id, channels=[channel]))
+    assert status == 200, body
+
+
+async def channels_of(run: WorkerProcess, device_id: str) -> tuple[int, object]:
+    status, body = await call("GET", run.url(f"messaging/registrations/{device_id}"))
+    return status, body[0]["channels"] if status == 200 else body["code"]
+
+
+async def test_given_a_clean_stop_when_run_again_then_registrations_are_still_there(
+    tmp_path: Path,
+) -> None:
+    # Given `devreg run` on its embedded broker, with one registration
+    broker_port = free_port()
+    run = embedded(tmp_path / "data", broker_port)
+    await run.start()
+    try:
+        assert port_open(broker_port)
+        await register(run, "kept", "news")
+
+        # When it is stopped with Ctrl-C, then started again
+        assert await run.stop(signal.SIGINT) == 0
+        assert not port_open(broker_port), "the broker subprocess must stop with devreg"
+        assert (tmp_path / "data" / "log-archive.ndjson").exists()
+        await run.start()
+
+        # Then the registration is still served, and the device's history continues
+        assert await channels_of(run, "kept") == (200, ["news"])
+        await register(run, "kept", "sport")
+        assert await channels_of(run, "kept") == (200, ["news", "sport"])
+        assert "DISCARDED" not in run.log()
+    finally:
+        await run.stop()
+
+
+async def test_given_a_crash_when_run_again_then_state_is_that_of_the_last_clean_stop(
+    tmp_path: Path,
+) -> None:
+    # Given a registration saved by a clean stop, and one made after it
+    broker_port = free_port()
+    run = embedded(tmp_path / "data", broker_port)
+    await run.start()
+    try:
+        await register(run, "saved", "news")
+        assert await run.stop(signal.SIGINT) == 0
+        await run.start()
+        await register(run, "unsaved", "news")
+
+        # When devreg is killed (the embedded broker, memory only, dies with it)
+        await run.kill()
+        assert not port_open(broker_port), "the broker must not outlive a killed devreg"
+        await run.start()
+
+        # Then the stores that claimed the lost history were discarded, loudly, and the
+        # registry is what the archive of the last clean stop holds
+        assert "DISCARDED" in run.log()
+        assert await channels_of(run, "saved") == (200, ["news"])
+        assert await channels_of(run, "unsaved") == (400, 5000)
+    finally:
+        await run.stop()
