@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE INDEX IF NOT EXISTS subscriptions_by_channel
     ON subscriptions (app_id, channel, device_id);
 CREATE INDEX IF NOT EXISTS subscriptions_by_expiration
-    ON subscriptions (expiration) WHERE expiration IS NOT NULL;
+    ON subscriptions (expiration, app_id, device_id) WHERE expiration IS NOT NULL;
 CREATE TABLE IF NOT EXISTS channels (
     app_id TEXT NOT NULL,
     channel TEXT NOT NULL,
@@ -63,6 +63,7 @@ class ApplyResult(msgspec.Struct, frozen=True):
     applied: int
     duplicates: int
     positions: list[Position]
+    earliest_expiration: int | None = None  # the earliest expiration this batch wrote
 
 
 class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +74,16 @@ class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
     os_version: str
     version: int
     channels: dict[str, tuple[str, int | None]]  # channel -> (registration id, expiration)
+
+
+class DueExpiration(msgspec.Struct, frozen=True):
+    expiration: int
+    app_id: str
+    device_id: str
+    version: int  # the device's version when seen: part of the expiry command's identity
+
+
+ExpiryCursor = tuple[int, str, str]  # (expiration, app id, device id), keyset position
 
 
 class ProjectionStore:
@@ -138,9 +149,46 @@ class ProjectionStore:
             raise
         for p in positions:
             self._next[(p.topic, p.partition)] = p.next_offset
+        expirations = [r.expiration for r in changes.subs.values() if r and r.expiration]
         return ApplyResult(
-            changes.applied, changes.duplicates + len(records) - len(fresh), positions
+            changes.applied,
+            changes.duplicates + len(records) - len(fresh),
+            positions,
+            min(expirations, default=None),
         )
+
+    async def due_expirations(
+        self, now_ms: int, after: ExpiryCursor, limit: int
+    ) -> list[DueExpiration]:
+        """Subscriptions whose expiration has passed, in (expiration, app, device) order after
+        `after`: an index range scan, never a scan of every registration."""
+        async with self._conn.execute(
+            "SELECT s.expiration, s.app_id, s.device_id, d.version"
+            " FROM subscriptions s INDEXED BY subscriptions_by_expiration"
+            " JOIN devices d USING (app_id, device_id)"
+            " WHERE s.expiration IS NOT NULL AND s.expiration <= ?"
+            " AND (s.expiration, s.app_id, s.device_id) > (?, ?, ?)"
+            " ORDER BY s.expiration, s.app_id, s.device_id LIMIT ?",
+            (now_ms, *after, limit),
+        ) as cursor:
+            return [DueExpiration(*row) for row in await cursor.fetchall()]
+
+    async def next_expiration(self, after_ms: int) -> int | None:
+        """The earliest expiration later than `after_ms`, if any."""
+        async with self._conn.execute(
+            "SELECT MIN(expiration) FROM subscriptions WHERE expiration IS NOT NULL"
+            " AND expiration > ?",
+            (after_ms,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else None
+
+    async def pending_expirations(self) -> int:
+        async with self._conn.execute(
+            "SELECT COUNT(*) FROM subscriptions WHERE expiration IS NOT NULL"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def get_device(self, app_id: str, device_id: str, now_ms: int) -> DeviceView | None:
         """The device with its active channels (a passed expiration is never shown)."""

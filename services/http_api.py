@@ -120,7 +120,12 @@ class Api:
         return json_response({"ready": ready}, 200 if ready else 503)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        pending = await self.projection.pending_expirations()
+        gauge = (
+            "# HELP devreg_expirations_pending Subscriptions with an expiration still to come.\n"
+            f"# TYPE devreg_expirations_pending gauge\ndevreg_expirations_pending {pending}\n"
+        )
+        return web.Response(text=self.metrics.render() + gauge, content_type="text/plain")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

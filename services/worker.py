@@ -21,6 +21,7 @@ from services.gateway import Gateway
 from services.http_api import Api, build_http_app
 from services.metrics import Metrics
 from services.processor import CommandProcessor
+from services.scheduler import ExpiryScheduler
 from services.projector import Projector
 from services.streams import build_app
 from services.topics import ensure_topics
@@ -58,6 +59,10 @@ class Worker:
         if self.failure is not None and not self.failure.done():
             self.failure.set_result(exc)
 
+    def _task_ended(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
+
     def _positions(self) -> Mapping[tuple[str, int], int]:
         return {**self.decisions.next_offsets, **self.projection.next_offsets()}
 
@@ -78,12 +83,18 @@ class Worker:
         self._resources.append(self.producer)
         visibility = Visibility(s.events_topic, await self.projection.positions())
         processor = CommandProcessor(s, self.decisions, self.producer, visibility, self.metrics)
-        projector = Projector(self.projection, visibility, self.metrics)
+        self.scheduler = ExpiryScheduler(
+            self.projection, self.producer, s.commands_topic, self.metrics
+        )
+        projector = Projector(self.projection, visibility, self.metrics, self.scheduler.changed)
         self.faust = build_app(
             s, self.bootstrap, processor.handle, projector.handle, self._positions, self._fail
         )
         await self.faust.start()
         self._resources.append(self.faust)
+        self._scheduling = asyncio.ensure_future(self.scheduler.run())
+        self._scheduling.add_done_callback(self._task_ended)
+        self._resources.append(self._scheduling)
         gateway = Gateway(self.producer, visibility, s.commands_topic, s.visible_timeout_ms)
         api = Api(
             s.apps, gateway, self.projection, self.metrics, lambda: self._ready, s.default_app
@@ -105,7 +116,10 @@ class Worker:
         self._ready = False
         for resource in reversed(self._resources):
             try:
-                if isinstance(resource, web.AppRunner):
+                if isinstance(resource, asyncio.Future):
+                    resource.cancel()
+                    await asyncio.gather(resource, return_exceptions=True)
+                elif isinstance(resource, web.AppRunner):
                     await resource.cleanup()
                 elif isinstance(resource, AIOKafkaProducer):
                     await resource.stop()

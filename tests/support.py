@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from events import AnyEvent, decode_event
 from services.broker import free_port
 
 T = TypeVar("T")
@@ -148,3 +150,36 @@ def registration(device_id: str, **fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
+
+
+async def read_events(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[AnyEvent]], bool],
+    deadline_s: float = 20.0,
+) -> list[AnyEvent]:
+    """Every event on `topic` from the start, read until `done(events)` holds and a fetch
+    comes back empty (never trusting end offsets, which the embedded broker under-reports).
+    At the deadline, returns what it has: the caller's assertions say what was missing."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    found: list[AnyEvent] = []
+    try:
+        await consumer.topics()  # all-topics metadata: naming a topic would create it on Tansu
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = time.monotonic() + deadline_s
+        satisfied = False
+        while time.monotonic() < end:
+            batches = await consumer.getmany(timeout_ms=200)
+            records = [r for batch in batches.values() for r in batch]
+            found.extend(decode_event(r.value) for r in records if r.value is not None)
+            if satisfied and not records:
+                break
+            satisfied = done(found)
+    finally:
+        await consumer.stop()
+    return found
