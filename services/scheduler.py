@@ -10,6 +10,7 @@ one effect: the command processor answers the repeat with the first outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -80,10 +81,8 @@ class ExpiryScheduler:
             if in_flight:
                 delay = RECHECK_S if delay is None else min(delay, RECHECK_S)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):  # the timeout is the alarm clock
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _expire_due(self) -> bool:
         """Send every due expiry not sent recently; True if some are still in flight."""

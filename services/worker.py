@@ -21,8 +21,8 @@ from services.gateway import Gateway
 from services.http_api import Api, build_http_app
 from services.metrics import Metrics
 from services.processor import CommandProcessor
-from services.scheduler import ExpiryScheduler
 from services.projector import Projector
+from services.scheduler import ExpiryScheduler
 from services.streams import build_app
 from services.topics import ensure_topics
 from services.visibility import Visibility
