@@ -31,10 +31,15 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[settings.log_level]))
 
 
-def _require_bootstrap(settings: Settings, command: str) -> str:
-    if settings.kafka_bootstrap is None:
-        raise ConfigError(f"`devreg {command}` needs KAFKA_BOOTSTRAP (host:port of a broker)")
-    return settings.kafka_bootstrap
+def require_bootstrap(settings: Settings, command: str) -> str:
+    """The broker to talk to: KAFKA_BOOTSTRAP, or the one `devreg run` started."""
+    bootstrap = settings.resolve_bootstrap()
+    if bootstrap is None:
+        raise ConfigError(
+            f"`devreg {command}` needs KAFKA_BOOTSTRAP (host:port of a broker), or a running"
+            f" `devreg run` with the same DEVREG_DATA_DIR ({settings.data_dir})"
+        )
+    return bootstrap
 
 
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -47,7 +52,9 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import embedded
     from services.worker import Worker
 
-    bootstrap = _require_bootstrap(settings, "worker")
+    if settings.kafka_bootstrap is None:
+        raise ConfigError("`devreg worker` needs KAFKA_BOOTSTRAP; `devreg run` starts a broker")
+    bootstrap = settings.kafka_bootstrap
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -62,7 +69,7 @@ def export_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import archive
     from services.embedded import topic_names
 
-    bootstrap = _require_bootstrap(settings, "export")
+    bootstrap = require_bootstrap(settings, "export")
     summary = asyncio.run(archive.export_log(bootstrap, topic_names(settings), Path(args.path)))
     print(summary, file=sys.stderr)
     return 0
@@ -72,7 +79,7 @@ def import_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import archive
     from services.topics import ensure_topics
 
-    bootstrap = _require_bootstrap(settings, "import")
+    bootstrap = require_bootstrap(settings, "import")
 
     async def restore() -> object:
         await ensure_topics(settings, bootstrap)

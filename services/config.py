@@ -74,6 +74,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "decisions.sqlite"
 
     @property
+    def bootstrap_file(self) -> Path:
+        """Written by `devreg run` while its embedded broker is up: where to find it."""
+        return self.data_dir / "embedded-broker.address"
+
+    def resolve_bootstrap(self) -> str | None:
+        """KAFKA_BOOTSTRAP, else the running embedded broker of this data directory."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        if self.bootstrap_file.exists():
+            return self.bootstrap_file.read_text().strip() or None
+        return None
+
+    @property
     def archive_path(self) -> Path:
         return self.data_dir / "log-archive.ndjson"
 

@@ -73,6 +73,8 @@ async def run(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(port=settings.broker_port, log_path=settings.data_dir / "tansu.log")
     await broker.start()
+    # So `devreg export`, `replay`, … run beside `make run` find the broker without configuration.
+    settings.bootstrap_file.write_text(broker.bootstrap)
     try:
         await ensure_topics(settings, broker.bootstrap)
         if settings.archive_path.exists():
@@ -85,4 +87,5 @@ async def run(settings: Settings) -> int:
         log.info("saved the log to %s: %s", settings.archive_path, exported)
         return code
     finally:
+        settings.bootstrap_file.unlink(missing_ok=True)
         await broker.stop()
