@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from events.model import AnyCommand, ExpireRegistration, RegisterDevice, UnregisterDevice
@@ -10,6 +12,7 @@ from events.model import AnyCommand, ExpireRegistration, RegisterDevice, Unregis
 UNKNOWN_DEVICE_GET = 5000
 UNKNOWN_DEVICE_DELETE = 5001
 INVALID_REGISTRATION = 5002
+INVALID_REQUEST = INVALID_REGISTRATION  # the same code for a malformed query
 INVALID_EXPIRATION = 5004
 NOT_VISIBLE_IN_TIME = 5900  # HTTP 503: accepted by Kafka, not yet visible to queries
 LENGTH_EXCEEDED = 8000
@@ -21,6 +24,8 @@ OS_VALUES = frozenset({"IOS", "ANDROID", "WP", "OSX"})
 DEFAULT_CHANNEL = "default"
 # Below this an expiration is read as seconds: the JS SDK sends a Date as (fractional) seconds.
 SECONDS_CUTOFF = 10**11
+# The latest instant a JavaScript Date can hold; far below SQLite's 64-bit integer limit.
+MAX_TIME_MS = 8_640_000_000_000_000
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -32,6 +37,8 @@ def expiration_to_ms(value: float | int | None) -> int | None:
     """Backendless expiration (ms, or seconds below 10^11) to ms since epoch."""
     if value is None:
         return None
+    if not math.isfinite(value) or abs(value) > MAX_TIME_MS:
+        return MAX_TIME_MS + 1  # out of range: `check_register` rejects it with 5004
     if value < SECONDS_CUTOFF:
         return round(value * 1000)
     return round(value)
@@ -69,6 +76,8 @@ def check_channels(channels: tuple[str, ...]) -> Rejection | None:
 
 
 def check_identity(command: AnyCommand) -> Rejection | None:
+    if command.issued_at is not None and not 0 <= command.issued_at <= MAX_TIME_MS:
+        return Rejection(INVALID_REGISTRATION, "Property 'issuedAt' is out of range")
     return (
         _required("commandId", command.command_id)
         or _required("appId", command.app_id)
@@ -93,6 +102,11 @@ def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
         return Rejection(
             INVALID_EXPIRATION,
             f"Property 'expiration' ({command.expiration} ms) must be in the future",
+        )
+    if command.expiration is not None and command.expiration > MAX_TIME_MS:
+        return Rejection(
+            INVALID_EXPIRATION,
+            f"Property 'expiration' is out of range (at most {MAX_TIME_MS} ms since epoch)",
         )
     return None
 
