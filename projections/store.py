@@ -10,6 +10,7 @@ import aiosqlite
 import msgspec
 
 from events import AnyEvent, decode_event
+from projections import queries
 from projections.fold import Changes, DeviceKey, DeviceRow, ProjectionError, fold
 from projections.positions import (
     Position,
@@ -189,6 +190,14 @@ class ProjectionStore:
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def channel_counts(self, app_id: str, now_ms: int) -> list[queries.ChannelCount]:
+        return await queries.channel_counts(self._conn, app_id, now_ms)
+
+    async def channel_devices(
+        self, app_id: str, channel: str, now_ms: int, after: str, limit: int, os: str | None
+    ) -> list[queries.ChannelDevice]:
+        return await queries.channel_devices(self._conn, app_id, channel, now_ms, after, limit, os)
 
     async def get_device(self, app_id: str, device_id: str, now_ms: int) -> DeviceView | None:
         """The device with its active channels (a passed expiration is never shown)."""

@@ -18,8 +18,6 @@ from services.wire import WireError, error_response, json_response
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
-_CLASSIC = "/{app_id}/{api_key}"
-_DOMAIN = "/api"  # registered first, so "/api/…" is never read as an app id
 
 
 @dataclass
@@ -75,9 +73,8 @@ class Api:
         outcome = await self.submit(command)
         if not outcome.accepted:
             raise WireError(outcome.code or rules.INVALID_REGISTRATION, outcome.message or "")
-        return json_response(
-            {"registrationId": wire.registration_id_text(outcome.registration_ids)}
-        )
+        registration_id = wire.registration_id_text(outcome.registration_ids)
+        return json_response(wire.RegisterResponse(registrationId=registration_id))
 
     async def retrieve(self, request: web.Request) -> web.Response:
         app_id = self.authorize(request)
@@ -105,7 +102,7 @@ class Api:
         outcome = await self.submit(command)
         if not outcome.accepted:
             raise WireError(outcome.code or rules.UNKNOWN_DEVICE_DELETE, outcome.message or "")
-        return json_response({"result": True})
+        return json_response(wire.UnregisterResponse(result=True))
 
     async def empty(self, request: web.Request) -> web.Response:
         """`/info` (SDK init) and `pushtemplates` (after register): nothing to configure."""
@@ -141,24 +138,12 @@ async def backendless_errors(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPRequestEntityTooLarge:
         limit = f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes"
         return error_response(rules.INVALID_REGISTRATION, limit, 413)
+    except web.HTTPMethodNotAllowed as exc:
+        response = error_response(exc.status, exc.reason, exc.status)
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
     except web.HTTPException as exc:
         return error_response(exc.status, exc.reason, exc.status)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "Internal server error", 500)
-
-
-def build_http_app(api: Api) -> web.Application:
-    app = web.Application(middlewares=[backendless_errors], client_max_size=MAX_BODY_BYTES)
-    for base in (_DOMAIN, _CLASSIC):
-        registrations = f"{base}/messaging/registrations"
-        app.router.add_post(registrations, api.register)
-        app.router.add_get(registrations + "/{device_id}", api.retrieve)
-        app.router.add_delete(registrations + "/{device_id}", api.unregister)
-        app.router.add_get(f"{base}/info", api.empty)
-        app.router.add_get(f"{base}/messaging/pushtemplates", api.empty)
-        app.router.add_get(f"{base}/messaging/pushtemplates/{{kind}}", api.empty)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/readyz", api.readyz)
-    app.router.add_get("/metrics", api.metrics_text)
-    return app

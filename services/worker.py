@@ -18,10 +18,11 @@ from projections.store import ProjectionStore
 from services import history_check
 from services.config import Settings
 from services.gateway import Gateway
-from services.http_api import Api, build_http_app
+from services.http_api import Api
 from services.metrics import Metrics
 from services.processor import CommandProcessor
 from services.projector import Projector
+from services.routes import build_http_app
 from services.scheduler import ExpiryScheduler
 from services.streams import build_app
 from services.topics import ensure_topics
@@ -99,7 +100,7 @@ class Worker:
         api = Api(
             s.apps, gateway, self.projection, self.metrics, lambda: self._ready, s.default_app
         )
-        self.runner = web.AppRunner(build_http_app(api), access_log=None)
+        self.runner = web.AppRunner(build_http_app(api, s.events_topic), access_log=None)
         await self.runner.setup()
         self._resources.append(self.runner)
         site = web.TCPSite(self.runner, s.http_host, s.http_port)

@@ -1,0 +1,65 @@
+"""Targeting queries for publishers: channels with counts, and the devices on a channel.
+
+Subscriptions whose expiration has passed are filtered out here, so a query is right even in
+the moment before the expiry event lands. Pages are keyset-paged on device id (stable order,
+constant cost per page whatever the depth).
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+import msgspec
+
+
+class ChannelCount(msgspec.Struct, frozen=True):
+    channel: str
+    devices: int
+    createdAt: int
+
+
+class ChannelDevice(msgspec.Struct, frozen=True):
+    deviceId: str
+    deviceToken: str
+    os: str
+    osVersion: str
+    registrationId: str
+    expiration: int | None
+
+
+async def channel_counts(
+    conn: aiosqlite.Connection, app_id: str, now_ms: int
+) -> list[ChannelCount]:
+    async with conn.execute(
+        "SELECT c.channel, COUNT(s.device_id), c.created_at FROM channels c"
+        " LEFT JOIN subscriptions s ON s.app_id = c.app_id AND s.channel = c.channel"
+        " AND (s.expiration IS NULL OR s.expiration > ?)"
+        " WHERE c.app_id = ? GROUP BY c.channel ORDER BY c.channel",
+        (now_ms, app_id),
+    ) as cursor:
+        return [ChannelCount(*row) for row in await cursor.fetchall()]
+
+
+async def channel_devices(
+    conn: aiosqlite.Connection,
+    app_id: str,
+    channel: str,
+    now_ms: int,
+    after: str,
+    limit: int,
+    os_name: str | None = None,
+) -> list[ChannelDevice]:
+    """Up to `limit` devices on `channel` with device id > `after`, in device id order."""
+    os_filter = " AND d.os = ?" if os_name else ""
+    params: tuple[object, ...] = (app_id, channel, after, now_ms)
+    if os_name:
+        params += (os_name,)
+    async with conn.execute(
+        "SELECT s.device_id, d.device_token, d.os, d.os_version, s.registration_id, s.expiration"
+        " FROM subscriptions s INDEXED BY subscriptions_by_channel"
+        " JOIN devices d ON d.app_id = s.app_id AND d.device_id = s.device_id"
+        " WHERE s.app_id = ? AND s.channel = ? AND s.device_id > ?"
+        f" AND (s.expiration IS NULL OR s.expiration > ?){os_filter}"
+        " ORDER BY s.device_id LIMIT ?",
+        (*params, limit),
+    ) as cursor:
+        return [ChannelDevice(*row) for row in await cursor.fetchall()]
