@@ -124,6 +124,10 @@ class EmbeddedBroker:
             process.kill()
             await process.wait()
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
     def kill(self) -> None:
         """Hard stop (SIGKILL), for tests of a broker crash."""
         if self._process is not None and self._process.returncode is None:

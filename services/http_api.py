@@ -28,6 +28,7 @@ class Api:
     metrics: Metrics
     ready: Callable[[], bool]
     default_app: str
+    broker_reachable: Callable[[], bool]
 
     def authorize(self, request: web.Request) -> str:
         if "app_id" not in request.match_info:
@@ -42,10 +43,13 @@ class Api:
         return app_id
 
     async def submit(self, command: AnyCommand) -> Outcome:
+        if not self.broker_reachable():
+            # Fail fast while the broker is known to be down, rather than hang every client.
+            raise WireError(rules.KAFKA_UNAVAILABLE, "Kafka is unreachable; retry later", 503)
         try:
             return await self.gateway.submit(command)
         except Unavailable as exc:
-            raise WireError(rules.NOT_VISIBLE_IN_TIME, str(exc), 503) from exc
+            raise WireError(rules.KAFKA_UNAVAILABLE, str(exc), 503) from exc
         except NotVisibleInTime as exc:
             raise WireError(rules.NOT_VISIBLE_IN_TIME, str(exc), 503) from exc
 

@@ -18,6 +18,7 @@ from projections.store import ProjectionStore
 from services import history_check
 from services.config import Settings
 from services.gateway import Gateway
+from services.health import BrokerHealth
 from services.http_api import Api
 from services.metrics import Metrics
 from services.processor import CommandProcessor
@@ -60,6 +61,12 @@ class Worker:
         if self.failure is not None and not self.failure.done():
             self.failure.set_result(exc)
 
+    def _broker_reachable(self) -> bool:
+        return self.health.reachable
+
+    def _is_ready(self) -> bool:
+        return self._ready and self.health.reachable
+
     def _task_ended(self, task: asyncio.Future[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._fail(task.exception())  # type: ignore[arg-type]
@@ -93,12 +100,20 @@ class Worker:
         )
         await self.faust.start()
         self._resources.append(self.faust)
-        self._scheduling = asyncio.ensure_future(self.scheduler.run())
-        self._scheduling.add_done_callback(self._task_ended)
-        self._resources.append(self._scheduling)
+        self.health = BrokerHealth(self.producer)
+        for loop in (self.scheduler.run(), self.health.run()):
+            task = asyncio.ensure_future(loop)
+            task.add_done_callback(self._task_ended)
+            self._resources.append(task)
         gateway = Gateway(self.producer, visibility, s.commands_topic, s.visible_timeout_ms)
         api = Api(
-            s.apps, gateway, self.projection, self.metrics, lambda: self._ready, s.default_app
+            s.apps,
+            gateway,
+            self.projection,
+            self.metrics,
+            self._is_ready,
+            s.default_app,
+            self._broker_reachable,
         )
         self.runner = web.AppRunner(build_http_app(api, s.events_topic), access_log=None)
         await self.runner.setup()

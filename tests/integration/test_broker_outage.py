@@ -1,0 +1,78 @@
+"""A broker outage: clear 503s, readiness false, no false success, recovery on its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+
+from services.broker import EmbeddedBroker
+from tests.support import WorkerProcess, call, registration, wait_for
+
+
+async def readiness(worker: WorkerProcess) -> int:
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/readyz") as r:
+        return r.status
+
+
+async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
+    tmp_path: Path,
+) -> None:
+    # Given a worker on a broker of its own, serving
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
+    await broker.start()
+    worker = WorkerProcess(tmp_path / "data", broker.bootstrap)
+    try:
+        await worker.start()
+        url = worker.url("messaging/registrations")
+        status, _ = await call("POST", url, json=registration("before"))
+        assert status == 200
+
+        # When the broker stops answering (frozen: an outage that loses no data)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            # Then readiness turns false, and a registration gets a clear 503, never a success
+            await wait_for(lambda: _is(readiness(worker), 503), 10, "readyz to turn false")
+            status, body = await call("POST", url, json=registration("during"))
+            assert status == 503
+            assert body["code"] == 5901
+            assert body["message"]
+            # Queries keep being answered from the projection
+            status, _ = await call("GET", worker.url("messaging/registrations/before"))
+            assert status == 200
+            # The outage outlasts the consumer group session (2 s), so the group must re-form
+            outage_end = time.monotonic() + 6
+            await wait_for(lambda: _reached(outage_end), 10, "the outage to last 6 s")
+            status, body = await call("POST", url, json=registration("during-2"))
+            assert (status, body["code"]) == (503, 5901)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+
+        # And when the broker answers again, devreg recovers on its own
+        await wait_for(lambda: _is(readiness(worker), 200), 30, "readyz to recover")
+        status, body = await wait_for(
+            lambda: _post_ok(url, registration("after")), 30, "a registration to succeed"
+        )
+        assert status == 200, body
+        status, _ = await call("GET", worker.url("messaging/registrations/after"))
+        assert status == 200
+    finally:
+        await worker.stop()
+        await broker.stop()
+
+
+async def _reached(moment: float) -> bool:
+    return time.monotonic() >= moment
+
+
+async def _is(awaitable: object, expected: int) -> bool:
+    return await awaitable == expected  # type: ignore[misc]
+
+
+async def _post_ok(url: str, body: dict[str, object]) -> tuple[int, object] | None:
+    status, answer = await call("POST", url, json=body)
+    return (status, answer) if status == 200 else None
