@@ -1,0 +1,215 @@
+"""SIGKILL the worker mid-stream, repeatedly: every command ends with one effect, the log's
+re-emitted duplicates are byte-identical, and the projection equals a fold of the log."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from events import (
+    AnyCommand,
+    AnyEvent,
+    ChannelCreated,
+    Outcome,
+    RegisterDevice,
+    UnregisterDevice,
+    decode_event,
+    decode_outcome,
+    encode,
+)
+from events.identity import event_hash, partition_key
+from projections.positions import Record
+from projections.store import ProjectionStore
+from services.broker import EmbeddedBroker
+from tests.support import APPS, WorkerProcess, wait_for
+
+APP = next(iter(APPS))
+COMMANDS = 3000
+DEVICES = 300
+
+
+def script(seed: int) -> list[AnyCommand]:
+    rng = random.Random(seed)
+    commands: list[AnyCommand] = []
+    for _ in range(COMMANDS):
+        device = f"d{rng.randrange(DEVICES):03d}"
+        if rng.random() < 0.8:
+            channels = tuple(rng.sample(["a", "b", "c", "d"], rng.randint(1, 2)))
+            commands.append(
+                RegisterDevice(
+                    command_id=uuid.uuid4().hex,
+                    app_id=APP,
+                    device_id=device,
+                    device_token=f"tok-{rng.random()}",
+                    os="IOS",
+                    os_version="17",
+                    channels=channels,
+                )
+            )
+        else:
+            commands.append(
+                UnregisterDevice(command_id=uuid.uuid4().hex, app_id=APP, device_id=device)
+            )
+    return commands
+
+
+async def read_all(bootstrap: str, topic: str, enough: int, deadline_s: float) -> list[Record]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        await consumer.topics()
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+
+        async def more() -> bool:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, batch in batches.items():
+                records.extend(
+                    Record(tp.topic, tp.partition, r.offset, r.timestamp, r.key, r.value)
+                    for r in batch
+                )
+            return len(records) >= enough and not batches
+
+        await wait_for(more, deadline_s, f"{enough} records on {topic}")
+    finally:
+        await consumer.stop()
+    return records
+
+
+def processed(data_dir: Path, topic: str) -> int:
+    path = data_dir / "decisions.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        row = db.execute(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM kafka_offsets WHERE topic = ?", (topic,)
+        ).fetchone()
+    return int(row[0])
+
+
+@pytest.fixture
+async def worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    # Small batches: more places for a kill to land.
+    process = WorkerProcess(tmp_path / "data", broker.bootstrap, env={"DEVREG_BATCH_SIZE": "40"})
+    yield process
+    await process.stop()
+
+
+async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command(
+    worker: WorkerProcess, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # Given a worker and 3000 commands flowing in over 300 devices
+    await worker.start()
+    commands = script(seed=7)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for command in commands:
+            key = partition_key(command.app_id, command.device_id)
+            await producer.send(f"{worker.prefix}.commands", encode(command), key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    # When the worker is SIGKILLed three times at different points of the stream
+    commands_topic = f"{worker.prefix}.commands"
+    interrupted: list[bool] = []
+    for fraction in (0.2, 0.5, 0.8):
+        target = int(COMMANDS * fraction)
+        await wait_for(
+            lambda t=target: _at_least(processed(worker.data_dir, commands_topic), t),
+            60,
+            f"{target} processed",
+        )
+        await worker.kill()
+        interrupted.append(processed(worker.data_dir, commands_topic) < COMMANDS)
+        await worker.start()
+    assert any(interrupted), "no kill landed before the end of the stream: nothing was tested"
+
+    # Then every command gets its outcome, the same each time it was (re-)emitted
+    outcomes_raw = await read_all(broker.bootstrap, f"{worker.prefix}.outcomes", COMMANDS, 60)
+    by_command: dict[str, set[bytes]] = defaultdict(set)
+    for record in outcomes_raw:
+        assert record.value is not None
+        by_command[decode_outcome(record.value).command_id].add(record.value)
+    assert set(by_command) == {c.command_id for c in commands}
+    assert all(len(variants) == 1 for variants in by_command.values())
+    accepted = [decode_outcome(next(iter(v))) for v in by_command.values()]
+    expected_events = sum(len(o.event_ids) for o in accepted if isinstance(o, Outcome))
+
+    # And each event id in the log stands for one byte-identical event (duplicates are copies)
+    events_raw = await read_all(broker.bootstrap, f"{worker.prefix}.events", expected_events, 60)
+    by_id: dict[str, set[bytes]] = defaultdict(set)
+    for record in events_raw:
+        assert record.value is not None
+        by_id[decode_event(record.value).event_id].add(record.value)
+    assert all(len(variants) == 1 for variants in by_id.values())
+    assert len(by_id) == expected_events
+    print(f"{len(events_raw) - len(by_id)} re-emitted duplicate events in the log")
+
+    # And per device, versions are gapless from 1 and the hash chain is intact
+    unique = [decode_event(next(iter(v))) for v in by_id.values()]
+    chains: dict[str, list[AnyEvent]] = defaultdict(list)
+    for event in unique:
+        if not isinstance(event, ChannelCreated):
+            chains[event.device_id].append(event)
+    for device_events in chains.values():
+        device_events.sort(key=lambda e: e.version)
+        assert [e.version for e in device_events] == list(range(1, len(device_events) + 1))
+        previous = ""
+        for event in device_events:
+            assert event.prev_hash == previous
+            assert event.hash == event_hash(event)
+            previous = event.hash
+
+    # And the live projection equals a fresh fold of the whole log, duplicates and all
+    await wait_for(
+        lambda: _at_least(_applied(worker.data_dir, f"{worker.prefix}.events"), len(events_raw)),
+        30,
+        "the projection to apply every event",
+    )
+    rebuilt = await ProjectionStore.open(tmp_path / "rebuilt.sqlite")
+    try:
+        for partition in sorted({r.partition for r in events_raw}):
+            await rebuilt.apply(
+                sorted((r for r in events_raw if r.partition == partition), key=lambda r: r.offset)
+            )
+    finally:
+        await rebuilt.close()
+    assert _rows(tmp_path / "rebuilt.sqlite") == _rows(worker.data_dir / "projection.sqlite")
+
+
+async def _at_least(value: int, target: int) -> bool:
+    return value >= target
+
+
+def _applied(data_dir: Path, topic: str) -> int:
+    with sqlite3.connect(f"file:{data_dir / 'projection.sqlite'}?mode=ro", uri=True) as db:
+        row = db.execute(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM kafka_offsets WHERE topic = ?", (topic,)
+        ).fetchone()
+    return int(row[0])
+
+
+def _rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return {
+            "devices": db.execute("SELECT * FROM devices ORDER BY app_id, device_id").fetchall(),
+            "subscriptions": db.execute(
+                "SELECT * FROM subscriptions ORDER BY app_id, device_id, channel"
+            ).fetchall(),
+            "channels": db.execute("SELECT * FROM channels ORDER BY app_id, channel").fetchall(),
+        }
