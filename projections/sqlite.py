@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -27,11 +28,26 @@ CREATE TABLE IF NOT EXISTS kafka_offsets (
 """
 
 
+class CorruptStore(RuntimeError):
+    """The file is not a sound SQLite database: it must be rebuilt, never served."""
+
+
 async def open_db(path: Path, ddl: str) -> aiosqlite.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(path)
-    for pragma in _PRAGMAS:
-        await conn.execute(pragma)
-    await conn.executescript(ddl + OFFSETS_DDL)
-    await conn.commit()
+    try:
+        async with conn.execute("PRAGMA quick_check") as cursor:
+            verdict = [row[0] for row in await cursor.fetchall()]
+        if verdict != ["ok"]:
+            raise CorruptStore(f"{path} failed its integrity check: {'; '.join(verdict[:3])}")
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+        await conn.executescript(ddl + OFFSETS_DDL)
+        await conn.commit()
+    except sqlite3.DatabaseError as exc:
+        await conn.close()
+        raise CorruptStore(f"{path} is not a usable SQLite database: {exc}") from exc
+    except BaseException:
+        await conn.close()
+        raise
     return conn

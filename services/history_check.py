@@ -75,8 +75,7 @@ def discard(path: Path, reasons: list[str]) -> Path:
         if source.exists():
             source.rename(target.with_name(target.name + suffix))
     log.error(
-        "DISCARDED %s: it claims history the broker does not hold (%s%s). Moved to %s;"
-        " it will be rebuilt from the log.",
+        "DISCARDED %s: it cannot be trusted (%s%s). Moved to %s; it will be rebuilt from the log.",
         path,
         "; ".join(reasons[:3]),
         f" and {len(reasons) - 3} more" if len(reasons) > 3 else "",

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from projections.decisions import DecisionStore
 from projections.positions import Position
+from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services import history_check
 from services.config import Settings
@@ -33,8 +34,13 @@ log = logging.getLogger(__name__)
 
 
 async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
-    """Open a store; if the broker does not hold the history it claims, discard and reopen."""
-    store = await opener(path)
+    """Open a store; if it is corrupt, or the broker does not hold the history it claims,
+    discard it (loudly) and start a fresh one, which the log then rebuilds."""
+    try:
+        store = await opener(path)
+    except CorruptStore as exc:
+        history_check.discard(path, [str(exc)])
+        return await opener(path)
     positions: list[Position] = await store.positions()
     reasons = await history_check.mismatches(bootstrap, positions)
     if not reasons:

@@ -16,6 +16,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events import AnyEvent, decode_event
+from projections.positions import Record
 from services.broker import free_port
 
 T = TypeVar("T")
@@ -183,3 +184,33 @@ async def read_events(
     finally:
         await consumer.stop()
     return found
+
+
+async def read_records(bootstrap: str, topic: str, enough: int, deadline_s: float) -> list[Record]:
+    """At least `enough` records of `topic` from the start, read until a fetch comes back empty
+    after that (end offsets are under-reported on the embedded broker: never used here)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        await consumer.topics()
+        numbers = sorted(consumer.partitions_for_topic(topic) or ())
+        partitions = [TopicPartition(topic, p) for p in numbers]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+
+        async def more() -> bool:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, batch in batches.items():
+                records.extend(
+                    Record(tp.topic, tp.partition, r.offset, r.timestamp, r.key, r.value)
+                    for r in batch
+                )
+            return len(records) >= enough and not batches
+
+        await wait_for(more, deadline_s, f"{enough} records on {topic}")
+    finally:
+        await consumer.stop()
+    return records

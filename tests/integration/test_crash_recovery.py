@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
@@ -25,10 +25,9 @@ from events import (
     encode,
 )
 from events.identity import event_hash, partition_key
-from projections.positions import Record
 from projections.store import ProjectionStore
 from services.broker import EmbeddedBroker
-from tests.support import APPS, WorkerProcess, wait_for
+from tests.support import APPS, WorkerProcess, read_records, wait_for
 
 APP = next(iter(APPS))
 COMMANDS = 3000
@@ -58,35 +57,6 @@ def script(seed: int) -> list[AnyCommand]:
                 UnregisterDevice(command_id=uuid.uuid4().hex, app_id=APP, device_id=device)
             )
     return commands
-
-
-async def read_all(bootstrap: str, topic: str, enough: int, deadline_s: float) -> list[Record]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
-    )
-    await consumer.start()
-    records: list[Record] = []
-    try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-
-        async def more() -> bool:
-            batches = await consumer.getmany(timeout_ms=200)
-            for tp, batch in batches.items():
-                records.extend(
-                    Record(tp.topic, tp.partition, r.offset, r.timestamp, r.key, r.value)
-                    for r in batch
-                )
-            return len(records) >= enough and not batches
-
-        await wait_for(more, deadline_s, f"{enough} records on {topic}")
-    finally:
-        await consumer.stop()
-    return records
 
 
 def processed(data_dir: Path, topic: str) -> int:
@@ -140,7 +110,7 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     assert any(interrupted), "no kill landed before the end of the stream: nothing was tested"
 
     # Then every command gets its outcome, the same each time it was (re-)emitted
-    outcomes_raw = await read_all(broker.bootstrap, f"{worker.prefix}.outcomes", COMMANDS, 60)
+    outcomes_raw = await read_records(broker.bootstrap, f"{worker.prefix}.outcomes", COMMANDS, 60)
     by_command: dict[str, set[bytes]] = defaultdict(set)
     for record in outcomes_raw:
         assert record.value is not None
@@ -151,7 +121,9 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     expected_events = sum(len(o.event_ids) for o in accepted if isinstance(o, Outcome))
 
     # And each event id in the log stands for one byte-identical event (duplicates are copies)
-    events_raw = await read_all(broker.bootstrap, f"{worker.prefix}.events", expected_events, 60)
+    events_raw = await read_records(
+        broker.bootstrap, f"{worker.prefix}.events", expected_events, 60
+    )
     by_id: dict[str, set[bytes]] = defaultdict(set)
     for record in events_raw:
         assert record.value is not None

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from events import RegisterDevice, encode
+from events import DeviceRegistered, RegisterDevice, decode_event, encode
 from events.identity import partition_key
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, call, read_records, registration, wait_for
 
 
 async def metric(worker: WorkerProcess, name: str) -> int:
@@ -123,3 +123,70 @@ async def test_given_a_fresh_broker_when_restarted_then_stale_stores_are_discard
     finally:
         await worker.stop()
         await second.stop()
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+async def test_given_a_damaged_projection_when_restarted_then_rebuilt_from_the_log(
+    worker: WorkerProcess, damage: str
+) -> None:
+    # Given a device registered, and the worker stopped
+    await worker.start()
+    status, _ = await call("POST", worker.url("messaging/registrations"), json=registration("kept"))
+    assert status == 200
+    assert await worker.stop() == 0
+
+    # When its projection file is overwritten with garbage, or deleted (WAL files too)
+    projection = worker.data_dir / "projection.sqlite"
+    for suffix in ("-wal", "-shm"):
+        projection.with_name(projection.name + suffix).unlink(missing_ok=True)
+    if damage == "corrupt":
+        projection.write_bytes(b"this is not a database" * 512)
+    else:
+        projection.unlink()
+    await worker.start()
+
+    # Then a corrupt file is moved aside loudly, and the projection is rebuilt from the log
+    if damage == "corrupt":
+        assert "DISCARDED" in worker.log()
+        assert list(worker.data_dir.glob("projection.sqlite.discarded-*"))
+    await wait_for(lambda: visible(worker, "kept"), what="the device rebuilt from the log")
+
+
+async def test_given_a_decided_command_when_delivered_again_after_a_restart_then_same_outcome(
+    worker: WorkerProcess, broker: EmbeddedBroker
+) -> None:
+    # Given a command decided once
+    command = RegisterDevice(
+        command_id="once-only",
+        app_id=worker.app_id,
+        device_id="idem",
+        device_token="t",
+        os="IOS",
+        os_version="17",
+        channels=("news",),
+    )
+    key = partition_key(worker.app_id, "idem")
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await worker.start()
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{worker.prefix}.commands", encode(command), key=key)
+        await wait_for(lambda: visible(worker, "idem"), what="the first delivery's effect")
+
+        # When it is delivered twice more, across a restart of the worker
+        assert await worker.stop() == 0
+        await producer.send_and_wait(f"{worker.prefix}.commands", encode(command), key=key)
+        await worker.start()
+        await producer.send_and_wait(f"{worker.prefix}.commands", encode(command), key=key)
+    finally:
+        await producer.stop()
+
+    # Then three identical outcomes, and one effect: a single DeviceRegistered, version 1
+    outcomes = await read_records(broker.bootstrap, f"{worker.prefix}.outcomes", 3, 30)
+    assert len({r.value for r in outcomes}) == 1
+    assert len(outcomes) == 3
+    events = await read_records(broker.bootstrap, f"{worker.prefix}.events", 2, 30)
+    registered = [
+        e for r in events if isinstance(e := decode_event(r.value or b""), DeviceRegistered)
+    ]
+    assert [(e.device_id, e.version) for e in registered] == [("idem", 1)]
