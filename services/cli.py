@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from services import logs
 from services.config import ConfigError, Settings, load_settings
-
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-}
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=_LEVELS[settings.log_level],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # faust and aiokafka are chatty at INFO; their warnings still show.
-    for noisy in ("faust", "mode", "aiokafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[settings.log_level]))
 
 
 def require_bootstrap(settings: Settings, command: str) -> str:
@@ -123,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"devreg: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings)
+    logs.setup(settings.log_level, settings.log_format)
     try:
         return _MAINS[args.command](settings, args)
     except ConfigError as exc:

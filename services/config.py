@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     visible_timeout_ms: int  # read-your-writes: how long POST waits to be visible
     batch_size: int
     log_level: str
+    log_format: str  # "text" or "json"
+    replication_factor: int
+    min_insync_replicas: int
+    advertised_url: str  # how other workers and clients reach this one
 
     @property
     def default_app(self) -> str:
@@ -151,11 +155,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_level = env.get("DEVREG_LOG_LEVEL", "info").strip().lower()
     if log_level not in {"debug", "info", "warn", "error"}:
         raise ConfigError(f"DEVREG_LOG_LEVEL={log_level!r} must be debug, info, warn or error")
+    log_format = env.get("DEVREG_LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in {"text", "json"}:
+        raise ConfigError(f"DEVREG_LOG_FORMAT={log_format!r} must be text or json")
+    http_host = env.get("DEVREG_HTTP_HOST", "").strip() or "127.0.0.1"
+    http_port = _int(env, "DEVREG_HTTP_PORT", 8080, 0, 65535)
+    replication = _int(env, "DEVREG_REPLICATION_FACTOR", 1, 1, 10)
+    advertised = env.get("DEVREG_ADVERTISED_URL", "").strip() or f"http://{http_host}:{http_port}"
+    if not advertised.startswith(("http://", "https://")):
+        raise ConfigError(f"DEVREG_ADVERTISED_URL={advertised!r} must start with http(s)://")
     return Settings(
         kafka_bootstrap=bootstrap,
         broker_port=_int(env, "DEVREG_BROKER_PORT", 0, 0, 65535),
-        http_host=env.get("DEVREG_HTTP_HOST", "").strip() or "127.0.0.1",
-        http_port=_int(env, "DEVREG_HTTP_PORT", 8080, 0, 65535),
+        http_host=http_host,
+        http_port=http_port,
         data_dir=Path(env.get("DEVREG_DATA_DIR", "").strip() or "./data"),
         apps=apps,
         demo_app=not apps_raw,
@@ -169,4 +182,35 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         visible_timeout_ms=_int(env, "DEVREG_VISIBLE_TIMEOUT_MS", 5000, 100, 600000),
         batch_size=_int(env, "DEVREG_BATCH_SIZE", 2000, 1, 100000),
         log_level=log_level,
+        log_format=log_format,
+        replication_factor=replication,
+        min_insync_replicas=_int(env, "DEVREG_MIN_INSYNC_REPLICAS", 1, 1, replication),
+        advertised_url=advertised.rstrip("/"),
     )
+
+
+# Every variable load_settings reads: deployment files are checked against this list.
+KNOWN_VARIABLES = frozenset(
+    {
+        "KAFKA_BOOTSTRAP",
+        "DEVREG_APPS",
+        "DEVREG_BROKER_PORT",
+        "DEVREG_HTTP_HOST",
+        "DEVREG_HTTP_PORT",
+        "DEVREG_DATA_DIR",
+        "DEVREG_PARTITIONS",
+        "DEVREG_TOPIC_PREFIX",
+        "DEVREG_GROUP_ID",
+        "DEVREG_SESSION_TIMEOUT_MS",
+        "DEVREG_HEARTBEAT_INTERVAL_MS",
+        "DEVREG_REBALANCE_TIMEOUT_MS",
+        "DEVREG_FETCH_MAX_WAIT_MS",
+        "DEVREG_VISIBLE_TIMEOUT_MS",
+        "DEVREG_BATCH_SIZE",
+        "DEVREG_LOG_LEVEL",
+        "DEVREG_LOG_FORMAT",
+        "DEVREG_REPLICATION_FACTOR",
+        "DEVREG_MIN_INSYNC_REPLICAS",
+        "DEVREG_ADVERTISED_URL",
+    }
+)

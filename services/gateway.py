@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -12,6 +13,8 @@ from aiokafka.errors import KafkaError
 from events import AnyCommand, Outcome, encode
 from events.identity import partition_key
 from services.visibility import Visibility
+
+log = logging.getLogger(__name__)
 
 
 class Unavailable(RuntimeError):
@@ -59,6 +62,15 @@ class Gateway:
                 )
             except (KafkaError, TimeoutError) as exc:
                 raise Unavailable(f"Kafka did not acknowledge the command: {exc!r}") from exc
+            log.debug(
+                "command %s sent",
+                type(command).__name__,
+                extra={
+                    "command_id": command.command_id,
+                    "app_id": command.app_id,
+                    "device_id": command.device_id,
+                },
+            )
             try:
                 result = await asyncio.wait_for(decided, max(deadline - time.monotonic(), 0.001))
                 if result.last_event is not None:

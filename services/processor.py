@@ -158,6 +158,21 @@ class CommandProcessor:
             batch.states[key] = state
         batch.outcomes[outcome_key] = decision.outcome
         result = "accepted" if decision.outcome.accepted else "rejected"
+        log.debug(
+            "command %s: %s%s",
+            type(command).__name__,
+            result,
+            f" ({decision.outcome.code}: {decision.outcome.message})"
+            if decision.outcome.code
+            else "",
+            extra={
+                "command_id": command.command_id,
+                "app_id": command.app_id,
+                "device_id": command.device_id,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+        )
         self._metrics.inc("devreg_commands_total", result=result)
         return _Emission(record, decision.outcome, decision.events)
 

@@ -21,12 +21,13 @@ class TopicError(RuntimeError):
 
 
 def wanted_topics(settings: Settings) -> list[NewTopic]:
-    n = settings.partitions
+    n, replicas = settings.partitions, settings.replication_factor
+    configs = {**_KEEP_FOREVER, "min.insync.replicas": str(settings.min_insync_replicas)}
     return [
-        NewTopic(settings.commands_topic, n, 1, topic_configs=dict(_KEEP_FOREVER)),
-        NewTopic(settings.events_topic, n, 1, topic_configs=dict(_KEEP_FOREVER)),
-        NewTopic(settings.outcomes_topic, n, 1, topic_configs=dict(_KEEP_FOREVER)),
-        NewTopic(settings.dlq_topic, 1, 1, topic_configs=dict(_KEEP_FOREVER)),
+        NewTopic(settings.commands_topic, n, replicas, topic_configs=dict(configs)),
+        NewTopic(settings.events_topic, n, replicas, topic_configs=dict(configs)),
+        NewTopic(settings.outcomes_topic, n, replicas, topic_configs=dict(configs)),
+        NewTopic(settings.dlq_topic, 1, replicas, topic_configs=dict(configs)),
     ]
 
 
