@@ -16,6 +16,7 @@ from events import DeviceState, Outcome, decode_outcome, encode
 from projections.positions import Position, read_positions, write_positions
 from projections.sqlite import open_db
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS device_states (
     app_id TEXT NOT NULL,
@@ -60,7 +61,7 @@ class DecisionStore:
 
     @classmethod
     async def open(cls, path: Path) -> DecisionStore:
-        conn = await open_db(path, SCHEMA)
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
         return cls(conn, await read_positions(conn))
 
     async def close(self) -> None:

@@ -56,6 +56,9 @@ class Changes:
         self.channels: dict[tuple[str, str], int] = {}
         self.applied = 0
         self.duplicates = 0
+        # The events partition each device's events come from: where its rows belong when
+        # several workers split the partitions. Not part of the fold: it is where, not what.
+        self.partitions: dict[DeviceKey, int] = {}
 
     def device(self, key: DeviceKey) -> DeviceRow | None:
         return self.devices.get(key) or self.known.get(key)

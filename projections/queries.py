@@ -26,13 +26,24 @@ class ChannelDevice(msgspec.Struct, frozen=True):
     expiration: int | None
 
 
+Partitions = frozenset[int] | None  # the partitions a worker serves; None: all of them
+
+
+def in_partitions(column: str, partitions: Partitions) -> str:
+    """SQL restricting rows to the worker's partitions (integers only: safe to inline)."""
+    if partitions is None:
+        return ""
+    return f" AND {column} IN ({','.join(str(int(p)) for p in sorted(partitions)) or 'NULL'})"
+
+
 async def channel_counts(
-    conn: aiosqlite.Connection, app_id: str, now_ms: int
+    conn: aiosqlite.Connection, app_id: str, now_ms: int, partitions: Partitions = None
 ) -> list[ChannelCount]:
     async with conn.execute(
         "SELECT c.channel, COUNT(s.device_id), c.created_at FROM channels c"
         " LEFT JOIN subscriptions s ON s.app_id = c.app_id AND s.channel = c.channel"
         " AND (s.expiration IS NULL OR s.expiration > ?)"
+        f"{in_partitions('s.partition', partitions)}"
         " WHERE c.app_id = ? GROUP BY c.channel ORDER BY c.channel",
         (now_ms, app_id),
     ) as cursor:
@@ -47,6 +58,7 @@ async def channel_devices(
     after: str,
     limit: int,
     os_name: str | None = None,
+    partitions: Partitions = None,
 ) -> list[ChannelDevice]:
     """Up to `limit` devices on `channel` with device id > `after`, in device id order."""
     os_filter = " AND d.os = ?" if os_name else ""
@@ -59,6 +71,7 @@ async def channel_devices(
         " JOIN devices d ON d.app_id = s.app_id AND d.device_id = s.device_id"
         " WHERE s.app_id = ? AND s.channel = ? AND s.device_id > ?"
         f" AND (s.expiration IS NULL OR s.expiration > ?){os_filter}"
+        f"{in_partitions('s.partition', partitions)}"
         " ORDER BY s.device_id LIMIT ?",
         (*params, limit),
     ) as cursor:

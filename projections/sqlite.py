@@ -32,7 +32,21 @@ class CorruptStore(RuntimeError):
     """The file is not a sound SQLite database: it must be rebuilt, never served."""
 
 
-async def open_db(path: Path, ddl: str) -> aiosqlite.Connection:
+async def _check_version(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    """A store written with another schema is rebuilt from the log, not migrated: the log is
+    the source of truth and the stores are disposable."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    found = int(row[0]) if row else 0
+    async with conn.execute("SELECT count(*) FROM sqlite_master") as cursor:
+        row = await cursor.fetchone()
+    empty = not row or row[0] == 0
+    if found != version and not empty:
+        raise CorruptStore(f"{path} has schema version {found}, this devreg writes {version}")
+    await conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
+async def open_db(path: Path, ddl: str, version: int) -> aiosqlite.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(path)
     try:
@@ -40,6 +54,7 @@ async def open_db(path: Path, ddl: str) -> aiosqlite.Connection:
             verdict = [row[0] for row in await cursor.fetchall()]
         if verdict != ["ok"]:
             raise CorruptStore(f"{path} failed its integrity check: {'; '.join(verdict[:3])}")
+        await _check_version(conn, path, version)
         for pragma in _PRAGMAS:
             await conn.execute(pragma)
         await conn.executescript(ddl + OFFSETS_DDL)

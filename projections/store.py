@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosqlite
 import msgspec
 
-from events import AnyEvent, decode_event
+from events import AnyEvent, ChannelCreated, decode_event
 from projections import queries
 from projections.fold import Changes, DeviceKey, DeviceRow, ProjectionError, fold
 from projections.positions import (
@@ -23,10 +23,12 @@ from projections.sqlite import open_db
 
 log = logging.getLogger(__name__)
 
+SCHEMA_VERSION = 2  # 2: rows carry the events partition they came from (scale-out)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
     device_token TEXT NOT NULL,
     os TEXT NOT NULL,
     os_version TEXT NOT NULL,
@@ -40,6 +42,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     channel TEXT NOT NULL,
+    partition INTEGER NOT NULL,
     registration_id TEXT NOT NULL,
     expiration INTEGER,
     subscribed_at INTEGER NOT NULL,
@@ -96,7 +99,7 @@ class ProjectionStore:
 
     @classmethod
     async def open(cls, path: Path) -> ProjectionStore:
-        conn = await open_db(path, SCHEMA)
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
         return cls(conn, await read_positions(conn))
 
     async def close(self) -> None:
@@ -138,7 +141,9 @@ class ProjectionStore:
         events = [_decode(r) for r in fresh]
         keys = {(e.app_id, e.device_id) for e in events if hasattr(e, "device_id")}
         changes = Changes(await self._known(keys))
-        for event in events:
+        for record, event in zip(fresh, events, strict=True):
+            if not isinstance(event, ChannelCreated):
+                changes.partitions[(event.app_id, event.device_id)] = record.partition
             fold(changes, event)
         positions = last_positions(fresh)
         try:
@@ -159,7 +164,11 @@ class ProjectionStore:
         )
 
     async def due_expirations(
-        self, now_ms: int, after: ExpiryCursor, limit: int
+        self,
+        now_ms: int,
+        after: ExpiryCursor,
+        limit: int,
+        partitions: queries.Partitions = None,
     ) -> list[DueExpiration]:
         """Subscriptions whose expiration has passed, in (expiration, app, device) order after
         `after`: an index range scan, never a scan of every registration."""
@@ -169,6 +178,7 @@ class ProjectionStore:
             " JOIN devices d USING (app_id, device_id)"
             " WHERE s.expiration IS NOT NULL AND s.expiration <= ?"
             " AND (s.expiration, s.app_id, s.device_id) > (?, ?, ?)"
+            f"{queries.in_partitions('s.partition', partitions)}"
             " ORDER BY s.expiration, s.app_id, s.device_id LIMIT ?",
             (now_ms, *after, limit),
         ) as cursor:
@@ -191,13 +201,24 @@ class ProjectionStore:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    async def channel_counts(self, app_id: str, now_ms: int) -> list[queries.ChannelCount]:
-        return await queries.channel_counts(self._conn, app_id, now_ms)
+    async def channel_counts(
+        self, app_id: str, now_ms: int, partitions: queries.Partitions = None
+    ) -> list[queries.ChannelCount]:
+        return await queries.channel_counts(self._conn, app_id, now_ms, partitions)
 
     async def channel_devices(
-        self, app_id: str, channel: str, now_ms: int, after: str, limit: int, os: str | None
+        self,
+        app_id: str,
+        channel: str,
+        now_ms: int,
+        after: str,
+        limit: int,
+        os: str | None,
+        partitions: queries.Partitions = None,
     ) -> list[queries.ChannelDevice]:
-        return await queries.channel_devices(self._conn, app_id, channel, now_ms, after, limit, os)
+        return await queries.channel_devices(
+            self._conn, app_id, channel, now_ms, after, limit, os, partitions
+        )
 
     async def get_device(self, app_id: str, device_id: str, now_ms: int) -> DeviceView | None:
         """The device with its active channels (a passed expiration is never shown)."""
@@ -236,13 +257,17 @@ def _decode(record: Record) -> AnyEvent:
 async def _write(conn: aiosqlite.Connection, changes: Changes) -> None:
     await conn.execute("BEGIN")
     await conn.executemany(
-        "INSERT OR REPLACE INTO devices (app_id, device_id, device_token, os, os_version,"
-        " version, last_hash, registered_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-        [msgspec.structs.astuple(row) for row in changes.devices.values()],
+        "INSERT OR REPLACE INTO devices (partition, app_id, device_id, device_token, os,"
+        " os_version, version, last_hash, registered_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [
+            (changes.partitions[key], *msgspec.structs.astuple(row))
+            for key, row in changes.devices.items()
+        ],
     )
     deleted = [key for key, row in changes.subs.items() if row is None]
     upserted = [
-        (*key, row.registration_id, row.expiration, row.subscribed_at)
+        (changes.partitions[key[:2]], *key, row.registration_id, row.expiration, row.subscribed_at)
         for key, row in changes.subs.items()
         if row is not None
     ]
@@ -250,8 +275,8 @@ async def _write(conn: aiosqlite.Connection, changes: Changes) -> None:
         "DELETE FROM subscriptions WHERE app_id = ? AND device_id = ? AND channel = ?", deleted
     )
     await conn.executemany(
-        "INSERT OR REPLACE INTO subscriptions (app_id, device_id, channel, registration_id,"
-        " expiration, subscribed_at) VALUES (?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO subscriptions (partition, app_id, device_id, channel,"
+        " registration_id, expiration, subscribed_at) VALUES (?,?,?,?,?,?,?)",
         upserted,
     )
     await conn.executemany(

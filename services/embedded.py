@@ -13,6 +13,7 @@ import signal
 import sys
 
 from services.broker import EmbeddedBroker
+from services.catch_up import Ends
 from services.config import Settings
 from services.topics import ensure_topics
 from services.worker import Worker
@@ -54,11 +55,13 @@ def _banner(settings: Settings, bootstrap: str) -> str:
     return "\n".join(lines)
 
 
-async def _serve(settings: Settings, bootstrap: str, stop: asyncio.Event) -> int:
+async def _serve(
+    settings: Settings, bootstrap: str, stop: asyncio.Event, ends: Ends | None = None
+) -> int:
     def announce() -> None:
         print(_banner(settings, bootstrap), file=sys.stderr, flush=True)
 
-    failure = await Worker(settings, bootstrap).run(stop, announce)
+    failure = await Worker(settings, bootstrap, ends).run(stop, announce)
     return 1 if failure else 0
 
 
@@ -77,10 +80,13 @@ async def run(settings: Settings) -> int:
     settings.bootstrap_file.write_text(broker.bootstrap)
     try:
         await ensure_topics(settings, broker.bootstrap)
+        # A fresh broker: the log ends where the archive ends (nothing else has written yet).
+        ends: Ends = {}
         if settings.archive_path.exists():
             summary = await archive.import_log(broker.bootstrap, settings.archive_path)
             log.info("restored the log from %s: %s", settings.archive_path, summary)
-        code = await _serve(settings, broker.bootstrap, stop)
+            ends = {(t, p): n for t, parts in summary.records.items() for p, n in parts.items()}
+        code = await _serve(settings, broker.bootstrap, stop, ends)
         exported = await archive.export_log(
             broker.bootstrap, topic_names(settings), settings.archive_path
         )

@@ -14,6 +14,7 @@ from projections.store import ProjectionStore
 from services import wire
 from services.gateway import Gateway, NotVisibleInTime, Unavailable, new_command_id, now_ms
 from services.metrics import Metrics
+from services.routing import Router
 from services.wire import WireError, error_response, json_response
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Api:
     ready: Callable[[], bool]
     default_app: str
     broker_reachable: Callable[[], bool]
+    router: Router
 
     def authorize(self, request: web.Request) -> str:
         if "app_id" not in request.match_info:
@@ -57,7 +59,8 @@ class Api:
         app_id = self.authorize(request)
         if request.content_type != "application/json":
             raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
-        body = wire.decode_register(await request.read())
+        raw = await request.read()
+        body = wire.decode_register(raw)
         issued_at = now_ms()
         command = RegisterDevice(
             command_id=new_command_id(),
@@ -74,6 +77,8 @@ class Api:
         # Same rules the processor applies, checked here first so a bad request costs nothing.
         if rejection := rules.check(command, issued_at):
             raise WireError(rejection.code, rejection.message)
+        if forwarded := await self.router.to_owner(request, app_id, body.deviceId, raw):
+            return forwarded  # the owner decides, so its read-your-writes holds
         outcome = await self.submit(command)
         if not outcome.accepted:
             raise WireError(outcome.code or rules.INVALID_REGISTRATION, outcome.message or "")
@@ -83,6 +88,8 @@ class Api:
     async def retrieve(self, request: web.Request) -> web.Response:
         app_id = self.authorize(request)
         device_id = request.match_info["device_id"]
+        if forwarded := await self.router.to_owner(request, app_id, device_id):
+            return forwarded
         device = await self.projection.get_device(app_id, device_id, now_ms())
         if device is None:
             message = f"Unable to retrieve device registration - unknown device ID {device_id!r}"
@@ -103,6 +110,8 @@ class Api:
         )
         if rejection := rules.check(command, now_ms()):
             raise WireError(rejection.code, rejection.message)
+        if forwarded := await self.router.to_owner(request, app_id, command.device_id):
+            return forwarded
         outcome = await self.submit(command)
         if not outcome.accepted:
             raise WireError(outcome.code or rules.UNKNOWN_DEVICE_DELETE, outcome.message or "")
@@ -118,7 +127,14 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.ready()
-        return json_response({"ready": ready}, 200 if ready else 503)
+        ownership = self.router.ownership
+        owned = sorted(p for p, url in ownership.owners.items() if url == ownership.url)
+        body = {
+            "ready": ready,
+            "partitions": owned,
+            "workers": sorted(set(ownership.owners.values())),
+        }
+        return json_response(body, 200 if ready else 503)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         pending = await self.projection.pending_expirations()

@@ -10,27 +10,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from projections.queries import ChannelCount, ChannelDevice
+from services.targeting import ChannelsAnswer, DevicesAnswer
 from services.wire import (
     ErrorBody,
-    Freshness,
     RegisterBody,
     RegisterResponse,
     Registration,
     UnregisterResponse,
 )
-
-
-class ChannelsResponse(msgspec.Struct, frozen=True):
-    channels: list[ChannelCount]
-    freshness: Freshness
-
-
-class DevicesPage(msgspec.Struct, frozen=True):
-    devices: list[ChannelDevice]
-    nextCursor: str | None
-    freshness: Freshness
-
 
 _TYPES = (
     RegisterBody,
@@ -38,8 +25,8 @@ _TYPES = (
     Registration,
     UnregisterResponse,
     ErrorBody,
-    ChannelsResponse,
-    DevicesPage,
+    ChannelsAnswer,
+    DevicesAnswer,
 )
 _REF = "#/components/schemas/{name}"
 
@@ -127,14 +114,14 @@ def _app_operations(credentials: list[dict[str, Any]]) -> dict[str, dict[str, An
             "get": {
                 "summary": "The app's channels with their active device counts",
                 "parameters": credentials,
-                "responses": {"200": _json(_ref(ChannelsResponse), "Channels"), **_ERRORS},
+                "responses": {"200": _json(_ref(ChannelsAnswer), "Channels"), **_ERRORS},
             }
         },
         "/messaging/channels/{channel}/devices": {
             "get": {
                 "summary": "Devices on a channel, keyset-paged in device id order",
                 "parameters": [*channel, *page_query],
-                "responses": {"200": _json(_ref(DevicesPage), "A page"), **_ERRORS},
+                "responses": {"200": _json(_ref(DevicesAnswer), "A page"), **_ERRORS},
             }
         },
         "/messaging/channels/{channel}/devices.ndjson": {

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from events import ExpireRegistration, encode
 from events.identity import partition_key
+from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
 from services.metrics import Metrics
 
@@ -52,7 +53,9 @@ class ExpiryScheduler:
         metrics: Metrics,
         batch_size: int = 1000,
         clock: Callable[[], int] = wall_clock_ms,
+        partitions: Callable[[], Partitions] = lambda: None,
     ):
+        self._partitions = partitions  # with several workers, only this one's partitions
         self._projection = projection
         self._producer = producer
         self._topic = commands_topic
@@ -90,7 +93,9 @@ class ExpiryScheduler:
         self._sent = {k: t for k, t in self._sent.items() if now_s - t < RESEND_AFTER_S}
         while True:
             now = self._clock()
-            due = await self._projection.due_expirations(now, cursor, self._batch)
+            due = await self._projection.due_expirations(
+                now, cursor, self._batch, self._partitions()
+            )
             if not due:
                 return in_flight
             cursor = (due[-1].expiration, due[-1].app_id, due[-1].device_id)

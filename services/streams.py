@@ -15,6 +15,7 @@ import faust
 
 from projections.positions import Record
 from services.config import Settings
+from services.ownership import CoPartitionedAssignor
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
@@ -50,9 +51,13 @@ def _agent(settings: Settings, handler: Handler, on_failure: OnFailure) -> Agent
     return agent
 
 
-def _tune_fetch_wait(app: faust.App, wait_ms: int) -> None:
-    """faust-streaming 0.15 hard-codes a 1500 ms fetch wait, and Tansu holds every fetch that
-    long even when data is waiting (DESIGN.md §10): freshness would be ~1.5 s. Set our own."""
+def _tune_consumer(app: faust.App, wait_ms: int, assignor: CoPartitionedAssignor) -> None:
+    """Two settings faust-streaming 0.15 does not expose, set on the aiokafka consumer it
+    creates, before it starts:
+    - the fetch wait, hard-coded to 1500 ms, which Tansu honours even when data is waiting
+      (DESIGN.md §10): freshness would be ~1.5 s;
+    - the partition assignor: faust's round robin may split partition p of the commands and
+      events topics between workers; devreg needs them together (DESIGN.md §2)."""
     consumer: Any = app.consumer
     thread = consumer._thread
     create = thread._create_worker_consumer
@@ -60,6 +65,7 @@ def _tune_fetch_wait(app: faust.App, wait_ms: int) -> None:
     def create_tuned(transport: Any) -> Any:
         client = create(transport)
         client._fetch_max_wait_ms = wait_ms
+        client._partition_assignment_strategy = (assignor,)
         return client
 
     thread._create_worker_consumer = create_tuned
@@ -88,6 +94,7 @@ def build_app(
     on_events: Handler,
     positions: Positions,
     on_failure: OnFailure,
+    assignor: CoPartitionedAssignor,
 ) -> faust.App:
     app = faust.App(
         settings.group_id,
@@ -109,6 +116,6 @@ def build_app(
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
     app.agent(commands, name="devreg.command-processor")(_agent(settings, on_commands, on_failure))
     app.agent(events, name="devreg.projector")(_agent(settings, on_events, on_failure))
-    _tune_fetch_wait(app, settings.fetch_max_wait_ms)
+    _tune_consumer(app, settings.fetch_max_wait_ms, assignor)
     _resume_from_stores(app, positions)
     return app

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
+import itertools
 
 import msgspec
 from aiohttp import web
+from yarl import URL
 
 from events import rules
+from projections.queries import ChannelCount, ChannelDevice
 from services.gateway import now_ms
 from services.http_api import Api
-from services.wire import WireError, json_response
+from services.wire import Freshness, WireError, json_response
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -57,46 +61,65 @@ class Targeting:
         self.api = api
         self.events_topic = events_topic
 
-    def freshness(self) -> dict[str, object]:
-        """What the answer reflects: the applied position of each events partition."""
+    def freshness(self) -> Freshness:
+        """What the answer reflects: the applied position of each events partition served."""
+        local = self.api.router.ownership.local()
         applied = {
             str(partition): offset
             for (topic, partition), offset in sorted(self.api.projection.next_offsets().items())
-            if topic == self.events_topic
+            if topic == self.events_topic and (local is None or partition in local)
         }
-        return {"appliedOffsets": applied, "at": now_ms()}
+        return Freshness(appliedOffsets=applied, at=now_ms())
 
     async def channels(self, request: web.Request) -> web.Response:
         app_id = self.api.authorize(request)
-        counts = await self.api.projection.channel_counts(app_id, now_ms())
-        return json_response({"channels": counts, "freshness": self.freshness()})
+        local = self.api.router.ownership.local()
+        counts = await self.api.projection.channel_counts(app_id, now_ms(), local)
+        answer = ChannelsAnswer(channels=counts, freshness=self.freshness())
+        if self.api.router.fan_out(request):
+            peers = [_channels_decoder.decode(b) for b in await self.api.router.ask_peers(request)]
+            answer = _merge_channels([answer, *peers])
+        return json_response(answer)
+
+    async def _page(
+        self, request: web.Request, app_id: str, after: str, limit: int, os_name: str | None
+    ) -> DevicesAnswer:
+        """A page from this worker's partitions, merged with every peer's when fanning out."""
+        channel = request.match_info["channel"]
+        local = self.api.router.ownership.local()
+        page = await self.api.projection.channel_devices(
+            app_id, channel, now_ms(), after, limit, os_name, local
+        )
+        answer = DevicesAnswer(devices=page, nextCursor=None, freshness=self.freshness())
+        if self.api.router.fan_out(request):
+            query = {"limit": str(limit), "cursor": encode_cursor(after) if after else ""}
+            if os_name:
+                query["os"] = os_name
+            base = request.path.removesuffix(".ndjson")
+            path_qs = str(URL(base).with_query({k: v for k, v in query.items() if v}))
+            peers = await self.api.router.ask_peers(request, path_qs)
+            answer = _merge_pages([answer, *(_devices_decoder.decode(b) for b in peers)], limit)
+        devices = answer.devices
+        cursor = encode_cursor(devices[-1].deviceId) if len(devices) == limit else None
+        return msgspec.structs.replace(answer, nextCursor=cursor)
 
     async def devices(self, request: web.Request) -> web.Response:
         app_id = self.api.authorize(request)
         limit = page_limit(request.query.get("limit"))
         after = decode_cursor(request.query.get("cursor"))
         os_name = os_filter(request.query.get("os"))
-        channel = request.match_info["channel"]
-        page = await self.api.projection.channel_devices(
-            app_id, channel, now_ms(), after, limit, os_name
-        )
-        cursor = encode_cursor(page[-1].deviceId) if len(page) == limit else None
-        body = {"devices": page, "nextCursor": cursor, "freshness": self.freshness()}
-        return json_response(body)
+        return json_response(await self._page(request, app_id, after, limit, os_name))
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         """Every device on the channel as NDJSON, read page by page, never all in memory."""
         app_id = self.api.authorize(request)
         os_name = os_filter(request.query.get("os"))
-        channel = request.match_info["channel"]
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         response.headers["X-Devreg-Freshness"] = msgspec.json.encode(self.freshness()).decode()
         await response.prepare(request)
-        after, at = "", now_ms()
+        after = ""
         while True:
-            page = await self.api.projection.channel_devices(
-                app_id, channel, at, after, _EXPORT_CHUNK, os_name
-            )
+            page = (await self._page(request, app_id, after, _EXPORT_CHUNK, os_name)).devices
             if page:
                 await response.write(b"".join(_line_encoder.encode(d) + b"\n" for d in page))
             if len(page) < _EXPORT_CHUNK:
@@ -104,3 +127,50 @@ class Targeting:
             after = page[-1].deviceId
         await response.write_eof()
         return response
+
+
+class ChannelsAnswer(msgspec.Struct, frozen=True):
+    channels: list[ChannelCount]
+    freshness: Freshness
+
+
+class DevicesAnswer(msgspec.Struct, frozen=True):
+    devices: list[ChannelDevice]
+    nextCursor: str | None
+    freshness: Freshness
+
+
+_channels_decoder = msgspec.json.Decoder(ChannelsAnswer)
+_devices_decoder = msgspec.json.Decoder(DevicesAnswer)
+
+
+def _merge_freshness(parts: list[Freshness]) -> Freshness:
+    applied: dict[str, int] = {}
+    for part in parts:
+        applied.update(part.appliedOffsets)
+    return Freshness(appliedOffsets=dict(sorted(applied.items())), at=min(p.at for p in parts))
+
+
+def _merge_channels(answers: list[ChannelsAnswer]) -> ChannelsAnswer:
+    """Each worker counts its own partitions' devices: the channel's count is the sum."""
+    merged: dict[str, ChannelCount] = {}
+    for answer in answers:
+        for c in answer.channels:
+            seen = merged.get(c.channel)
+            merged[c.channel] = (
+                c
+                if seen is None
+                else ChannelCount(
+                    c.channel, seen.devices + c.devices, min(seen.createdAt, c.createdAt)
+                )
+            )
+    channels = [merged[name] for name in sorted(merged)]
+    return ChannelsAnswer(channels, _merge_freshness([a.freshness for a in answers]))
+
+
+def _merge_pages(answers: list[DevicesAnswer], limit: int) -> DevicesAnswer:
+    """Each worker's page is the first `limit` of its own partitions after the cursor, so the
+    first `limit` of their union, in device id order, is the first `limit` of all."""
+    devices = heapq.merge(*(a.devices for a in answers), key=lambda d: d.deviceId)
+    page = list(itertools.islice(devices, limit))
+    return DevicesAnswer(page, None, _merge_freshness([a.freshness for a in answers]))

@@ -17,14 +17,17 @@ from projections.positions import Position
 from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services import history_check
+from services.catch_up import CatchUp, Ends, log_ends
 from services.config import Settings
 from services.gateway import Gateway
 from services.health import BrokerHealth
 from services.http_api import Api
 from services.metrics import Metrics
+from services.ownership import CoPartitionedAssignor, Ownership
 from services.processor import CommandProcessor
 from services.projector import Projector
 from services.routes import build_http_app
+from services.routing import Router
 from services.scheduler import ExpiryScheduler
 from services.streams import build_app
 from services.topics import ensure_topics
@@ -53,9 +56,10 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 class Worker:
     """One process: command processor, projector, HTTP API (and later the scheduler)."""
 
-    def __init__(self, settings: Settings, bootstrap: str):
+    def __init__(self, settings: Settings, bootstrap: str, known_ends: Ends | None = None):
         self.settings = settings
         self.bootstrap = bootstrap
+        self._known_ends = known_ends  # the log's exact end, when the caller knows it
         self.metrics = Metrics()
         self._ready = False
         self._resources: list[Any] = []
@@ -71,7 +75,9 @@ class Worker:
         return self.health.reachable
 
     def _is_ready(self) -> bool:
-        return self._ready and self.health.reachable
+        owned = [p for p, url in self.ownership.owners.items() if url == self.ownership.url]
+        caught_up = self.catch_up.reached(owned if self.ownership.owners else [])
+        return self._ready and self.health.reachable and caught_up and bool(owned)
 
     def _task_ended(self, task: asyncio.Future[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -84,7 +90,12 @@ class Worker:
         started = time.monotonic()
         self.failure = asyncio.get_running_loop().create_future()
         s = self.settings
-        await ensure_topics(s, self.bootstrap)
+        counts = await ensure_topics(s, self.bootstrap)
+        self.ownership = Ownership(s.advertised_url, counts[s.commands_topic])
+        stream_topics = {t: counts[t] for t in (s.commands_topic, s.events_topic)}
+        ends = self._known_ends or await log_ends(self.bootstrap, stream_topics)
+        streams = {k: v for k, v in ends.items() if k[0] in stream_topics}
+        self.catch_up = CatchUp(streams, self._positions)
         self.decisions, self.projection = await asyncio.gather(
             _open_checked(s.decisions_path, DecisionStore.open, self.bootstrap),
             _open_checked(s.projection_path, ProjectionStore.open, self.bootstrap),
@@ -98,11 +109,21 @@ class Worker:
         visibility = Visibility(s.events_topic, await self.projection.positions())
         processor = CommandProcessor(s, self.decisions, self.producer, visibility, self.metrics)
         self.scheduler = ExpiryScheduler(
-            self.projection, self.producer, s.commands_topic, self.metrics
+            self.projection,
+            self.producer,
+            s.commands_topic,
+            self.metrics,
+            partitions=self.ownership.local,
         )
         projector = Projector(self.projection, visibility, self.metrics, self.scheduler.changed)
         self.faust = build_app(
-            s, self.bootstrap, processor.handle, projector.handle, self._positions, self._fail
+            s,
+            self.bootstrap,
+            processor.handle,
+            projector.handle,
+            self._positions,
+            self._fail,
+            CoPartitionedAssignor(self.ownership),
         )
         await self.faust.start()
         self._resources.append(self.faust)
@@ -111,6 +132,8 @@ class Worker:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
+        self.router = Router(self.ownership)
+        self._resources.append(self.router)
         gateway = Gateway(self.producer, visibility, s.commands_topic, s.visible_timeout_ms)
         api = Api(
             s.apps,
@@ -120,6 +143,7 @@ class Worker:
             self._is_ready,
             s.default_app,
             self._broker_reachable,
+            self.router,
         )
         self.runner = web.AppRunner(build_http_app(api, s.events_topic), access_log=None)
         await self.runner.setup()

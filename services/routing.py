@@ -1,0 +1,91 @@
+"""Any worker answers any request: device requests go to the worker that owns the device's
+partition (forwarded), channel queries ask every worker for its own partitions and merge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from events import rules
+from services.ownership import Ownership
+from services.wire import WireError
+
+log = logging.getLogger(__name__)
+FORWARDED = "X-Devreg-Forwarded"  # a forwarded request is never forwarded again
+LOCAL = "X-Devreg-Local"  # a fan-out sub-query: answer from this worker's partitions only
+_HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+def _moving(partition: int) -> WireError:
+    return WireError(
+        rules.PARTITION_MOVING,
+        f"partition {partition} is moving between workers (rebalance); retry shortly",
+        503,
+    )
+
+
+class Router:
+    def __init__(self, ownership: Ownership):
+        self.ownership = ownership
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def to_owner(
+        self, request: web.Request, app_id: str, device_id: str, body: bytes | None = None
+    ) -> web.Response | None:
+        """None when this worker owns the device; else the owner's answer to the request."""
+        partition = self.ownership.partition_of(app_id, device_id)
+        owner = self.ownership.owner(partition)
+        if owner == self.ownership.url:
+            return None
+        if owner is None or FORWARDED in request.headers:
+            raise _moving(partition)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers[FORWARDED] = self.ownership.url
+        try:
+            async with self.session().request(
+                request.method, owner + request.path_qs, data=body, headers=headers
+            ) as answer:
+                payload = await answer.read()
+                return web.Response(
+                    body=payload, status=answer.status, content_type=answer.content_type
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("owner %s of partition %d did not answer: %r", owner, partition, exc)
+            raise _moving(partition) from exc
+
+    def fan_out(self, request: web.Request) -> bool:
+        return LOCAL not in request.headers and bool(self.ownership.peers())
+
+    async def ask_peers(self, request: web.Request, path_qs: str | None = None) -> list[bytes]:
+        """The same GET on every other worker, answered from their own partitions."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers[LOCAL] = self.ownership.url
+
+        async def ask(peer: str) -> bytes:
+            url = peer + (path_qs or request.path_qs)
+            try:
+                async with self.session().get(url, headers=headers) as answer:
+                    if answer.status != 200:
+                        raise WireError(
+                            rules.PARTITION_MOVING, f"{peer} answered {answer.status}", 503
+                        )
+                    return await answer.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise WireError(
+                    rules.PARTITION_MOVING, f"worker {peer} did not answer", 503
+                ) from exc
+
+        return list(await asyncio.gather(*(ask(peer) for peer in self.ownership.peers())))
