@@ -22,7 +22,9 @@ from events import (
     UnregisterDevice,
     decode_event,
     decode_outcome,
+    empty_state,
     encode,
+    evolve,
 )
 from events.identity import event_hash, partition_key
 from projections.store import ProjectionStore
@@ -121,9 +123,8 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     expected_events = sum(len(o.event_ids) for o in accepted if isinstance(o, Outcome))
 
     # And each event id in the log stands for one byte-identical event (duplicates are copies)
-    events_raw = await read_records(
-        broker.bootstrap, f"{worker.prefix}.events", expected_events, 60
-    )
+    events_topic = f"{worker.prefix}.events"
+    events_raw = await read_records(broker.bootstrap, events_topic, expected_events, 60)
     by_id: dict[str, set[bytes]] = defaultdict(set)
     for record in events_raw:
         assert record.value is not None
@@ -146,6 +147,24 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
             assert event.prev_hash == previous
             assert event.hash == event_hash(event)
             previous = event.hash
+
+    # And the live projection holds, per device, what the domain's own fold (events.evolve,
+    # independent of the projection code) makes of the de-duplicated history
+    await wait_for(
+        lambda: _at_least(_applied(worker.data_dir, events_topic), len(events_raw)),
+        30,
+        "the projection to apply every event",
+    )
+    expected = {}
+    for device_id, device_events in chains.items():
+        state = empty_state(APP, device_id)
+        for event in device_events:
+            state = evolve(state, event)
+        expected[device_id] = (
+            state.version,
+            sorted((c, s.registration_id) for c, s in state.channels.items()),
+        )
+    assert _projected(worker.data_dir / "projection.sqlite") == expected
 
     # And the live projection equals a fresh fold of the whole log, duplicates and all
     await wait_for(
@@ -174,6 +193,17 @@ def _applied(data_dir: Path, topic: str) -> int:
             "SELECT COALESCE(SUM(next_offset), 0) FROM kafka_offsets WHERE topic = ?", (topic,)
         ).fetchone()
     return int(row[0])
+
+
+def _projected(path: Path) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        versions = dict(db.execute("SELECT device_id, version FROM devices").fetchall())
+        channels: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for device_id, channel, registration_id in db.execute(
+            "SELECT device_id, channel, registration_id FROM subscriptions ORDER BY channel"
+        ):
+            channels[device_id].append((channel, registration_id))
+    return {d: (v, channels.get(d, [])) for d, v in versions.items()}
 
 
 def _rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
