@@ -129,4 +129,5 @@ async def test_given_two_workers_then_any_serves_any_device_and_survives_a_kill(
     assert await all_readable(b, DEVICES)
     assert await channel_listing(b, "all") == expected
     status, body = await call("GET", a.url("messaging/channels"))
+    assert status == 200
     assert {c["channel"]: c["devices"] for c in body["channels"]}["all"] == DEVICES
