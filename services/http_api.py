@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
 from projections.store import ProjectionStore
@@ -19,6 +22,7 @@ from services.wire import WireError, error_response, json_response
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+BODY_READ_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Api:
     default_app: str
     broker_reachable: Callable[[], bool]
     router: Router
+    lag: Callable[[], dict[int, int]]  # events partition -> events emitted, not yet applied
 
     def authorize(self, request: web.Request) -> str:
         if "app_id" not in request.match_info:
@@ -59,7 +64,13 @@ class Api:
         app_id = self.authorize(request)
         if request.content_type != "application/json":
             raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
-        raw = await request.read()
+        try:
+            # A client that never finishes its body must not hold the handler forever.
+            raw = await asyncio.wait_for(request.read(), BODY_READ_TIMEOUT_S)
+        except TimeoutError:
+            raise WireError(
+                rules.INVALID_REQUEST, "Request body not received in time", 408
+            ) from None
         body = wire.decode_register(raw)
         issued_at = now_ms()
         command = RegisterDevice(
@@ -137,15 +148,35 @@ class Api:
         return json_response(body, 200 if ready else 503)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
-        pending = await self.projection.pending_expirations()
-        gauge = (
-            "# HELP devreg_expirations_pending Subscriptions with an expiration still to come.\n"
-            f"# TYPE devreg_expirations_pending gauge\ndevreg_expirations_pending {pending}\n"
-        )
-        return web.Response(text=self.metrics.render() + gauge, content_type="text/plain")
+        self.metrics.set("devreg_expirations_pending", await self.projection.pending_expirations())
+        for partition, lag in self.lag().items():
+            self.metrics.set("devreg_projection_lag_events", lag, partition=str(partition))
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def timed(metrics: Metrics) -> Middleware:
+    """Latency histogram per route template and method (templates: bounded label values)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.observe(
+            "devreg_http_request_duration_ms",
+            elapsed_ms,
+            method=request.method,
+            route=route,
+            status=str(response.status),
+        )
+        return response
+
+    return middleware
 
 
 @web.middleware

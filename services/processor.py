@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -117,6 +118,8 @@ class CommandProcessor:
         await self._store.commit(batch)
         for emission, last_event in zip(emissions, last_events, strict=True):
             self._visibility.decided(Decided(emission.outcome, last_event))
+            code = str(emission.outcome.code or 0)
+            self._metrics.inc("devreg_outcomes_total", code=code)
 
     def _decide(
         self,
@@ -210,6 +213,9 @@ class CommandProcessor:
         positions: list[tuple[int, int] | None] = []
         for sends in event_sends:
             metas = await asyncio.gather(*sends)
-            positions.append((metas[-1].partition, metas[-1].offset) if metas else None)  # type: ignore[attr-defined]
+            last: Any = metas[-1] if metas else None
+            positions.append((last.partition, last.offset) if last else None)
+            if last:
+                self._visibility.emitted(last.partition, last.offset)
             self._metrics.inc("devreg_events_emitted_total", len(metas))
         return positions

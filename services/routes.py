@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.http_api import MAX_BODY_BYTES, Api, backendless_errors
+from services.http_api import MAX_BODY_BYTES, Api, backendless_errors, timed
 from services.openapi import openapi_handler
 from services.targeting import Targeting
 
@@ -14,7 +14,9 @@ DOMAIN = "/api"
 
 
 def build_http_app(api: Api, events_topic: str) -> web.Application:
-    app = web.Application(middlewares=[backendless_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[timed(api.metrics), backendless_errors], client_max_size=MAX_BODY_BYTES
+    )
     targeting = Targeting(api, events_topic)
     add = app.router.add_route
     for base in (DOMAIN, CLASSIC):

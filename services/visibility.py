@@ -26,6 +26,7 @@ class Visibility:
         self._events_topic = events_topic
         self._decisions: dict[tuple[str, str], asyncio.Future[Decided]] = {}
         self._applied: dict[int, int] = {}
+        self._emitted: dict[int, int] = {}
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self.applied(applied)
 
@@ -43,6 +44,14 @@ class Visibility:
         future = self._decisions.pop(key, None)
         if future is not None and not future.done():
             future.set_result(decided)
+
+    def emitted(self, partition: int, offset: int) -> None:
+        """The command processor published an event at (partition, offset)."""
+        self._emitted[partition] = max(self._emitted.get(partition, 0), offset + 1)
+
+    def lag(self) -> dict[int, int]:
+        """Events emitted by this worker and not yet applied, per events partition."""
+        return {p: max(n - self._applied.get(p, 0), 0) for p, n in sorted(self._emitted.items())}
 
     def applied(self, positions: Iterable[Position]) -> None:
         for p in positions:

@@ -144,6 +144,7 @@ class Worker:
             s.default_app,
             self._broker_reachable,
             self.router,
+            visibility.lag,
         )
         self.runner = web.AppRunner(build_http_app(api, s.events_topic), access_log=None)
         await self.runner.setup()
