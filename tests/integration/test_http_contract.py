@@ -18,19 +18,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from events import DeviceRegistered, DeviceUnregistered, decode_event
 from events.identity import registration_id
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, registration
+from tests.support import WorkerProcess, call, read_topic, registration
 
 UUID_UPPER = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
 REGISTRATION_KEYS = {"id", "deviceId", "deviceToken", "os", "osVersion", "channels", "expiration"}
 ERROR_KEYS = {"code", "message", "errorData"}
 HOUR_MS = 3_600_000
 LIMIT = 500  # characters, for deviceToken, deviceId, osVersion and each channel name
-READ_DEADLINE_S = 20.0
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -112,42 +111,6 @@ async def send_raw(method: str, url: str, data: bytes, content_type: str | None)
         session.request(method, url, data=data, headers=headers) as response,
     ):
         return response.status, await response.json(content_type=None)
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-    deadline_s: float = READ_DEADLINE_S,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` from the beginning, read until `until(records)` holds.
-
-    End offsets are never asked for (Tansu under-reports them, DESIGN.md §10): the caller
-    names what it waits for, and the read fails at the deadline with what it found.
-    """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # refreshes the metadata partitions_for_topic answers from
-        partitions = consumer.partitions_for_topic(topic)
-        assert partitions, f"topic {topic} does not exist"
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        end = time.monotonic() + deadline_s
-        while not until(records):
-            if time.monotonic() > end:
-                raise AssertionError(f"read {len(records)} records of {topic} in {deadline_s}s")
-            for batch in (await consumer.getmany(timeout_ms=100)).values():
-                records.extend(batch)
-        return records
-    finally:
-        # aiokafka 0.14 can raise CancelledError if stop() runs before start()'s own task.
-        await asyncio.sleep(0)
-        await consumer.stop()
 
 
 def device_events(records: list[ConsumerRecord[bytes, bytes]], device_id: str) -> list[Any]:

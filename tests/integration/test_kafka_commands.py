@@ -12,15 +12,14 @@ anything the first command produced sits before the marker's.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from events import (
     AnyCommand,
@@ -35,50 +34,13 @@ from events import (
 )
 from events.identity import event_id, partition_key, registration_id
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, call, read_topic, registration, wait_for
 
 APP = "app-a"
-READ_DEADLINE_S = 20.0
 Records = list[ConsumerRecord[bytes, bytes]]
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    until: Callable[[Records], bool],
-    deadline_s: float = READ_DEADLINE_S,
-) -> Records:
-    """Every record of `topic` from the beginning, read until `until(records)` holds.
-
-    End offsets are never asked for (Tansu under-reports them, DESIGN.md §10): the caller
-    names what it waits for, and the read fails at the deadline with what it found.
-    """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # refreshes the metadata partitions_for_topic answers from
-        partitions = consumer.partitions_for_topic(topic)
-        assert partitions, f"topic {topic} does not exist"
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        records: Records = []
-        end = time.monotonic() + deadline_s
-        while not until(records):
-            if time.monotonic() > end:
-                raise AssertionError(f"read {len(records)} records of {topic} in {deadline_s}s")
-            for batch in (await consumer.getmany(timeout_ms=100)).values():
-                records.extend(batch)
-        return records
-    finally:
-        # aiokafka 0.14 can raise CancelledError if stop() runs before start()'s own task.
-        await asyncio.sleep(0)
-        await consumer.stop()
 
 
 class Topics:
