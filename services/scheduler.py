@@ -25,7 +25,7 @@ from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 _START: ExpiryCursor = (-(2**63), "", "")
-RESEND_AFTER_S = 5.0  # a sent expiry not applied by then is sent again (same id: one effect)
+RESEND_AFTER_S = 60.0  # a sent expiry still due after this is sent again (same id: one effect)
 RECHECK_S = 1.0  # while sent expiries are in flight, look again this often
 
 
@@ -64,50 +64,60 @@ class ExpiryScheduler:
         self._clock = clock
         self._wake = asyncio.Event()
         self._target: int | None = None  # the expiration it sleeps until
-        self._sent: dict[tuple[str, str, str], float] = {}  # (app, device, command id) -> when
+        # Due rows up to the cursor were sent and acknowledged by Kafka: they are in the log and
+        # will be decided. They are not sent again while in flight, so a backlog never
+        # multiplies itself with repeats.
+        self._cursor: ExpiryCursor = _START
+        self._cursor_since = time.monotonic()
 
     def changed(self, earliest_expiration: int | None) -> None:
-        """The projector wrote expirations (or removed some): wake if it is earlier news."""
-        if self._sent or (
-            earliest_expiration is not None
-            and (self._target is None or earliest_expiration < self._target)
+        """The projector wrote expirations: wake if one is earlier than the alarm."""
+        if earliest_expiration is not None and (
+            self._target is None or earliest_expiration < self._target
         ):
             self._wake.set()
 
     async def run(self) -> None:
         while True:
-            in_flight = await self._expire_due()
+            await self._expire_due()
             now = self._clock()
             nxt = await self._projection.next_expiration(now)
             self._target = nxt
             delay = None if nxt is None else max(nxt - now, 0) / 1000
-            if in_flight:
+            if self._cursor != _START:  # expiries in flight: see them land, then rewind
                 delay = RECHECK_S if delay is None else min(delay, RECHECK_S)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):  # the timeout is the alarm clock
                 await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _expire_due(self) -> bool:
-        """Send every due expiry not sent recently; True if some are still in flight."""
-        cursor, in_flight, now_s = _START, False, time.monotonic()
-        self._sent = {k: t for k, t in self._sent.items() if now_s - t < RESEND_AFTER_S}
+    async def _rewind_if_landed(self, now: int) -> None:
+        """Back to the start once nothing sent is still due, or (a safety net, same command
+        ids, so one effect) when something sent has stayed due for RESEND_AFTER_S."""
+        if self._cursor == _START:
+            return
+        head = await self._projection.due_expirations(now, _START, 1, self._partitions())
+        behind = bool(head) and (head[0].expiration, head[0].app_id, head[0].device_id) <= (
+            self._cursor
+        )
+        if not behind or time.monotonic() - self._cursor_since > RESEND_AFTER_S:
+            self._cursor = _START
+
+    async def _expire_due(self) -> None:
+        """Send every due expiry after the cursor, in bounded batches, advancing the cursor."""
+        await self._rewind_if_landed(self._clock())
         while True:
             now = self._clock()
             due = await self._projection.due_expirations(
-                now, cursor, self._batch, self._partitions()
+                now, self._cursor, self._batch, self._partitions()
             )
             if not due:
-                return in_flight
-            cursor = (due[-1].expiration, due[-1].app_id, due[-1].device_id)
-            fresh = []
-            for item in due:
-                command = expiry_command(item, now)
-                key = (command.app_id, command.device_id, command.command_id)
-                in_flight = True
-                if key not in self._sent:
-                    self._sent[key] = now_s
-                    fresh.append(command)
-            await self._send(fresh)
+                return
+            # A device with several due channels shows up once per channel: one command each.
+            unique = {c.command_id: c for c in (expiry_command(item, now) for item in due)}
+            await self._send(list(unique.values()))
+            if self._cursor == _START:
+                self._cursor_since = time.monotonic()
+            self._cursor = (due[-1].expiration, due[-1].app_id, due[-1].device_id)
             await asyncio.sleep(0)  # a burst goes out in batches: let HTTP requests in between
 
     async def _send(self, commands: list[ExpireRegistration]) -> None:
