@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import aiosqlite
@@ -11,6 +13,7 @@ import msgspec
 
 from events import AnyEvent, ChannelCreated, decode_event
 from projections import queries
+from projections.device_rows import load_device_rows
 from projections.fold import Changes, DeviceKey, DeviceRow, ProjectionError, fold
 from projections.positions import (
     Position,
@@ -20,6 +23,7 @@ from projections.positions import (
     write_positions,
 )
 from projections.sqlite import open_db
+from projections.swap import SwapWatcher
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,6 @@ CREATE TABLE IF NOT EXISTS channels (
 ) WITHOUT ROWID;
 """
 
-_LOOKUP_CHUNK = 400  # row-value pairs per IN (...) query, well under SQLite's variable limit
-
 
 class ApplyResult(msgspec.Struct, frozen=True):
     applied: int
@@ -96,14 +98,30 @@ class ProjectionStore:
         self._next: dict[tuple[str, int], int] = {
             (p.topic, p.partition): p.next_offset for p in positions
         }
+        self.lock = asyncio.Lock()  # one writer at a time: a batch, or a swap (projections/swap)
+        self._swaps: SwapWatcher | None = None
 
     @classmethod
-    async def open(cls, path: Path) -> ProjectionStore:
+    async def open(cls, path: Path, *, swappable: bool = True) -> ProjectionStore:
+        """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file."""
         conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
-        return cls(conn, await read_positions(conn))
+        store = cls(conn, await read_positions(conn))
+        if swappable:
+            connect = partial(open_db, ddl=SCHEMA, version=SCHEMA_VERSION)
+            store._swaps = SwapWatcher(store, conn, path, connect)
+        return store
 
     async def close(self) -> None:
+        if self._swaps is not None:
+            await self._swaps.close()
         await self._conn.close()
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        return self._conn
+
+    def swap_connection(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn  # a rebuilt file at the same positions (projections/swap.py)
 
     async def positions(self) -> list[Position]:
         return await read_positions(self._conn)
@@ -117,24 +135,14 @@ class ProjectionStore:
         return [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
 
     async def _known(self, keys: set[DeviceKey]) -> dict[DeviceKey, DeviceRow]:
-        known: dict[DeviceKey, DeviceRow] = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), _LOOKUP_CHUNK):
-            chunk = ordered[start : start + _LOOKUP_CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            params = [part for key in chunk for part in key]
-            async with self._conn.execute(
-                "SELECT app_id, device_id, device_token, os, os_version, version, last_hash,"
-                f" registered_at, updated_at FROM devices WHERE (app_id, device_id) IN ({values})",
-                params,
-            ) as cursor:
-                for row in await cursor.fetchall():
-                    device = DeviceRow(**dict(zip(DeviceRow.__struct_fields__, row, strict=True)))
-                    known[(device.app_id, device.device_id)] = device
-        return known
+        return await load_device_rows(self._conn, keys)
 
     async def apply(self, records: Sequence[Record]) -> ApplyResult:
         """Fold `records` (events) and commit rows and positions in one transaction."""
+        async with self.lock:
+            return await self._apply(records)
+
+    async def _apply(self, records: Sequence[Record]) -> ApplyResult:
         fresh = self._fresh(records)
         if not fresh:
             return ApplyResult(0, len(records), [])

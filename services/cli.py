@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("path", help="archive file to write")
     imp = sub.add_parser("import", help="re-publish an archive into empty topics, same offsets")
     imp.add_argument("path", help="archive file to read")
+    from services.audit_cli import add_commands  # imports this module: not at the top
+
+    _MAINS.update(add_commands(sub))
     return parser
 
 

@@ -1,0 +1,289 @@
+"""Swapping a rebuilt projection file in under a running worker, with no failed query.
+
+The worker has no admin route for this (and needs none): `devreg rebuild` and the worker talk
+through small JSON files beside the live projection, `<live>.swap-*`:
+
+  rebuild  folds the log into `<live>.rebuild` up to the live file's positions, then writes
+           `swap-request` {id, candidate}
+  worker   takes the store's lock (the projector pauses between batches; queries go on),
+           writes `swap-paused` {id, positions}: the exact positions it holds still
+  rebuild  folds the candidate up to exactly those positions, closes it, writes `swap-ready`
+  worker   checks the candidate's positions, switches the files, releases the lock and
+           writes `swap-done` {id, ok, error}
+
+The switch never closes the connection queries use before the new one is open. The old
+connection leaves WAL mode and keeps a shared lock in exclusive locking mode: from then on it
+reads only its own (soon unlinked) file and never looks for a `-wal` file by name, so the new
+file can be renamed over the live path and opened (with its own `-wal`) while the old one still
+answers. Then new queries go to the new connection; the old one is closed a little later,
+once reads already in flight on it have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import aiosqlite
+import msgspec
+
+from projections.fold import ProjectionError
+from projections.positions import Position
+
+if TYPE_CHECKING:
+    from projections.store import ProjectionStore
+
+log = logging.getLogger(__name__)
+POLL_S = 0.1  # how often an idle worker looks for a request: a stat() call
+READY_TIMEOUT_S = 30.0  # the projector stays paused at most this long for the final catch-up
+REQUEST_TTL_S = 60.0  # an older request was left by a rebuild that died: ignored
+RETIRE_AFTER_S = 5.0  # reads in flight on the old connection finish well within this
+MODE_SWITCH_TIMEOUT_S = 5.0
+
+Connect = Callable[[Path], Awaitable[aiosqlite.Connection]]
+
+
+class SwapRefused(RuntimeError):
+    """The swap cannot be done safely; the live file stays as it is."""
+
+
+class SwapMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    at_ms: int
+    candidate: str | None = None
+    positions: list[Position] = []
+    ok: bool | None = None
+    error: str | None = None
+    paused_ms: int | None = None
+
+
+_decoder = msgspec.json.Decoder(SwapMessage)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SwapFiles:
+    """The candidate and the handshake files of one live projection file."""
+
+    def __init__(self, live: Path):
+        self.live = live
+        self.candidate = self._sibling(".rebuild")
+        self.request = self._sibling(".swap-request")
+        self.paused = self._sibling(".swap-paused")
+        self.ready = self._sibling(".swap-ready")
+        self.done = self._sibling(".swap-done")
+
+    def _sibling(self, suffix: str) -> Path:
+        return self.live.with_name(self.live.name + suffix)
+
+    def write(self, path: Path, message: SwapMessage) -> None:
+        """Atomically: a reader never sees half a message."""
+        part = path.with_name(path.name + ".part")
+        part.write_bytes(msgspec.json.encode(message))
+        os.replace(part, path)
+
+    def read(self, path: Path) -> SwapMessage | None:
+        try:
+            return _decoder.decode(path.read_bytes())
+        except (FileNotFoundError, msgspec.DecodeError):
+            return None
+
+    def clear(self, *paths: Path) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    """A rename survives a power cut only once its directory is on disk."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stored_positions(path: Path) -> list[Position]:
+    """The kafka_offsets of a projection file, read-only (another process may be writing)."""
+    with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as db:
+        rows = db.execute("SELECT topic, partition, next_offset, fingerprint FROM kafka_offsets")
+        return sorted((Position(*row) for row in rows), key=position_key)
+
+
+def read_only_uri(path: Path) -> str:
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
+def position_key(position: Position) -> tuple[str, int]:
+    return position.topic, position.partition
+
+
+class SwapWatcher:
+    """Runs in the worker, beside its ProjectionStore: answers swap requests."""
+
+    def __init__(
+        self, store: ProjectionStore, conn: aiosqlite.Connection, live: Path, connect: Connect
+    ):
+        self._store, self._files, self._connect = store, SwapFiles(live), connect
+        self._conn = conn  # the store's connection: only this watcher ever replaces it
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def close(self) -> None:
+        for task in (self._task, *self._retiring):
+            task.cancel()
+        await asyncio.gather(self._task, *self._retiring, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_S)
+            if self._files.request.exists():
+                try:
+                    await self._serve()
+                except Exception:  # unreadable files, say: drop the request, keep watching
+                    log.exception("cannot answer the swap request %s", self._files.request)
+                    self._files.clear(self._files.request)
+
+    async def _serve(self) -> None:
+        files = self._files
+        request = files.read(files.request)
+        if request is None or now_ms() - request.at_ms > REQUEST_TTL_S * 1000:
+            log.warning("ignoring a stale or unreadable swap request %s", files.request)
+            files.clear(files.request)
+            return
+        started = time.monotonic()
+        async with self._store.lock:
+            try:
+                await self._swap(request)
+                result = SwapMessage(id=request.id, at_ms=now_ms(), ok=True)
+                log.info("swapped in the rebuilt projection %s", files.live)
+            except SwapRefused as exc:
+                result = SwapMessage(id=request.id, at_ms=now_ms(), ok=False, error=str(exc))
+                log.warning("projection swap refused: %s", exc)
+            except Exception as exc:  # the watcher must live on; the live file is kept
+                log.exception("projection swap failed")
+                result = SwapMessage(id=request.id, at_ms=now_ms(), ok=False, error=repr(exc))
+            paused_ms = round((time.monotonic() - started) * 1000)
+        files.clear(files.request, files.paused, files.ready)
+        files.write(files.done, msgspec.structs.replace(result, paused_ms=paused_ms))
+
+    async def _swap(self, request: SwapMessage) -> None:
+        files = self._files
+        positions = sorted(await self._store.positions(), key=position_key)
+        files.write(files.paused, SwapMessage(id=request.id, at_ms=now_ms(), positions=positions))
+        await self._wait_ready(request.id)
+        if files.candidate.with_name(files.candidate.name + "-wal").exists():
+            raise SwapRefused(f"{files.candidate} was not closed cleanly (it has a -wal file)")
+        try:
+            found = await asyncio.to_thread(stored_positions, files.candidate)
+        except sqlite3.Error as exc:
+            raise SwapRefused(f"cannot read {files.candidate}: {exc}") from exc
+        if found != positions:
+            raise SwapRefused(f"{files.candidate} is at {found}, the live file at {positions}")
+        old = self._conn
+        await _leave_wal(old)
+        try:
+            if files.live.with_name(files.live.name + "-wal").exists():
+                raise SwapRefused(f"{files.live}-wal is still there: another process has it open")
+            os.replace(files.candidate, files.live)
+        except BaseException:
+            await _back_to_wal(old)
+            raise
+        fsync_dir(files.live.parent)
+        failure: Exception | None = None
+        try:
+            new = await self._connect(files.live)
+        except Exception as exc:
+            # The old connection must never write again: its journal would be created by the
+            # live file's name, which is now the new file. The worker stops at its next batch;
+            # a restart opens the new file.
+            failure = exc
+            reason = f"cannot open the swapped-in projection {files.live}: {exc!r}"
+            new = cast(aiosqlite.Connection, _Unusable(reason))
+        self._store.swap_connection(new)
+        self._conn = new
+        task = asyncio.ensure_future(_retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        if failure is not None:
+            raise SwapRefused(f"swapped, but cannot open {files.live}: {failure!r}")
+
+    async def _wait_ready(self, request_id: str) -> None:
+        files, deadline = self._files, time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            ready = files.read(files.ready)
+            if ready is not None and ready.id == request_id:
+                return
+            if not files.request.exists():
+                raise SwapRefused("the rebuild withdrew its request")
+            await asyncio.sleep(0.01)
+        raise SwapRefused(f"the rebuild was not ready within {READY_TIMEOUT_S:.0f}s")
+
+
+class _Unusable:
+    """Stands in for a connection that must not be used: any use raises."""
+
+    def __init__(self, reason: str):
+        self._reason = reason
+
+    def __getattr__(self, name: str) -> Any:
+        raise ProjectionError(self._reason)
+
+
+async def _leave_wal(conn: aiosqlite.Connection) -> None:
+    """Rollback-journal mode plus a retained shared lock: the connection keeps reading its own
+    file and stops looking for a `-wal` file by name (see the module docstring)."""
+    with contextlib.suppress(sqlite3.OperationalError):  # a read in flight: the switch does it
+        await _pragma(conn, "PRAGMA wal_checkpoint(TRUNCATE)")
+    deadline = time.monotonic() + MODE_SWITCH_TIMEOUT_S
+    while True:
+        try:
+            mode = await _pragma(conn, "PRAGMA journal_mode=DELETE")
+            if mode == "delete":
+                break
+            reason = f"journal mode is still {mode}"
+        except sqlite3.OperationalError as exc:
+            # A read in flight on this connection, or another process holding the file open.
+            reason = str(exc)
+        if time.monotonic() > deadline:
+            raise SwapRefused(f"cannot take the live projection out of WAL mode: {reason}")
+        await asyncio.sleep(0.01)
+    try:
+        await _pragma(conn, "PRAGMA locking_mode=EXCLUSIVE")
+        await _pragma(conn, "SELECT count(*) FROM kafka_offsets")  # the shared lock, kept now
+    except BaseException:
+        await _back_to_wal(conn)
+        raise
+
+
+async def _back_to_wal(conn: aiosqlite.Connection) -> None:
+    await _pragma(conn, "PRAGMA locking_mode=NORMAL")
+    await _pragma(conn, "SELECT count(*) FROM kafka_offsets")  # releases the retained lock
+    await _pragma(conn, "PRAGMA journal_mode=WAL")
+
+
+async def _pragma(conn: aiosqlite.Connection, sql: str) -> Any:
+    """Runs `sql` to completion: a statement left unfinished holds a read transaction."""
+    async with conn.execute(sql) as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def _retire(conn: aiosqlite.Connection) -> None:
+    try:
+        await asyncio.sleep(RETIRE_AFTER_S)
+    finally:
+        await conn.close()

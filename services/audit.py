@@ -1,0 +1,150 @@
+"""Audits from the log: a device's history with its hash chain, and the registry as of a time.
+
+Both read the events topic from the start with a plain consumer (services/log_reader.py).
+The registry as of T is the same fold as the live projection (services/rebuild.py), run over
+the events that had happened by T, into a file with the live schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+
+from events import AnyEvent, decode_event
+from events.identity import partition_key
+from projections.chain import Checked, Position, Verdict, check_chain
+from projections.positions import Record
+from projections.queries import ChannelDevice
+from projections.store import DeviceView
+from services.log_reader import LogReader
+from services.progress import Progress
+from services.rebuild import Build, BuildReport, remove_db
+
+_key_decoder = msgspec.json.Decoder(tuple[str, ...])
+DeviceKey = tuple[str, str]
+
+
+class History(msgspec.Struct, frozen=True, kw_only=True):
+    app_id: str
+    device_id: str
+    chain: Verdict
+    events: list[Checked]
+
+
+async def history(
+    bootstrap: str, topic: str, app_id: str, device_id: str, progress: Progress
+) -> History:
+    """Every event keyed by the device (its own, and the channels it created), checked."""
+    key = partition_key(app_id, device_id)
+    found: list[tuple[Position, AnyEvent]] = []
+    async with LogReader(bootstrap) as reader:
+        tps = await reader.partitions(topic)
+        progress.total = sum((await reader.end_offsets(tps)).values())
+        # Every partition, not just the key's: a producer with another partitioner (kcat's
+        # default is not Java's) puts a device's commands, and so its events, elsewhere.
+        async for batch in reader.read(dict.fromkeys(tps, 0)):
+            progress.advance(len(batch))
+            for r in batch:
+                if r.key == key:
+                    found.append((Position(r.partition, r.offset, r.timestamp), _event(r)))
+    events, verdict = check_chain(found)
+    return History(app_id=app_id, device_id=device_id, chain=verdict, events=events)
+
+
+def _event(record: Record) -> AnyEvent:
+    try:
+        return decode_event(record.value or b"")
+    except msgspec.DecodeError as exc:
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        raise ValueError(f"undecodable event at {where}: {exc}") from exc
+
+
+class AsOf:
+    """Keeps the events that had happened by `at_ms`. A device's chain is cut at its first
+    event after `at_ms`: a later event stamped earlier (a command carrying an old issued_at)
+    did not exist yet at that instant, and the events after it build on it."""
+
+    def __init__(self, at_ms: int, app_id: str | None = None, device_id: str | None = None):
+        self.at_ms, self._cut = at_ms, set[DeviceKey]()
+        self._key = partition_key(app_id, device_id) if app_id and device_id else None
+        self._app = app_id
+
+    def _wanted(self, record: Record) -> bool:
+        if self._key is not None:
+            return record.key == self._key
+        if self._app is not None:
+            parts = _key_decoder.decode(record.key or b"[]")
+            return bool(parts) and parts[0] == self._app
+        return True
+
+    def __call__(self, batch: list[Record]) -> list[Record]:
+        kept = []
+        for record in batch:
+            if not self._wanted(record):
+                continue
+            event = _event(record)
+            device = getattr(event, "device_id", None)
+            key = (event.app_id, device or "")
+            if device is not None and key in self._cut:
+                continue
+            if event.occurred_at > self.at_ms:
+                if device is not None:
+                    self._cut.add(key)
+                continue
+            kept.append(record)
+        return kept
+
+
+async def as_of_file(
+    bootstrap: str, topic: str, at: AsOf, path: Path, progress: Progress
+) -> BuildReport:
+    build = await Build.fresh(path, topic, progress)
+    try:
+        async with LogReader(bootstrap) as reader:
+            await build.extend(reader, None, keep=at)
+    except BaseException:
+        await build.store.close()
+        remove_db(path)  # half a registry must not pass for one
+        raise
+    await build.close()
+    return build.report()
+
+
+@contextlib.asynccontextmanager
+async def _as_of_store(
+    bootstrap: str, topic: str, at: AsOf, progress: Progress
+) -> AsyncIterator[Build]:
+    with tempfile.TemporaryDirectory(prefix="devreg-as-of-") as tmp:
+        build = await Build.fresh(Path(tmp) / "as-of.sqlite", topic, progress)
+        try:
+            async with LogReader(bootstrap) as reader:
+                await build.extend(reader, None, keep=at)
+            yield build
+        finally:
+            await build.store.close()
+
+
+async def device_as_of(
+    bootstrap: str, topic: str, app_id: str, device_id: str, at_ms: int, progress: Progress
+) -> DeviceView | None:
+    at = AsOf(at_ms, app_id, device_id)
+    async with _as_of_store(bootstrap, topic, at, progress) as build:
+        # The live query, at that instant: a passed expiration is not shown.
+        return await build.store.get_device(app_id, device_id, at_ms)
+
+
+async def channel_as_of(
+    bootstrap: str, topic: str, app_id: str, channel: str, at_ms: int, progress: Progress
+) -> list[ChannelDevice]:
+    at = AsOf(at_ms, app_id)
+    devices: list[ChannelDevice] = []
+    async with _as_of_store(bootstrap, topic, at, progress) as build:
+        after = ""
+        while page := await build.store.channel_devices(app_id, channel, at_ms, after, 1000, None):
+            devices.extend(page)
+            after = page[-1].deviceId
+    return devices

@@ -1,0 +1,287 @@
+"""The audit subcommands of `devreg`: replay, history, as-of, rebuild, verify, publish, topics.
+
+Each is a small main(settings, args) that reads the log with a plain consumer (no group, no
+faust). Data goes to stdout as JSON or NDJSON; progress and errors go to stderr. Exit codes:
+0 success, 1 the audit failed (a broken chain, a difference, a rejected command), 2 an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgspec
+
+from projections.fold import ProjectionError
+from services import audit, rebuild, replay, verify
+from services.cli import require_bootstrap
+from services.config import Settings
+from services.log_reader import LogError, LogReader
+from services.progress import Progress
+from services.publish import PublishError, command_from_json, publish
+from services.topic_report import describe
+
+Main = Callable[[Settings, argparse.Namespace], int]
+# What a user can cause or meet (a wrong prefix, a broken log, a busy file): a message, not a
+# traceback.
+_ERRORS = (
+    LogError,
+    rebuild.RebuildError,
+    PublishError,
+    ProjectionError,
+    sqlite3.Error,
+    ValueError,
+    OSError,
+)
+
+
+def _print(value: Any) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _run(name: str, work: Coroutine[Any, Any, int], endless: bool = False) -> int:
+    async def interruptible() -> int:
+        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            # `replay --follow` ends this way: what was printed stands. Anything else was cut
+            # short, and says so the way a shell does.
+            return 0 if endless else 130
+
+    try:
+        return asyncio.run(interruptible())
+    except _ERRORS as exc:
+        print(f"devreg {name}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _progress(label: str, args: argparse.Namespace) -> Progress:
+    return Progress(label, quiet=args.quiet)
+
+
+def _from_offsets(values: list[str]) -> dict[int | None, int]:
+    """`N` (every partition) or `P:N` (partition P), each as often as needed."""
+    offsets: dict[int | None, int] = {}
+    for value in values:
+        partition, _, offset = value.rpartition(":")
+        if not offset.isdigit() or (partition and not partition.isdigit()):
+            raise ValueError(f"--from-offset {value!r} is neither N nor PARTITION:N")
+        offsets[int(partition) if partition else None] = int(offset)
+    return offsets
+
+
+def replay_main(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        where = replay.Filter(
+            app_id=args.app,
+            device_id=args.device,
+            channel=args.channel,
+            types=replay.event_type_tags(args.type),
+            since=replay.parse_time(args.since) if args.since else None,
+            until=replay.parse_time(args.until) if args.until else None,
+        )
+        from_offsets = _from_offsets(args.from_offset)
+    except ValueError as exc:
+        raise_usage(str(exc))
+    bootstrap = require_bootstrap(settings, "replay")
+
+    async def work() -> int:
+        progress = _progress("replay", args)
+        async with LogReader(bootstrap) as reader:
+            run = replay.Replay(reader, settings.events_topic, where, sys.stdout.buffer)
+            starts = await run.starts(from_offsets, args.scan)
+            try:
+                await run.run(starts, args.follow, progress)
+            finally:
+                progress.finish()
+        return 1 if run.undecodable else 0
+
+    return _run("replay", work(), endless=args.follow)
+
+
+def history_main(settings: Settings, args: argparse.Namespace) -> int:
+    bootstrap = require_bootstrap(settings, "history")
+
+    async def work() -> int:
+        progress = _progress("history", args)
+        found = await audit.history(
+            bootstrap, settings.events_topic, args.app, args.device, progress
+        )
+        progress.finish()
+        _print(found)
+        return 0 if found.chain.intact else 1
+
+    return _run("history", work())
+
+
+def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        at_ms = replay.parse_time(args.time)
+    except ValueError as exc:
+        raise_usage(str(exc))
+    if (args.out is None) == (args.device is None and args.channel is None):
+        raise_usage("as-of needs --out FILE, or --app with --device or --channel")
+    if (args.device or args.channel) and not args.app:
+        raise_usage("--device and --channel need --app")
+    bootstrap, topic = require_bootstrap(settings, "as-of"), settings.events_topic
+    out = Path(args.out) if args.out is not None else None
+    if out is not None and out.exists() and not args.force:
+        raise_usage(f"{out} exists (use --force to replace it)")
+
+    async def work() -> int:
+        progress = _progress("as-of", args)
+        if out is not None:
+            report = await audit.as_of_file(bootstrap, topic, audit.AsOf(at_ms), out, progress)
+            _print({"as_of": at_ms, "file": str(out), "build": report})
+        elif args.device is not None:
+            device = await audit.device_as_of(
+                bootstrap, topic, args.app, args.device, at_ms, progress
+            )
+            _print({"as_of": at_ms, "app_id": args.app, "device_id": args.device, "device": device})
+        else:
+            devices = await audit.channel_as_of(
+                bootstrap, topic, args.app, args.channel, at_ms, progress
+            )
+            _print(
+                {"as_of": at_ms, "app_id": args.app, "channel": args.channel, "devices": devices}
+            )
+        progress.finish()
+        return 0
+
+    return _run("as-of", work())
+
+
+def raise_usage(message: str) -> NoReturn:
+    print(f"devreg: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def rebuild_main(settings: Settings, args: argparse.Namespace) -> int:
+    bootstrap, live = require_bootstrap(settings, "rebuild"), settings.projection_path
+
+    async def work() -> int:
+        progress = _progress("rebuild", args)
+        if args.offline:
+            report = await rebuild.rebuild_offline(live, settings.events_topic, bootstrap, progress)
+        else:
+            report = await rebuild.rebuild_online(
+                live, settings.events_topic, bootstrap, progress, args.wait
+            )
+        progress.finish()
+        _print(report)
+        return 0
+
+    return _run("rebuild", work())
+
+
+def verify_main(settings: Settings, args: argparse.Namespace) -> int:
+    bootstrap, live = require_bootstrap(settings, "verify"), settings.projection_path
+    if not live.exists():
+        raise_usage(f"no live projection at {live}")
+
+    async def work() -> int:
+        progress = _progress("verify", args)
+        summary = await verify.verify(live, settings.events_topic, bootstrap, progress, _print)
+        progress.finish()
+        _print(summary)
+        return 0 if summary.verdict == "pass" else 1
+
+    return _run("verify", work())
+
+
+def publish_main(settings: Settings, args: argparse.Namespace) -> int:
+    bootstrap = require_bootstrap(settings, "publish")
+    raw = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
+    try:
+        command = command_from_json(raw, time.time_ns() // 1_000_000)
+    except PublishError as exc:
+        print(f"devreg publish: {exc}", file=sys.stderr)
+        return 2
+
+    async def work() -> int:
+        topics = (settings.commands_topic, settings.outcomes_topic)
+        outcome = await publish(bootstrap, *topics, command, args.wait)
+        _print(outcome)
+        return 0 if outcome.accepted else 1
+
+    return _run("publish", work())
+
+
+def topics_main(settings: Settings, args: argparse.Namespace) -> int:
+    bootstrap = require_bootstrap(settings, "topics")
+
+    async def work() -> int:
+        _print(await describe(settings, bootstrap, args.create))
+        return 0
+
+    return _run("topics", work())
+
+
+def add_commands(sub: Any) -> dict[str, Main]:
+    """Adds the subcommands to `devreg`'s subparsers; returns their mains by name."""
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    times = "ISO-8601 (UTC unless it says otherwise) or ms since the epoch"
+
+    p = sub.add_parser("replay", parents=[quiet], help="the log's events as NDJSON, filtered")
+    p.add_argument("--app", help="only this app's events")
+    p.add_argument("--device", help="only this device's events")
+    p.add_argument("--channel", help="only events naming this channel")
+    p.add_argument("--type", action="append", default=[], help="event tag or class (repeatable)")
+    p.add_argument("--since", help=f"events that occurred at or after: {times}")
+    p.add_argument("--until", help=f"events that occurred at or before: {times}")
+    p.add_argument(
+        "--from-offset",
+        action="append",
+        default=[],
+        metavar="[P:]N",
+        help="start at offset N (of partition P, or of every partition)",
+    )
+    p.add_argument("--scan", action="store_true", help="never use the broker's time index")
+    p.add_argument("--follow", action="store_true", help="keep tailing the log (Ctrl-C stops)")
+
+    p = sub.add_parser("history", parents=[quiet], help="a device's events and hash chain")
+    p.add_argument("app", help="app id")
+    p.add_argument("device", help="device id")
+
+    p = sub.add_parser("as-of", parents=[quiet], help="the registry as it was at a time")
+    p.add_argument("time", help=times)
+    p.add_argument("--out", help="write the whole registry to this new SQLite file")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--app", help="app id (with --device or --channel)")
+    p.add_argument("--device", help="print this device as JSON")
+    p.add_argument("--channel", help="print this channel's devices as JSON")
+
+    p = sub.add_parser("rebuild", parents=[quiet], help="a fresh projection from the log")
+    p.add_argument("--offline", action="store_true", help="no worker is running: replace it")
+    p.add_argument("--wait", type=float, default=15.0, help="seconds for the worker to answer")
+
+    sub.add_parser("verify", parents=[quiet], help="the projection equals a fold of the log")
+
+    p = sub.add_parser("publish", help="send a command (JSON) and print its outcome")
+    p.add_argument("--file", help="read the command from this file (default: stdin)")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome")
+
+    p = sub.add_parser("topics", help="describe devreg's topics (and create them)")
+    p.add_argument("--create", action="store_true", help="create missing topics first")
+    return {
+        "replay": replay_main,
+        "history": history_main,
+        "as-of": as_of_main,
+        "rebuild": rebuild_main,
+        "verify": verify_main,
+        "publish": publish_main,
+        "topics": topics_main,
+    }
