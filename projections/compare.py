@@ -13,7 +13,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-TABLES = ("devices", "subscriptions", "channels")
+TABLES = ("devices", "subscriptions", "channels", "device_events")
 
 
 class Difference(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ import msgspec
 from events import (
     AnyEvent,
     ChannelCreated,
+    DeviceEvent,
     DeviceRegistered,
     DeviceUnregistered,
     RegistrationExpired,
@@ -59,6 +60,8 @@ class Changes:
         # The events partition each device's events come from: where its rows belong when
         # several workers split the partitions. Not part of the fold: it is where, not what.
         self.partitions: dict[DeviceKey, int] = {}
+        # Applied device events, kept per device for the history and as-of queries.
+        self.history: list[DeviceEvent] = []
 
     def device(self, key: DeviceKey) -> DeviceRow | None:
         return self.devices.get(key) or self.known.get(key)
@@ -141,4 +144,5 @@ def fold(changes: Changes, event: AnyEvent) -> None:
         changes.duplicates += 1
         return
     DEVICE_FOLDS[type(event)](changes, event, current)
+    changes.history.append(event)
     changes.applied += 1

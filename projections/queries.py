@@ -76,3 +76,36 @@ async def channel_devices(
         (*params, limit),
     ) as cursor:
         return [ChannelDevice(*row) for row in await cursor.fetchall()]
+
+
+async def device_history(
+    conn: aiosqlite.Connection, app_id: str, device_id: str, after_version: int, limit: int
+) -> list[bytes]:
+    """The device's applied events (canonical JSON) with version > `after_version`, in order."""
+    async with conn.execute(
+        "SELECT event FROM device_events WHERE app_id = ? AND device_id = ? AND version > ?"
+        " ORDER BY version LIMIT ?",
+        (app_id, device_id, after_version, limit),
+    ) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def device_history_until(
+    conn: aiosqlite.Connection, app_id: str, device_id: str, until_ms: int
+) -> list[bytes]:
+    """The device's events up to the first one that happened after `until_ms`.
+
+    Versions, not times, order a history: a command may carry an earlier time than the one
+    before it, so the history is cut at its first event after the instant."""
+    async with conn.execute(
+        "SELECT occurred_at, event FROM device_events WHERE app_id = ? AND device_id = ?"
+        " ORDER BY version",
+        (app_id, device_id),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    kept: list[bytes] = []
+    for occurred_at, event in rows:
+        if occurred_at > until_ms:
+            break
+        kept.append(event)
+    return kept

@@ -24,45 +24,9 @@ from projections.positions import (
 )
 from projections.sqlite import open_db
 from projections.swap import SwapWatcher
+from projections.tables import SCHEMA, SCHEMA_VERSION, write_changes
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2  # 2: rows carry the events partition they came from (scale-out)
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    app_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    device_token TEXT NOT NULL,
-    os TEXT NOT NULL,
-    os_version TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    last_hash TEXT NOT NULL,
-    registered_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (app_id, device_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subscriptions (
-    app_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    registration_id TEXT NOT NULL,
-    expiration INTEGER,
-    subscribed_at INTEGER NOT NULL,
-    PRIMARY KEY (app_id, device_id, channel)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS subscriptions_by_channel
-    ON subscriptions (app_id, channel, device_id);
-CREATE INDEX IF NOT EXISTS subscriptions_by_expiration
-    ON subscriptions (expiration, app_id, device_id) WHERE expiration IS NOT NULL;
-CREATE TABLE IF NOT EXISTS channels (
-    app_id TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (app_id, channel)
-) WITHOUT ROWID;
-"""
 
 
 class ApplyResult(msgspec.Struct, frozen=True):
@@ -155,7 +119,7 @@ class ProjectionStore:
             fold(changes, event)
         positions = last_positions(fresh)
         try:
-            await _write(self._conn, changes)
+            await write_changes(self._conn, changes)
             await write_positions(self._conn, positions)
             await self._conn.commit()
         except BaseException:
@@ -228,6 +192,14 @@ class ProjectionStore:
             self._conn, app_id, channel, now_ms, after, limit, os, partitions
         )
 
+    async def device_history(
+        self, app_id: str, device_id: str, after_version: int, limit: int
+    ) -> list[bytes]:
+        return await queries.device_history(self.connection, app_id, device_id, after_version, limit)
+
+    async def device_history_until(self, app_id: str, device_id: str, until_ms: int) -> list[bytes]:
+        return await queries.device_history_until(self.connection, app_id, device_id, until_ms)
+
     async def get_device(self, app_id: str, device_id: str, now_ms: int) -> DeviceView | None:
         """The device with its active channels (a passed expiration is never shown)."""
         async with self._conn.execute(
@@ -260,34 +232,3 @@ def _decode(record: Record) -> AnyEvent:
         raise ProjectionError(
             f"undecodable event at {record.topic}[{record.partition}]@{record.offset}: {exc}"
         ) from exc
-
-
-async def _write(conn: aiosqlite.Connection, changes: Changes) -> None:
-    await conn.execute("BEGIN")
-    await conn.executemany(
-        "INSERT OR REPLACE INTO devices (partition, app_id, device_id, device_token, os,"
-        " os_version, version, last_hash, registered_at, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?)",
-        [
-            (changes.partitions[key], *msgspec.structs.astuple(row))
-            for key, row in changes.devices.items()
-        ],
-    )
-    deleted = [key for key, row in changes.subs.items() if row is None]
-    upserted = [
-        (changes.partitions[key[:2]], *key, row.registration_id, row.expiration, row.subscribed_at)
-        for key, row in changes.subs.items()
-        if row is not None
-    ]
-    await conn.executemany(
-        "DELETE FROM subscriptions WHERE app_id = ? AND device_id = ? AND channel = ?", deleted
-    )
-    await conn.executemany(
-        "INSERT OR REPLACE INTO subscriptions (partition, app_id, device_id, channel,"
-        " registration_id, expiration, subscribed_at) VALUES (?,?,?,?,?,?,?)",
-        upserted,
-    )
-    await conn.executemany(
-        "INSERT OR IGNORE INTO channels (app_id, channel, created_at) VALUES (?,?,?)",
-        [(*key, created) for key, created in changes.channels.items()],
-    )

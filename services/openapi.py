@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from services.history_api import HistoryPage
 from services.targeting import ChannelsAnswer, DevicesAnswer
 from services.wire import (
     ErrorBody,
@@ -20,6 +21,7 @@ from services.wire import (
 )
 
 _TYPES = (
+    HistoryPage,
     RegisterBody,
     RegisterResponse,
     Registration,
@@ -99,6 +101,27 @@ def _app_operations(credentials: list[dict[str, Any]]) -> dict[str, dict[str, An
                     **_UNAVAILABLE,
                 },
             },
+        },
+        "/messaging/registrations/{deviceId}/history": {
+            "get": {
+                "summary": "The device's events, oldest first, paged by version",
+                "parameters": [
+                    *device,
+                    _param("after", "query", type="integer", minimum=0),
+                    _param("limit", "query", type="integer", minimum=1, maximum=1000),
+                ],
+                "responses": {"200": _json(_ref(HistoryPage), "A page of events"), **_ERRORS},
+            }
+        },
+        "/messaging/registrations/{deviceId}/as-of/{instant}": {
+            "get": {
+                "summary": "The registration as it was at an instant (ms or ISO-8601)",
+                "parameters": [*device, _param("instant")],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref(Registration)}, "Then"),
+                    **_ERRORS,
+                },
+            }
         },
         "/info": {"get": {"parameters": credentials, "responses": {**_EMPTY, **_ERRORS}}},
         "/messaging/pushtemplates": {

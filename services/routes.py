@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.history_api import History
 from services.http_api import MAX_BODY_BYTES, Api, backendless_errors, timed
 from services.openapi import openapi_handler
 from services.targeting import Targeting
@@ -18,12 +19,15 @@ def build_http_app(api: Api, events_topic: str) -> web.Application:
         middlewares=[timed(api.metrics), backendless_errors], client_max_size=MAX_BODY_BYTES
     )
     targeting = Targeting(api, events_topic)
+    history = History(api)
     add = app.router.add_route
     for base in (DOMAIN, CLASSIC):
         registrations = f"{base}/messaging/registrations"
         add("POST", registrations, api.register)
         add("GET", registrations + "/{device_id}", api.retrieve)
         add("DELETE", registrations + "/{device_id}", api.unregister)
+        add("GET", registrations + "/{device_id}/history", history.history)
+        add("GET", registrations + "/{device_id}/as-of/{instant}", history.as_of)
         add("GET", f"{base}/info", api.empty)
         add("GET", f"{base}/messaging/pushtemplates", api.empty)
         add("GET", f"{base}/messaging/pushtemplates/{{kind}}", api.empty)

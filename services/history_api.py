@@ -1,0 +1,91 @@
+"""A device's history and its registration as of a time, over HTTP (beyond Backendless,
+same auth). Both are answered by the worker that owns the device's partition."""
+
+from __future__ import annotations
+
+import datetime
+
+import msgspec
+from aiohttp import web
+
+from events import DeviceEvent, decode_event, empty_state, evolve, rules
+from projections.store import DeviceView
+from services import wire
+from services.http_api import Api
+from services.wire import WireError, json_response
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    events: list[msgspec.Raw]  # each the event's canonical JSON, as in the log
+    nextAfter: int | None  # pass as ?after= for the next page
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise WireError(rules.INVALID_REQUEST, f"{name} must be an integer in [{low}, {high}]")
+    return int(raw)
+
+
+def parse_instant(raw: str) -> int:
+    """ms since epoch, or ISO-8601 (UTC when no offset is given)."""
+    if raw.isdigit():
+        return int(raw)
+    try:
+        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise WireError(rules.INVALID_REQUEST, f"Invalid time {raw!r}: ms or ISO-8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+class History:
+    def __init__(self, api: Api):
+        self.api = api
+
+    async def history(self, request: web.Request) -> web.Response:
+        app_id = self.api.authorize(request)
+        device_id = request.match_info["device_id"]
+        if forwarded := await self.api.router.to_owner(request, app_id, device_id):
+            return forwarded
+        limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        after = _int_param(request, "after", 0, 0, 2**62)
+        events = await self.api.projection.device_history(app_id, device_id, after, limit)
+        if not events and after == 0:
+            raise WireError(rules.UNKNOWN_DEVICE_GET, f"No history for device ID {device_id!r}")
+        next_after = after + len(events) if len(events) == limit else None
+        page = HistoryPage(events=[msgspec.Raw(e) for e in events], nextAfter=next_after)
+        return json_response(page)
+
+    async def as_of(self, request: web.Request) -> web.Response:
+        """The registration as GET would have answered it at that instant."""
+        app_id = self.api.authorize(request)
+        device_id = request.match_info["device_id"]
+        if forwarded := await self.api.router.to_owner(request, app_id, device_id):
+            return forwarded
+        instant = parse_instant(request.match_info["instant"])
+        state = empty_state(app_id, device_id)
+        for raw in await self.api.projection.device_history_until(app_id, device_id, instant):
+            event = decode_event(raw)
+            if isinstance(event, DeviceEvent):  # only device events are kept per device
+                state = evolve(state, event)
+        active = state.active_channels(instant)
+        if not active:
+            message = f"Device ID {device_id!r} had no registration at {instant}"
+            raise WireError(rules.UNKNOWN_DEVICE_GET, message)
+        view = DeviceView(
+            app_id=app_id,
+            device_id=device_id,
+            device_token=state.device_token,
+            os=state.os,
+            os_version=state.os_version,
+            version=state.version,
+            channels={c: (s.registration_id, s.expiration) for c, s in sorted(active.items())},
+        )
+        return json_response(wire.device_body(view))
