@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_SDK := tests/js/node_modules/backendless/package.json
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench bench-quick install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Full run (~20 min on 2 cores): writes docs/benchmarks.md. `ARGS=--only get` to pick rows.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
+
+# Smoke test (~1 min): small sizes, one run, prints the table, writes nothing.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules

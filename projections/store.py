@@ -195,7 +195,9 @@ class ProjectionStore:
     async def device_history(
         self, app_id: str, device_id: str, after_version: int, limit: int
     ) -> list[bytes]:
-        return await queries.device_history(self.connection, app_id, device_id, after_version, limit)
+        return await queries.device_history(
+            self.connection, app_id, device_id, after_version, limit
+        )
 
     async def device_history_until(self, app_id: str, device_id: str, until_ms: int) -> list[bytes]:
         return await queries.device_history_until(self.connection, app_id, device_id, until_ms)

@@ -1,0 +1,110 @@
+"""Rebuild of the projection from the log (`devreg rebuild`), on the ingested population.
+
+devreg:   `python -m services rebuild --offline --quiet` with the population's topics and a
+          fresh data directory (the live worker's files are not touched). The figure is the
+          events/s the command reports for its fold (read + fold + write); the wall time of
+          the whole command, process start-up included, is in the notes.
+baseline: a plain aiokafka consumer reading the same events topic from offset 0.
+Measured only once the subcommand exists (issue 5); until then the row says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import msgspec
+
+from bench import reading
+from bench.ingest import population
+from bench.report import Row, Target
+from bench.session import Session, log
+from bench.stack import Stack
+from bench.stats import Spread
+
+NOT_YET = "not yet measured (feature lands in issue 5)"
+
+
+class Rebuilt(msgspec.Struct, frozen=True):
+    events: int
+    events_per_s: float  # as reported by the command
+    wall_s: float = 0.0
+
+
+async def cli_has_rebuild() -> bool:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services",
+        "--help",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    return "rebuild" in out.decode()
+
+
+async def rebuild_once(stack: Stack, run: int) -> Rebuilt:
+    worker = stack.worker
+    env = worker.environment()
+    env["DEVREG_DATA_DIR"] = str(worker.data_dir.with_name(f"{worker.prefix}-rebuild{run}"))
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services",
+        "rebuild",
+        "--offline",
+        "--quiet",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    wall_s = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"devreg rebuild failed ({process.returncode}):\n{err.decode()[-3000:]}")
+    report = msgspec.json.decode(out.strip().splitlines()[-1], type=Rebuilt)
+    return msgspec.structs.replace(report, wall_s=wall_s)
+
+
+async def run(session: Session) -> list[Row]:
+    what = "Rebuild of the projection from the log"
+    if not await cli_has_rebuild():
+        return [
+            Row(
+                bench="rebuild",
+                what=what,
+                metric="events/s",
+                devreg=Spread.of([]),
+                note=NOT_YET,
+                target=Target(">=", 60_000),
+            )
+        ]
+    pop = await population(session)
+    rebuilt: list[Rebuilt] = []
+    raw: list[float] = []
+    for i in range(session.sizes.runs):
+        rebuilt.append(await rebuild_once(pop.stack, i))
+        events = rebuilt[-1].events
+        topic = pop.stack.worker.events_topic
+        raw.append(events / await reading.consume_count(pop.stack.bootstrap, topic, events, 120))
+        log.info("rebuild: %s, raw read %.0f events/s", rebuilt[-1], raw[-1])
+    events = rebuilt[-1].events
+    wall = Spread.of([r.events / r.wall_s for r in rebuilt]).median
+    session.note(
+        f"rebuild of {events:,} events: {wall:,.0f} events/s over the whole command's wall time"
+        " (Python start-up, connecting, the swap included)"
+    )
+    return [
+        Row(
+            bench="rebuild",
+            what=f"{what}, {events:,} events (`rebuild --offline`, as reported)",
+            metric="events/s",
+            devreg=Spread.of([r.events_per_s for r in rebuilt]),
+            baseline=Spread.of(raw),
+            baseline_what="raw aiokafka read",
+            target=Target(">=", 60_000),
+        )
+    ]
