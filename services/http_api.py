@@ -139,10 +139,9 @@ class Api:
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.ready()
         ownership = self.router.ownership
-        owned = sorted(p for p, url in ownership.owners.items() if url == ownership.url)
         body = {
             "ready": ready,
-            "partitions": owned,
+            "partitions": ownership.owned(),
             "workers": sorted(set(ownership.owners.values())),
         }
         return json_response(body, 200 if ready else 503)

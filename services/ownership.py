@@ -39,10 +39,14 @@ class Ownership:
     def owner(self, partition: int) -> str | None:
         return self.owners.get(partition)
 
+    def owned(self) -> list[int]:
+        """The partitions this worker owns, in order (none mid-rebalance)."""
+        return sorted(p for p, url in self.owners.items() if url == self.url)
+
     def local(self) -> frozenset[int] | None:
         """The partitions this worker serves; None when it serves them all (a filter-free
         query), an empty set while it owns none (mid-rebalance)."""
-        mine = frozenset(p for p, url in self.owners.items() if url == self.url)
+        mine = frozenset(self.owned())
         return None if len(mine) == self.partitions else mine
 
     def peers(self) -> list[str]:

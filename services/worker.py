@@ -75,8 +75,8 @@ class Worker:
         return self.health.reachable
 
     def _is_ready(self) -> bool:
-        owned = [p for p, url in self.ownership.owners.items() if url == self.ownership.url]
-        caught_up = self.catch_up.reached(owned if self.ownership.owners else [])
+        owned = self.ownership.owned()
+        caught_up = self.catch_up.reached(owned)
         return self._ready and self.health.reachable and caught_up and bool(owned)
 
     def _task_ended(self, task: asyncio.Future[None]) -> None:
