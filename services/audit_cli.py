@@ -12,7 +12,6 @@ import asyncio
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,6 +22,7 @@ from projections.fold import ProjectionError
 from services import audit, rebuild, replay, verify
 from services.cli import require_bootstrap
 from services.config import Settings
+from services.gateway import now_ms
 from services.log_reader import LogError, LogReader
 from services.progress import Progress
 from services.publish import PublishError, command_from_json, publish
@@ -205,7 +205,7 @@ def publish_main(settings: Settings, args: argparse.Namespace) -> int:
     bootstrap = require_bootstrap(settings, "publish")
     raw = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
     try:
-        command = command_from_json(raw, time.time_ns() // 1_000_000)
+        command = command_from_json(raw, now_ms())
     except PublishError as exc:
         print(f"devreg publish: {exc}", file=sys.stderr)
         return 2

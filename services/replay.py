@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO
@@ -20,6 +19,7 @@ import msgspec
 
 from events import EVENT_TYPES, AnyEvent, ChannelCreated, decode_event
 from projections.positions import Record
+from services.gateway import now_ms
 from services.log_reader import LogReader
 from services.progress import Progress
 
@@ -77,7 +77,7 @@ def parse_time(text: str) -> int:
     `now`."""
     text = text.strip()
     if text == "now":
-        return time.time_ns() // 1_000_000
+        return now_ms()
     if text.lstrip("-").isdigit():
         return int(text)
     try:

@@ -21,6 +21,7 @@ from events import ExpireRegistration, encode
 from events.identity import partition_key
 from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
+from services.gateway import now_ms
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,13 @@ RESEND_AFTER_S = 60.0  # a sent expiry still due after this is sent again (same 
 RECHECK_S = 1.0  # while sent expiries are in flight, look again this often
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def expiry_command(due: DueExpiration, now_ms: int) -> ExpireRegistration:
+def expiry_command(due: DueExpiration, issued_at: int) -> ExpireRegistration:
     return ExpireRegistration(
         # The idempotency key is per app: the device must be part of it.
         command_id=f"expire/{due.expiration}/v{due.version}/{due.device_id}",
         app_id=due.app_id,
         device_id=due.device_id,
-        issued_at=now_ms,
+        issued_at=issued_at,
         expiration=due.expiration,
     )
 
@@ -52,7 +49,7 @@ class ExpiryScheduler:
         commands_topic: str,
         metrics: Metrics,
         batch_size: int = 1000,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Callable[[], int] = now_ms,
         partitions: Callable[[], Partitions] = lambda: None,
     ):
         self._partitions = partitions  # with several workers, only this one's partitions
