@@ -30,3 +30,14 @@ async def devreg_worker(
     await worker.start()
     yield worker
     await worker.stop()
+
+
+@pytest.fixture
+async def expendable_worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    """A worker of its own, for a test that may crash it: the module's worker is spared."""
+    worker = WorkerProcess(tmp_path / "expendable", broker.bootstrap)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()

@@ -12,8 +12,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -119,17 +118,6 @@ def device_events(records: list[ConsumerRecord[bytes, bytes]], device_id: str) -
         for event in (decode_event(r.value) for r in records if r.value is not None)
         if getattr(event, "device_id", None) == device_id
     ]
-
-
-@pytest.fixture
-async def expendable_worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
-    """A worker of its own, for a test that may crash it: the module's worker is spared."""
-    worker = WorkerProcess(tmp_path / "expendable", broker.bootstrap)
-    await worker.start()
-    try:
-        yield worker
-    finally:
-        await worker.stop()
 
 
 # --- register, read, delete ----------------------------------------------------------------

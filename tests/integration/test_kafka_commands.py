@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,17 +148,6 @@ async def producer(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
 @pytest.fixture
 def topics(broker: EmbeddedBroker, devreg_worker: WorkerProcess) -> Topics:
     return Topics(broker.bootstrap, devreg_worker.prefix)
-
-
-@pytest.fixture
-async def expendable_worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
-    """A worker of its own, for a test that may crash it: the module's worker is spared."""
-    worker = WorkerProcess(tmp_path / "expendable", broker.bootstrap)
-    await worker.start()
-    try:
-        yield worker
-    finally:
-        await worker.stop()
 
 
 # --- tests --------------------------------------------------------------------------------
