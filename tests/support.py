@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import sys
@@ -23,13 +24,22 @@ T = TypeVar("T")
 APPS = {"app-a": "key-a", "app-b": "key-b"}
 
 
+def now_ms() -> int:
+    """Wall-clock ms since the epoch, the clock devreg stamps commands with."""
+    return time.time_ns() // 1_000_000
+
+
 async def wait_for(
-    probe: Callable[[], Awaitable[T | None]], deadline_s: float = 20.0, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None] | T | None],
+    deadline_s: float = 20.0,
+    what: str = "condition",
 ) -> T:
-    """Poll `probe` until it returns something other than None/False; fail at the deadline."""
+    """Poll `probe` (plain or async) until it returns something other than None/False;
+    fail at the deadline."""
     end = time.monotonic() + deadline_s
     while True:
-        result = await probe()
+        answer = probe()
+        result = await answer if inspect.isawaitable(answer) else answer
         if result is not None and result is not False:
             return result
         if time.monotonic() > end:

@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
@@ -24,13 +23,9 @@ import pytest
 from projections.store import DeviceView, ProjectionStore
 from services import wire
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, call, now_ms, registration, wait_for
 
 DEVICES = ("a1", "a2", "a3", "brief", "late")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def devreg(
@@ -77,12 +72,8 @@ async def observe(scenario: Scenario) -> None:
     bodies = {device_id: await get_body(scenario.worker, device_id) for device_id in DEVICES}
     at = now_ms()
     scenario.seen.append((at, bodies))
-    await wait_for(lambda: _after(at), 1, "the clock to pass the instant seen")  # so the
+    await wait_for(lambda: now_ms() > at, 1, "the clock to pass the instant seen")  # so the
     # next command's time is later than `at`, not in the same millisecond
-
-
-async def _after(at: int) -> bool:
-    return now_ms() > at
 
 
 @pytest.fixture(scope="module")

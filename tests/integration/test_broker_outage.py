@@ -46,7 +46,7 @@ async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
             assert status == 200
             # The outage outlasts the consumer group session (2 s), so the group must re-form
             outage_end = time.monotonic() + 6
-            await wait_for(lambda: _reached(outage_end), 10, "the outage to last 6 s")
+            await wait_for(lambda: time.monotonic() >= outage_end, 10, "the outage to last 6 s")
             status, body = await call("POST", url, json=registration("during-2"))
             assert (status, body["code"]) == (503, 5901)
         finally:
@@ -63,10 +63,6 @@ async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
     finally:
         await worker.stop()
         await broker.stop()
-
-
-async def _reached(moment: float) -> bool:
-    return time.monotonic() >= moment
 
 
 async def _is(awaitable: object, expected: int) -> bool:

@@ -102,7 +102,7 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     for fraction in (0.2, 0.5, 0.8):
         target = int(COMMANDS * fraction)
         await wait_for(
-            lambda t=target: _at_least(processed(worker.data_dir, commands_topic), t),
+            lambda t=target: processed(worker.data_dir, commands_topic) >= t,
             60,
             f"{target} processed",
         )
@@ -151,7 +151,7 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     # And the live projection holds, per device, what the domain's own fold (events.evolve,
     # independent of the projection code) makes of the de-duplicated history
     await wait_for(
-        lambda: _at_least(_applied(worker.data_dir, events_topic), len(events_raw)),
+        lambda: _applied(worker.data_dir, events_topic) >= len(events_raw),
         30,
         "the projection to apply every event",
     )
@@ -168,7 +168,7 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
 
     # And the live projection equals a fresh fold of the whole log, duplicates and all
     await wait_for(
-        lambda: _at_least(_applied(worker.data_dir, f"{worker.prefix}.events"), len(events_raw)),
+        lambda: _applied(worker.data_dir, f"{worker.prefix}.events") >= len(events_raw),
         30,
         "the projection to apply every event",
     )
@@ -181,10 +181,6 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     finally:
         await rebuilt.close()
     assert _rows(tmp_path / "rebuilt.sqlite") == _rows(worker.data_dir / "projection.sqlite")
-
-
-async def _at_least(value: int, target: int) -> bool:
-    return value >= target
 
 
 def _applied(data_dir: Path, topic: str) -> int:

@@ -15,10 +15,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _closed(port: int) -> bool:
-    return not port_open(port)
-
-
 def embedded(data_dir: Path, broker_port: int) -> WorkerProcess:
     return WorkerProcess(
         data_dir, None, command="run", env={"DEVREG_BROKER_PORT": str(broker_port)}
@@ -78,7 +74,7 @@ async def test_given_a_crash_when_run_again_then_state_is_that_of_the_last_clean
         # When devreg is killed (the embedded broker, memory only, dies with it)
         await run.kill()
         # The parent-death signal reaches the broker within moments; it must not outlive devreg
-        await wait_for(lambda: _closed(broker_port), 5, "the broker to die with devreg")
+        await wait_for(lambda: not port_open(broker_port), 5, "the broker to die with devreg")
         await run.start()
 
         # Then the stores that claimed the lost history were discarded, loudly, and the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,11 +12,7 @@ from aiokafka import AIOKafkaProducer
 from events import AnyEvent, RegisterDevice, RegistrationExpired, encode
 from events.identity import partition_key
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, read_events, registration, wait_for
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+from tests.support import WorkerProcess, call, now_ms, read_events, registration, wait_for
 
 
 def expiries(events: list[AnyEvent], device_id: str) -> list[RegistrationExpired]:
@@ -78,7 +73,7 @@ async def test_given_a_later_re_registration_when_the_first_expiration_passes_th
     await register(worker, "renewed", channels=["news"], expiration=now_ms() + 60_000)
 
     # When the first expiration passes (and a later registration proves the log moved on)
-    await wait_for(lambda: _after(first + 300), 5, "the first expiration to pass")
+    await wait_for(lambda: now_ms() >= first + 300, 5, "the first expiration to pass")
     await register(worker, "marker", channels=["news"])
 
     # Then the device is still registered and nothing expired
@@ -90,10 +85,6 @@ async def test_given_a_later_re_registration_when_the_first_expiration_passes_th
         lambda e: any(getattr(x, "device_id", "") == "marker" for x in e),
     )
     assert expiries(events, "renewed") == []
-
-
-async def _after(moment_ms: int) -> bool:
-    return now_ms() >= moment_ms
 
 
 async def test_given_two_channels_when_one_expires_then_the_other_stays(
@@ -119,7 +110,7 @@ async def test_given_a_stopped_worker_when_an_expiration_passes_then_it_expires_
     expiration = now_ms() + 1000
     await register(worker, "asleep", channels=["news"], expiration=expiration)
     assert await worker.stop() == 0
-    await wait_for(lambda: _after(expiration + 200), 5, "the expiration to pass")
+    await wait_for(lambda: now_ms() >= expiration + 200, 5, "the expiration to pass")
 
     # When the worker starts again
     await worker.start()

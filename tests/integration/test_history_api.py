@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
-from tests.support import WorkerProcess, call, registration
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+from tests.support import WorkerProcess, call, now_ms, registration, wait_for
 
 
 async def test_given_a_device_history_then_paged_events_and_past_states(
@@ -26,6 +21,9 @@ async def test_given_a_device_history_then_paged_events_and_past_states(
         status, _ = await call("POST", url, json=body)
         assert status == 200
         moments.append(now_ms())
+        # An as-of instant includes every event of its millisecond: the next command must
+        # land in a later millisecond for the moment to name exactly this state.
+        await wait_for(lambda: now_ms() > moments[-1], what="the next millisecond")
     status, _ = await call("DELETE", f"{url}/{device}")
     assert status == 200
 
@@ -51,9 +49,10 @@ async def test_given_a_device_history_then_paged_events_and_past_states(
 
     # And as-of answers as GET did at each moment, and 5000 before and after
     status, first = await call("GET", f"{url}/{device}/as-of/{moments[0]}")
-    assert status == 200
+    assert status == 200, first
     assert (first[0]["deviceToken"], first[0]["channels"]) == ("t1", ["news"])
     status, second = await call("GET", f"{url}/{device}/as-of/{moments[1]}")
+    assert status == 200, second
     assert (second[0]["deviceToken"], second[0]["channels"]) == ("t2", ["news", "sport"])
     for instant in ("2000-01-01T00:00:00Z", str(now_ms() + 1)):
         status, body = await call("GET", f"{url}/{device}/as-of/{instant}")

@@ -22,7 +22,7 @@ from aiokafka import ConsumerRecord
 from events import DeviceRegistered, DeviceUnregistered, decode_event
 from events.identity import registration_id
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, read_topic, registration
+from tests.support import WorkerProcess, call, now_ms, read_topic, registration
 
 UUID_UPPER = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
 REGISTRATION_KEYS = {"id", "deviceId", "deviceToken", "os", "osVersion", "channels", "expiration"}
@@ -36,10 +36,6 @@ LIMIT = 500  # characters, for deviceToken, deviceId, osVersion and each channel
 
 def new_device(label: str = "dev") -> str:
     return f"{label}-{uuid.uuid4().hex}"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def registrations(worker: WorkerProcess, device_id: str | None = None, **auth: str) -> str:

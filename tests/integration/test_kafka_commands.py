@@ -12,7 +12,6 @@ anything the first command produced sits before the marker's.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,7 +32,7 @@ from events import (
 )
 from events.identity import event_id, partition_key, registration_id
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, read_topic, registration, wait_for
+from tests.support import WorkerProcess, call, now_ms, read_topic, registration, wait_for
 
 APP = "app-a"
 Records = list[ConsumerRecord[bytes, bytes]]
@@ -97,10 +96,6 @@ def register_command(device_id: str, app_id: str = APP, **fields: Any) -> Regist
 
 def new_device(label: str = "kdev") -> str:
     return f"{label}-{uuid.uuid4().hex}"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def publish(
