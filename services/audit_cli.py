@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from projections.fold import ProjectionError
-from services import audit, rebuild, replay, verify
+from services import audit, event_loop, rebuild, replay, verify
 from services.cli import require_bootstrap
 from services.config import Settings
 from services.gateway import now_ms
@@ -47,7 +47,9 @@ def _print(value: Any) -> None:
     sys.stdout.buffer.flush()
 
 
-def _run(name: str, work: Coroutine[Any, Any, int], endless: bool = False) -> int:
+def _run(
+    settings: Settings, name: str, work: Coroutine[Any, Any, int], endless: bool = False
+) -> int:
     async def interruptible() -> int:
         task = asyncio.ensure_future(work)
         loop = asyncio.get_running_loop()
@@ -61,7 +63,7 @@ def _run(name: str, work: Coroutine[Any, Any, int], endless: bool = False) -> in
             return 0 if endless else 130
 
     try:
-        return asyncio.run(interruptible())
+        return event_loop.run(interruptible(), settings.event_loop)
     except _ERRORS as exc:
         print(f"devreg {name}: {exc}", file=sys.stderr)
         return 2
@@ -108,7 +110,7 @@ def replay_main(settings: Settings, args: argparse.Namespace) -> int:
                 progress.finish()
         return 1 if run.undecodable else 0
 
-    return _run("replay", work(), endless=args.follow)
+    return _run(settings, "replay", work(), endless=args.follow)
 
 
 def history_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,7 +125,7 @@ def history_main(settings: Settings, args: argparse.Namespace) -> int:
         _print(found)
         return 0 if found.chain.intact else 1
 
-    return _run("history", work())
+    return _run(settings, "history", work())
 
 
 def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -160,7 +162,7 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
         progress.finish()
         return 0
 
-    return _run("as-of", work())
+    return _run(settings, "as-of", work())
 
 
 def raise_usage(message: str) -> NoReturn:
@@ -183,7 +185,7 @@ def rebuild_main(settings: Settings, args: argparse.Namespace) -> int:
         _print(report)
         return 0
 
-    return _run("rebuild", work())
+    return _run(settings, "rebuild", work())
 
 
 def verify_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -198,7 +200,7 @@ def verify_main(settings: Settings, args: argparse.Namespace) -> int:
         _print(summary)
         return 0 if summary.verdict == "pass" else 1
 
-    return _run("verify", work())
+    return _run(settings, "verify", work())
 
 
 def publish_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -216,7 +218,7 @@ def publish_main(settings: Settings, args: argparse.Namespace) -> int:
         _print(outcome)
         return 0 if outcome.accepted else 1
 
-    return _run("publish", work())
+    return _run(settings, "publish", work())
 
 
 def topics_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -226,7 +228,7 @@ def topics_main(settings: Settings, args: argparse.Namespace) -> int:
         _print(await describe(settings, bootstrap, args.create))
         return 0
 
-    return _run("topics", work())
+    return _run(settings, "topics", work())
 
 
 def add_commands(sub: Any) -> dict[str, Main]:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from services import logs
+from services import event_loop, logs
 from services.config import ConfigError, Settings, load_settings
 
 
@@ -27,7 +27,7 @@ def require_bootstrap(settings: Settings, command: str) -> str:
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import embedded
 
-    return asyncio.run(embedded.run(settings))
+    return event_loop.run(embedded.run(settings), settings.event_loop)
 
 
 def worker_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
         failure = await Worker(settings, bootstrap).run(stop)
         return 1 if failure else 0
 
-    return asyncio.run(serve())
+    return event_loop.run(serve(), settings.event_loop)
 
 
 def export_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -52,7 +52,9 @@ def export_main(settings: Settings, args: argparse.Namespace) -> int:
     from services.embedded import topic_names
 
     bootstrap = require_bootstrap(settings, "export")
-    summary = asyncio.run(archive.export_log(bootstrap, topic_names(settings), Path(args.path)))
+    summary = event_loop.run(
+        archive.export_log(bootstrap, topic_names(settings), Path(args.path)), settings.event_loop
+    )
     print(summary, file=sys.stderr)
     return 0
 
@@ -67,7 +69,7 @@ def import_main(settings: Settings, args: argparse.Namespace) -> int:
         await ensure_topics(settings, bootstrap)
         return await archive.import_log(bootstrap, Path(args.path))
 
-    print(asyncio.run(restore()), file=sys.stderr)
+    print(event_loop.run(restore(), settings.event_loop), file=sys.stderr)
     return 0
 
 

@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     batch_size: int
     log_level: str
     log_format: str  # "text" or "json"
+    event_loop: str  # "uvloop" or "asyncio" (services/event_loop.py says why)
     replication_factor: int
     min_insync_replicas: int
     advertised_url: str  # how other workers and clients reach this one
@@ -158,6 +159,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_format = env.get("DEVREG_LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in {"text", "json"}:
         raise ConfigError(f"DEVREG_LOG_FORMAT={log_format!r} must be text or json")
+    event_loop = env.get("DEVREG_EVENT_LOOP", "").strip().lower() or "uvloop"
+    if event_loop not in {"uvloop", "asyncio"}:
+        raise ConfigError(f"DEVREG_EVENT_LOOP={event_loop!r} must be uvloop or asyncio")
     http_host = env.get("DEVREG_HTTP_HOST", "").strip() or "127.0.0.1"
     http_port = _int(env, "DEVREG_HTTP_PORT", 8080, 0, 65535)
     replication = _int(env, "DEVREG_REPLICATION_FACTOR", 1, 1, 10)
@@ -183,6 +187,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_size=_int(env, "DEVREG_BATCH_SIZE", 2000, 1, 100000),
         log_level=log_level,
         log_format=log_format,
+        event_loop=event_loop,
         replication_factor=replication,
         min_insync_replicas=_int(env, "DEVREG_MIN_INSYNC_REPLICAS", 1, 1, replication),
         advertised_url=advertised.rstrip("/"),
@@ -209,6 +214,7 @@ KNOWN_VARIABLES = frozenset(
         "DEVREG_BATCH_SIZE",
         "DEVREG_LOG_LEVEL",
         "DEVREG_LOG_FORMAT",
+        "DEVREG_EVENT_LOOP",
         "DEVREG_REPLICATION_FACTOR",
         "DEVREG_MIN_INSYNC_REPLICAS",
         "DEVREG_ADVERTISED_URL",
