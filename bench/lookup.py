@@ -1,7 +1,7 @@
 """GET by deviceId over HTTP, on a projection holding the ingested population.
 
 devreg:   64 connections, closed loop, GET …/messaging/registrations/<random known device>.
-baseline: the same point lookup (the query ProjectionStore.get_device runs) with the stdlib
+baseline: the same point lookup (projections/device_lookup.py's query) with the stdlib
           sqlite3 module, in this process, on the worker's projection file (read-only).
 """
 
@@ -17,15 +17,10 @@ from bench.report import Row, Target
 from bench.session import Session, log
 from bench.stack import APP_ID, describe_cpu
 from bench.stats import Spread, percentile
+from projections import device_lookup
 
 CONNECTIONS = 64
-DEVICE_QUERY = (
-    "SELECT d.device_token, d.os, d.os_version, d.version,"
-    " s.channel, s.registration_id, s.expiration"
-    " FROM devices d JOIN subscriptions s USING (app_id, device_id)"
-    " WHERE d.app_id = ? AND d.device_id = ?"
-    " AND (s.expiration IS NULL OR s.expiration > ?) ORDER BY s.channel"
-)
+DEVICE_QUERY = device_lookup.SQL  # the very query the worker runs
 
 
 def sqlite_lookups(projection: Path, devices: int, seconds: float) -> load.Summary:

@@ -12,7 +12,8 @@ import aiosqlite
 import msgspec
 
 from events import AnyEvent, ChannelCreated, decode_event
-from projections import queries
+from projections import device_lookup, queries
+from projections.device_lookup import DeviceReader, DeviceView
 from projections.device_rows import load_device_rows
 from projections.fold import Changes, DeviceKey, DeviceRow, ProjectionError, fold
 from projections.positions import (
@@ -31,19 +32,10 @@ log = logging.getLogger(__name__)
 
 class ApplyResult(msgspec.Struct, frozen=True):
     applied: int
-    duplicates: int
+    duplicates: int  # events at new offsets whose version was applied already (re-emitted)
     positions: list[Position]
     earliest_expiration: int | None = None  # the earliest expiration this batch wrote
-
-
-class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
-    app_id: str
-    device_id: str
-    device_token: str
-    os: str
-    os_version: str
-    version: int
-    channels: dict[str, tuple[str, int | None]]  # channel -> (registration id, expiration)
+    behind: int = 0  # records below the stored position (delivered again): not even decoded
 
 
 class DueExpiration(msgspec.Struct, frozen=True):
@@ -57,8 +49,9 @@ ExpiryCursor = tuple[int, str, str]  # (expiration, app id, device id), keyset p
 
 
 class ProjectionStore:
-    def __init__(self, conn: aiosqlite.Connection, positions: list[Position]):
+    def __init__(self, conn: aiosqlite.Connection, positions: list[Position], reader: DeviceReader):
         self._conn = conn
+        self._reader = reader
         self._next: dict[tuple[str, int], int] = {
             (p.topic, p.partition): p.next_offset for p in positions
         }
@@ -69,7 +62,9 @@ class ProjectionStore:
     async def open(cls, path: Path, *, swappable: bool = True) -> ProjectionStore:
         """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file."""
         conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
-        store = cls(conn, await read_positions(conn))
+        reader = DeviceReader(path)
+        reader.open()
+        store = cls(conn, await read_positions(conn), reader)
         if swappable:
             connect = partial(open_db, ddl=SCHEMA, version=SCHEMA_VERSION)
             store._swaps = SwapWatcher(store, conn, path, connect)
@@ -78,14 +73,29 @@ class ProjectionStore:
     async def close(self) -> None:
         if self._swaps is not None:
             await self._swaps.close()
+        self._reader.close()
         await self._conn.close()
 
     @property
     def connection(self) -> aiosqlite.Connection:
         return self._conn
 
+    @property
+    def lookups_on_loop(self) -> bool:
+        """GET by id answered on the plain connection (projections/device_lookup.py)."""
+        return self._reader.is_open
+
+    def release_file(self) -> None:
+        """Before a swap: only the store's own connection may have the live file open."""
+        self._reader.close()
+
+    def reclaim_file(self) -> None:
+        """After a swap that did not happen: back to the fast lookups on the same file."""
+        self._reader.open()
+
     def swap_connection(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn  # a rebuilt file at the same positions (projections/swap.py)
+        self._reader.open()
 
     async def positions(self) -> list[Position]:
         return await read_positions(self._conn)
@@ -106,10 +116,20 @@ class ProjectionStore:
         async with self.lock:
             return await self._apply(records)
 
+    async def apply_next(self, records: Sequence[Record]) -> ApplyResult | None:
+        """Apply the partitions of `records` that continue exactly from the stored positions:
+        the command processor's own events, just acknowledged by Kafka, folded without
+        waiting to read them back (services/processor.py). A partition with a gap (the
+        projector is behind, or another writer came in between) is left to the projector,
+        which reads it from the log; the copies it reads later are below the position."""
+        async with self.lock:
+            following = _following(records, self._next)
+            return await self._apply(following) if following else None
+
     async def _apply(self, records: Sequence[Record]) -> ApplyResult:
         fresh = self._fresh(records)
         if not fresh:
-            return ApplyResult(0, len(records), [])
+            return ApplyResult(0, 0, [], behind=len(records))
         events = [_decode(r) for r in fresh]
         keys = {(e.app_id, e.device_id) for e in events if hasattr(e, "device_id")}
         changes = Changes(await self._known(keys))
@@ -130,9 +150,10 @@ class ProjectionStore:
         expirations = [r.expiration for r in changes.subs.values() if r and r.expiration]
         return ApplyResult(
             changes.applied,
-            changes.duplicates + len(records) - len(fresh),
+            changes.duplicates,
             positions,
             min(expirations, default=None),
+            behind=len(records) - len(fresh),
         )
 
     async def due_expirations(
@@ -204,27 +225,11 @@ class ProjectionStore:
 
     async def get_device(self, app_id: str, device_id: str, now_ms: int) -> DeviceView | None:
         """The device with its active channels (a passed expiration is never shown)."""
-        async with self._conn.execute(
-            "SELECT d.device_token, d.os, d.os_version, d.version,"
-            " s.channel, s.registration_id, s.expiration"
-            " FROM devices d JOIN subscriptions s USING (app_id, device_id)"
-            " WHERE d.app_id = ? AND d.device_id = ?"
-            " AND (s.expiration IS NULL OR s.expiration > ?) ORDER BY s.channel",
-            (app_id, device_id, now_ms),
-        ) as cursor:
-            rows = list(await cursor.fetchall())
-        if not rows:
-            return None
-        token, os_name, os_version, version = rows[0][:4]
-        return DeviceView(
-            app_id=app_id,
-            device_id=device_id,
-            device_token=token,
-            os=os_name,
-            os_version=os_version,
-            version=version,
-            channels={row[4]: (row[5], row[6]) for row in rows},
-        )
+        rows = self._reader.rows(app_id, device_id, now_ms)
+        if rows is None:
+            async with self._conn.execute(device_lookup.SQL, (app_id, device_id, now_ms)) as cursor:
+                rows = list(await cursor.fetchall())
+        return device_lookup.view_of(app_id, device_id, rows)
 
 
 def _decode(record: Record) -> AnyEvent:
@@ -234,3 +239,17 @@ def _decode(record: Record) -> AnyEvent:
         raise ProjectionError(
             f"undecodable event at {record.topic}[{record.partition}]@{record.offset}: {exc}"
         ) from exc
+
+
+def _following(records: Sequence[Record], nxt: dict[tuple[str, int], int]) -> list[Record]:
+    """The records of each partition whose offsets run on, without a gap, from `nxt`."""
+    by_partition: dict[tuple[str, int], list[Record]] = {}
+    for record in records:
+        by_partition.setdefault((record.topic, record.partition), []).append(record)
+    following: list[Record] = []
+    for key, run in by_partition.items():
+        offsets = [r.offset for r in run]
+        start = nxt.get(key, 0)
+        if offsets == list(range(start, start + len(run))):
+            following.extend(run)
+    return following

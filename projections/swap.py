@@ -194,13 +194,19 @@ class SwapWatcher:
         if found != positions:
             raise SwapRefused(f"{files.candidate} is at {found}, the live file at {positions}")
         old = self._conn
-        await _leave_wal(old)
+        self._store.release_file()
+        try:
+            await _leave_wal(old)
+        except BaseException:
+            self._store.reclaim_file()
+            raise
         try:
             if files.live.with_name(files.live.name + "-wal").exists():
                 raise SwapRefused(f"{files.live}-wal is still there: another process has it open")
             os.replace(files.candidate, files.live)
         except BaseException:
             await _back_to_wal(old)
+            self._store.reclaim_file()
             raise
         fsync_dir(files.live.parent)
         failure: Exception | None = None

@@ -17,9 +17,9 @@ import msgspec
 from events import AnyEvent, decode_event
 from events.identity import partition_key
 from projections.chain import Checked, Position, Verdict, check_chain
+from projections.device_lookup import DeviceView
 from projections.positions import Record
 from projections.queries import ChannelDevice
-from projections.store import DeviceView
 from services.log_reader import LogReader
 from services.progress import Progress
 from services.rebuild import Build, BuildReport, remove_db

@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from events import DeviceEvent, decode_event, empty_state, evolve, rules
-from projections.store import DeviceView
+from projections.device_lookup import DeviceView
 from services import wire
 from services.http_api import Api
 from services.wire import WireError, json_response

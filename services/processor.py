@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -81,6 +81,13 @@ def _channel_keys(command: AnyCommand) -> list[Key]:
     return []
 
 
+FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+async def _fold_nothing(records: Sequence[Record]) -> None:
+    return None
+
+
 class CommandProcessor:
     def __init__(
         self,
@@ -89,12 +96,16 @@ class CommandProcessor:
         producer: AIOKafkaProducer,
         visibility: Visibility,
         metrics: Metrics,
+        fold_own: FoldOwn = _fold_nothing,
     ):
         self._settings = settings
         self._store = store
         self._producer = producer
         self._visibility = visibility
         self._metrics = metrics
+        # Folds this batch's acknowledged events into the projection (Projector.handle_own),
+        # while the decisions commit: both are SQLite work on threads of their own.
+        self._fold_own = fold_own
 
     async def handle(self, records: Sequence[Record]) -> None:
         nxt = self._store.next_offsets
@@ -114,8 +125,8 @@ class CommandProcessor:
                 dead.append(command)
                 continue
             emissions.append(self._decide(record, command, states, seen, known, batch))
-        last_events = await self._publish(emissions, dead)
-        await self._store.commit(batch)
+        last_events, acknowledged = await self._publish(emissions, dead)
+        await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged))
         for emission, last_event in zip(emissions, last_events, strict=True):
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
@@ -181,41 +192,53 @@ class CommandProcessor:
 
     async def _publish(
         self, emissions: list[_Emission], dead: list[_Dead]
-    ) -> list[tuple[int, int] | None]:
-        """Send all, await every acknowledgement; return each command's last event position."""
+    ) -> tuple[list[tuple[int, int] | None], list[Record]]:
+        """Send all, await every acknowledgement; return each command's last event position,
+        and every event as the record Kafka now holds."""
         s, send = self._settings, self._producer.send
-        event_sends: list[list[asyncio.Future[object]]] = []
+        event_sends: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]] = []
         others: list[asyncio.Future[object]] = []
         for em in emissions:
             key = partition_key(em.outcome.app_id, em.outcome.device_id)
             p = em.record.partition
-            event_sends.append(
-                [await send(s.events_topic, encode(e), key=key, partition=p) for e in em.events]
-            )
+            sends = []
+            for event in em.events:
+                value = encode(event)
+                sends.append((key, value, await send(s.events_topic, value, key=key, partition=p)))
+            event_sends.append(sends)
             others.append(await send(s.outcomes_topic, encode(em.outcome), key=key, partition=p))
         for d in dead:
-            headers = [
-                ("reason", d.reason.encode()),
-                ("source", f"{d.record.topic}[{d.record.partition}]@{d.record.offset}".encode()),
-            ]
-            others.append(
-                await send(s.dlq_topic, d.record.value, key=d.record.key, headers=headers)
-            )
-            log.warning(
-                "dead-lettered %s[%s]@%s: %s",
-                d.record.topic,
-                d.record.partition,
-                d.record.offset,
-                d.reason,
-            )
-            self._metrics.inc("devreg_commands_dead_lettered_total")
+            others.append(await self._dead_letter(d))
         await asyncio.gather(*others)
         positions: list[tuple[int, int] | None] = []
+        acknowledged: list[Record] = []
         for sends in event_sends:
-            metas = await asyncio.gather(*sends)
-            last: Any = metas[-1] if metas else None
+            for key, value, sent in sends:
+                meta = await sent
+                acknowledged.append(
+                    Record(s.events_topic, meta.partition, meta.offset, meta.timestamp, key, value)
+                )
+            last = acknowledged[-1] if sends else None
             positions.append((last.partition, last.offset) if last else None)
             if last:
                 self._visibility.emitted(last.partition, last.offset)
-            self._metrics.inc("devreg_events_emitted_total", len(metas))
-        return positions
+            self._metrics.inc("devreg_events_emitted_total", len(sends))
+        return positions, acknowledged
+
+    async def _dead_letter(self, d: _Dead) -> asyncio.Future[object]:
+        headers = [
+            ("reason", d.reason.encode()),
+            ("source", f"{d.record.topic}[{d.record.partition}]@{d.record.offset}".encode()),
+        ]
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s",
+            d.record.topic,
+            d.record.partition,
+            d.record.offset,
+            d.reason,
+        )
+        self._metrics.inc("devreg_commands_dead_lettered_total")
+        sent: asyncio.Future[object] = await self._producer.send(
+            self._settings.dlq_topic, d.record.value, key=d.record.key, headers=headers
+        )
+        return sent

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from projections.positions import Record
-from projections.store import ProjectionStore
+from projections.store import ApplyResult, ProjectionStore
 from services.metrics import Metrics
 from services.visibility import Visibility
 
@@ -27,9 +27,20 @@ class Projector:
         self._expirations_changed = expirations_changed
 
     async def handle(self, records: Sequence[Record]) -> None:
-        # A ProjectionError propagates: the agent crashes and the worker stops, loudly,
-        # rather than moving past an event it could not apply.
-        result = await self._store.apply(records)
+        """Events read from the log. A ProjectionError propagates: the agent crashes and the
+        worker stops, loudly, rather than moving past an event it could not apply."""
+        self._applied(await self._store.apply(records))
+
+    async def handle_own(self, records: Sequence[Record]) -> None:
+        """Events the command processor has just had acknowledged, folded at once: they are
+        visible without a second trip through the consumer (DESIGN.md §2 still holds: the
+        fold, the positions and the transaction are the same as for events read back)."""
+        result = await self._store.apply_next(records)
+        if result is not None:
+            self._metrics.inc("devreg_events_applied_at_once_total", result.applied)
+            self._applied(result)
+
+    def _applied(self, result: ApplyResult) -> None:
         self._metrics.inc("devreg_events_applied_total", result.applied)
         self._metrics.inc("devreg_events_duplicate_total", result.duplicates)
         self._visibility.applied(result.positions)

@@ -9,7 +9,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from events import rules
-from projections.store import DeviceView
+from projections.device_lookup import DeviceView
 
 
 def _documented(**schema: object) -> Meta:

@@ -107,7 +107,6 @@ class Worker:
         await self.producer.start()
         self._resources.append(self.producer)
         visibility = Visibility(s.events_topic, await self.projection.positions())
-        processor = CommandProcessor(s, self.decisions, self.producer, visibility, self.metrics)
         self.scheduler = ExpiryScheduler(
             self.projection,
             self.producer,
@@ -116,6 +115,9 @@ class Worker:
             partitions=self.ownership.local,
         )
         projector = Projector(self.projection, visibility, self.metrics, self.scheduler.changed)
+        processor = CommandProcessor(
+            s, self.decisions, self.producer, visibility, self.metrics, projector.handle_own
+        )
         self.faust = build_app(
             s,
             self.bootstrap,

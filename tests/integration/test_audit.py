@@ -20,7 +20,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from projections.store import DeviceView, ProjectionStore
+from projections.device_lookup import DeviceView
+from projections.store import ProjectionStore
 from services import wire
 from services.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, now_ms, registration, wait_for

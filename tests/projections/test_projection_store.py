@@ -103,7 +103,7 @@ async def test_given_redelivered_and_reemitted_events_then_they_take_no_effect_t
     await store.apply(records(events))
     # Redelivery of the same offsets (below the stored position): skipped before decoding.
     again = await store.apply(records(events))
-    assert (again.applied, again.duplicates) == (0, len(events))
+    assert (again.applied, again.duplicates, again.behind) == (0, 0, len(events))
     # A re-emitted copy at new offsets (a command re-processed after a crash): same versions.
     copies = await store.apply(records(events, first_offset=len(events)))
     assert copies.applied == 2  # the two ChannelCreated: idempotent inserts
@@ -111,6 +111,35 @@ async def test_given_redelivered_and_reemitted_events_then_they_take_no_effect_t
     device = await store.get_device("app", "dev", T0)
     assert device is not None
     assert device.version == 3
+
+
+async def test_given_own_events_then_applied_at_once_only_where_they_follow_the_position(
+    store: ProjectionStore,
+) -> None:
+    # Given a projection at offset 2 of partition 0 (two events applied)
+    events = history()
+    await store.apply(records(events[:2]))
+    assert store.next_offsets() == {(TOPIC, 0): 2}
+
+    # When the processor hands over events at offsets 3.. (offset 2 is missing: a gap)
+    gap = await store.apply_next(records(events[2:], first_offset=3))
+
+    # Then nothing is applied: the projector will read offset 2 onwards from the log
+    assert gap is None
+    assert store.next_offsets() == {(TOPIC, 0): 2}
+
+    # And events that continue exactly from the position are applied at once
+    following = await store.apply_next(records(events[2:], first_offset=2))
+    assert following is not None
+    assert following.applied == len(events) - 2
+    assert store.next_offsets() == {(TOPIC, 0): len(events)}
+    device = await store.get_device("app", "dev", T0)
+    assert device is not None
+    assert device.version == 3
+
+    # And the same records read back from the log later are below the position: no effect
+    again = await store.apply(records(events[2:], first_offset=2))
+    assert (again.applied, again.duplicates, again.behind) == (0, 0, len(events) - 2)
 
 
 async def test_given_a_gap_in_versions_then_the_projection_stops(store: ProjectionStore) -> None:

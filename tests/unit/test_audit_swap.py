@@ -114,7 +114,8 @@ async def test_given_a_rebuilt_file_when_swapped_under_queries_then_none_fails(
                 failures.append(repr(exc))
             await asyncio.sleep(0)
 
-    # When the swap happens while queries run
+    # When the swap happens while queries run (lookups on the loop's own connection)
+    assert store.lookups_on_loop
     loops = [asyncio.ensure_future(query()) for _ in range(4)]
     try:
         done = await handshake(SwapFiles(path))
@@ -122,7 +123,7 @@ async def test_given_a_rebuilt_file_when_swapped_under_queries_then_none_fails(
         stop.set()
         await asyncio.gather(*loops)
 
-    # Then no query failed, and the store now answers from the rebuilt file
+    # Then no query failed, and the store now answers from the rebuilt file, on the loop again
     assert done.ok, done.error
     assert failures == []
     assert answers[0] > 0
@@ -130,6 +131,7 @@ async def test_given_a_rebuilt_file_when_swapped_under_queries_then_none_fails(
     view = await store.get_device("app", "d7", 0)
     assert view is not None
     assert view.device_token == "token-d7"
+    assert store.lookups_on_loop
 
     # And later batches go to the new file
     await store.apply(records(50, 10))
@@ -183,6 +185,7 @@ async def test_given_a_candidate_at_other_positions_when_asked_then_refused_and_
     await store.apply(records(20, 1))
     assert await store.get_device("app", "d20", 0) is not None
     assert devices_in(path) == 21
+    assert store.lookups_on_loop
 
 
 async def test_given_a_stale_request_when_seen_then_ignored(
