@@ -131,25 +131,29 @@ def has_device(db: sqlite3.Connection, device: str) -> bool:
 
 
 async def wait_visible(
-    worker: Worker, feed: Feed, deadline_s: float, poll_s: float = 0.01
+    workers: Worker | list[Worker], feed: Feed, deadline_s: float, poll_s: float = 0.01
 ) -> float:
-    """Wait until every partition's last device is in the projection; return time.perf_counter()
-    at that moment. Raises TimeoutError at the deadline, WorkerError if the worker died."""
+    """Wait until every partition's last device is in a projection (its owner's, with several
+    workers); return time.perf_counter() at that moment. Raises TimeoutError at the
+    deadline, WorkerError if a worker died."""
+    group = workers if isinstance(workers, list) else [workers]
     end = time.perf_counter() + deadline_s
-    db = read_only(worker.projection_path)  # the worker created it before it was ready
+    dbs = [read_only(w.projection_path) for w in group]  # created before they were ready
     try:
         waiting = set(feed.last_device.values())
         while waiting:
-            waiting = {d for d in waiting if not has_device(db, d)}
+            waiting = {d for d in waiting if not any(has_device(db, d) for db in dbs)}
             if not waiting:
                 break
-            worker.check()
+            for worker in group:
+                worker.check()
             if time.perf_counter() > end:
                 raise TimeoutError(f"{len(waiting)} partitions not caught up in {deadline_s}s")
             await asyncio.sleep(poll_s)
         return time.perf_counter()
     finally:
-        db.close()
+        for db in dbs:
+            db.close()
 
 
 def count_devices(projection: Path) -> int:

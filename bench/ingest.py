@@ -48,7 +48,7 @@ async def ingest(session: Session, stack: Stack, n: int) -> IngestRun:
         publishing = asyncio.ensure_future(
             feed.publish(stack.bootstrap, worker.commands_topic, commands)
         )
-        visible_at = await feed.wait_visible(worker, commands, deadline_s(n))
+        visible_at = await feed.wait_visible(stack.workers, commands, deadline_s(n))
         publish_s = await publishing
         cpu = meter.stop()
     memory = worker.memory_kib()
@@ -61,6 +61,14 @@ async def ingest(session: Session, stack: Stack, n: int) -> IngestRun:
         hwm_mib=memory["VmHWM"] / 1024,
         cpu=cpu,
     )
+
+
+async def _ingest_pair(session: Session, n: int) -> IngestRun:
+    """The same ingest into two workers of one group: Kafka splits the partitions."""
+    async with session.stack("ingest-pair", workers=2) as stack:
+        result = await ingest(session, stack, n)
+    log.info("ingest %d, two workers: %s", n, result)
+    return result
 
 
 async def population(session: Session) -> Population:
@@ -91,8 +99,13 @@ async def run(session: Session) -> list[Row]:
         finally:
             if not kept:
                 await stack.__aexit__(None, None, None)
+    pairs = [await _ingest_pair(session, n) for _ in range(runs)]
     size = f"{n:,}"
     publish_rate = Spread.of([r.publish_rate for r in results]).median
+    session.note(
+        f"ingest {size} with two workers in one group: CPU (cores, last run):"
+        f" {describe_cpu(pairs[-1].cpu)}"
+    )
     session.note(
         f"ingest {size}: publishing alone ran at {publish_rate:,.0f} commands/s; CPU while"
         f" ingesting (cores, last run): {describe_cpu(results[-1].cpu)}"
@@ -106,6 +119,14 @@ async def run(session: Session) -> list[Row]:
             baseline=Spread.of([r.baseline_rate for r in results]),
             baseline_what="raw aiokafka consume",
             target=Target(">=", 10_000),
+        ),
+        Row(
+            bench="ingest",
+            what=f"End-to-end ingest, {size} via Kafka → visible, two workers (one per core)",
+            metric="commands/s",
+            devreg=Spread.of([r.rate for r in pairs]),
+            baseline=Spread.of([r.rate for r in results]),
+            baseline_what="one worker (the row above)",
         ),
         Row(
             bench="ingest",

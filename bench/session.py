@@ -85,14 +85,14 @@ class Session:
     def run_dir(self, label: str) -> Path:
         return self.root / f"{next(self._ids):03d}-{label}"
 
-    def stack(self, label: str) -> Stack:
+    def stack(self, label: str, workers: int = 1) -> Stack:
         run_dir = self.run_dir(label)
         if self.trace_dir is None:
-            return Stack(run_dir, self.worker_env)
+            return Stack(run_dir, self.worker_env, workers=workers)
         self.trace_dir.mkdir(parents=True, exist_ok=True)
         trace = self.trace_dir / f"{run_dir.name}.txt"
         command = ("-m", "bench.sqltrace", str(trace), "--", "worker")
-        return Stack(run_dir, self.worker_env, command)
+        return Stack(run_dir, self.worker_env, command, workers)
 
     @contextlib.asynccontextmanager
     async def profiled(self, label: str, pid: int) -> AsyncIterator[None]:

@@ -46,10 +46,12 @@ class Worker:
         bootstrap: str,
         env: dict[str, str] | None = None,
         command: tuple[str, ...] = ("-m", "services", "worker"),
+        prefix: str | None = None,
     ):
+        """`prefix`: the topics and consumer group of another worker, to join it."""
         self.command = command
-        self.prefix = f"b{uuid.uuid4().hex[:10]}"
-        self.data_dir = root / self.prefix
+        self.prefix = prefix or f"b{uuid.uuid4().hex[:10]}"
+        self.data_dir = root / f"{self.prefix}-{uuid.uuid4().hex[:4]}"
         self.bootstrap = bootstrap
         self.port = free_port()
         self.extra_env = env or {}
@@ -89,6 +91,7 @@ class Worker:
             # Tansu holds a group join for half the session timeout (DESIGN.md §10).
             DEVREG_SESSION_TIMEOUT_MS="2000",
             DEVREG_LOG_LEVEL="info",
+            DEVREG_ADVERTISED_URL=self.base_url,
         )
         env.update(self.extra_env)
         return env
@@ -150,19 +153,23 @@ class Worker:
 
 
 class Stack:
-    """A fresh broker plus one devreg worker; `async with Stack(...) as stack:`."""
+    """A fresh broker plus devreg workers in one group (one by default);
+    `async with Stack(...) as stack:`."""
 
     def __init__(
         self,
         root: Path,
         env: dict[str, str] | None = None,
         command: tuple[str, ...] = ("-m", "services", "worker"),
+        workers: int = 1,
     ):
         self.root = root
         self.env = env
         self.command = command
+        self.size = workers
         self.broker = EmbeddedBroker(log_path=root / "tansu.log")
-        self.worker: Worker
+        self.worker: Worker  # the first one
+        self.workers: list[Worker] = []
 
     @property
     def bootstrap(self) -> str:
@@ -172,23 +179,31 @@ class Stack:
         """CPU of the worker, the broker and this process (the load generator)."""
         process = self.broker._process
         assert process is not None
-        pids = {"worker": self.worker.pid, "broker": process.pid, "bench": os.getpid()}
-        return CpuMeter(pids)
+        names = ["worker"] if self.size == 1 else [f"worker{i + 1}" for i in range(self.size)]
+        pids = dict(zip(names, (w.pid for w in self.workers), strict=True))
+        return CpuMeter({**pids, "broker": process.pid, "bench": os.getpid()})
 
     async def __aenter__(self) -> Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         await self.broker.start()
         try:
             self.worker = Worker(self.root, self.broker.bootstrap, self.env, self.command)
-            await self.worker.start()
+            self.workers = [self.worker]
+            for _ in range(self.size - 1):
+                prefix = self.worker.prefix
+                self.workers.append(
+                    Worker(self.root, self.broker.bootstrap, self.env, self.command, prefix)
+                )
+            # Each is ready once it owns partitions and has caught up: start them together.
+            await asyncio.gather(*(w.start() for w in self.workers))
         except BaseException:
-            await self.broker.stop()
+            await self.__aexit__()
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         try:
-            await self.worker.stop()
+            await asyncio.gather(*(w.stop() for w in self.workers))
         finally:
             await self.broker.stop()
 
