@@ -4,6 +4,9 @@ Per batch: decode, look up state, decide, publish events and outcomes and wait f
 acknowledge them, and only then commit the new decision state with the commands positions.
 A crash between the two re-processes the batch, which re-emits identical events (same ids,
 versions, hashes) that every reader skips.
+
+Batches overlap: once batch N is sent, batch N+1 is decided (on top of N's decisions, kept in
+PendingDecisions) while N waits for its acknowledgement and commit; commits stay in order.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from projections.decisions import DecisionBatch, DecisionStore
 from projections.positions import Record, last_positions
 from services.config import Settings
 from services.metrics import Metrics
+from services.pending_decisions import PendingDecisions
 from services.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,14 @@ async def _fold_nothing(records: Sequence[Record]) -> None:
     return None
 
 
+class _Sent(msgspec.Struct):
+    """A batch handed to the producer: per command, its events' (key, value, ack) in order;
+    and the acks of its outcomes and dead letters."""
+
+    events: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]]
+    others: list[asyncio.Future[object]]
+
+
 class CommandProcessor:
     def __init__(
         self,
@@ -96,6 +108,7 @@ class CommandProcessor:
         producer: AIOKafkaProducer,
         visibility: Visibility,
         metrics: Metrics,
+        on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn = _fold_nothing,
     ):
         self._settings = settings
@@ -103,20 +116,32 @@ class CommandProcessor:
         self._producer = producer
         self._visibility = visibility
         self._metrics = metrics
+        # A batch finishing in the background cannot raise into the agent: it reports here,
+        # and the worker stops (a restart resumes from the stores' positions).
+        self._on_failure = on_failure
         # Folds this batch's acknowledged events into the projection (Projector.handle_own),
         # while the decisions commit: both are SQLite work on threads of their own.
         self._fold_own = fold_own
+        self._pending = PendingDecisions()
+        self._finishing: asyncio.Future[None] | None = None
 
     async def handle(self, records: Sequence[Record]) -> None:
-        nxt = self._store.next_offsets
+        """Decide a batch and send its events and outcomes; the acknowledgement, the commit
+        and the notifications finish in the background while the next batch is decided.
+        Returns once the previous batch has finished (at most two batches in flight)."""
+        pending = self._pending
+        nxt = {**self._store.next_offsets, **pending.next_offsets}
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
         if not fresh:
             return
         parsed = [(r, _parse(r)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, _Dead)]
-        states = await self._store.load_states((c.app_id, c.device_id) for c in commands)
-        seen = await self._store.load_outcomes((c.app_id, c.command_id) for c in commands)
+        devices = [(c.app_id, c.device_id) for c in commands]
+        ids = [(c.app_id, c.command_id) for c in commands]
+        states = pending.over_states(devices, await self._store.load_states(devices))
+        seen = pending.over_outcomes(ids, await self._store.load_outcomes(ids))
         known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
+        known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
         emissions: list[_Emission] = []
         dead: list[_Dead] = []
@@ -125,8 +150,43 @@ class CommandProcessor:
                 dead.append(command)
                 continue
             emissions.append(self._decide(record, command, states, seen, known, batch))
-        last_events, acknowledged = await self._publish(emissions, dead)
+        sent = await self._send(emissions, dead)
+        pending.add(batch)
+        previous = self._finishing
+        finishing = asyncio.ensure_future(self._finish(previous, batch, emissions, sent))
+        finishing.add_done_callback(self._finished)
+        self._finishing = finishing
+        if previous is not None:
+            # Shielded: stopping the agent must not cancel a commit halfway through its steps.
+            await asyncio.shield(previous)
+
+    async def drain(self) -> None:
+        """Wait until every batch handed to `handle` is committed (or has failed, which
+        `on_failure` reports): before positions are read for a seek, and before stopping."""
+        if self._finishing is not None:
+            await asyncio.wait([self._finishing])
+
+    async def close(self) -> None:
+        await self.drain()
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._on_failure(task.exception())  # type: ignore[arg-type]
+
+    async def _finish(
+        self,
+        previous: asyncio.Future[None] | None,
+        batch: DecisionBatch,
+        emissions: list[_Emission],
+        sent: _Sent,
+    ) -> None:
+        """Acknowledged by Kafka, then committed in order: a batch commits after the one
+        before it, so the stored positions never run ahead of an uncommitted batch."""
+        last_events, acknowledged = await self._acknowledged(sent)
+        if previous is not None:
+            await asyncio.shield(previous)
         await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged))
+        self._pending.settle(batch)
         for emission, last_event in zip(emissions, last_events, strict=True):
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
@@ -190,13 +250,11 @@ class CommandProcessor:
         self._metrics.inc("devreg_commands_total", result=result)
         return _Emission(record, decision.outcome, decision.events)
 
-    async def _publish(
-        self, emissions: list[_Emission], dead: list[_Dead]
-    ) -> tuple[list[tuple[int, int] | None], list[Record]]:
-        """Send all, await every acknowledgement; return each command's last event position,
-        and every event as the record Kafka now holds."""
+    async def _send(self, emissions: list[_Emission], dead: list[_Dead]) -> _Sent:
+        """Hand every event, outcome and dead letter to the producer (in order per
+        partition: aiokafka keeps one request in flight per broker)."""
         s, send = self._settings, self._producer.send
-        event_sends: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]] = []
+        events: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]] = []
         others: list[asyncio.Future[object]] = []
         for em in emissions:
             key = partition_key(em.outcome.app_id, em.outcome.device_id)
@@ -205,18 +263,24 @@ class CommandProcessor:
             for event in em.events:
                 value = encode(event)
                 sends.append((key, value, await send(s.events_topic, value, key=key, partition=p)))
-            event_sends.append(sends)
+            events.append(sends)
             others.append(await send(s.outcomes_topic, encode(em.outcome), key=key, partition=p))
         for d in dead:
             others.append(await self._dead_letter(d))
-        await asyncio.gather(*others)
+        return _Sent(events, others)
+
+    async def _acknowledged(self, sent: _Sent) -> tuple[list[tuple[int, int] | None], list[Record]]:
+        """Await every acknowledgement; return each command's last event position, and every
+        event as the record Kafka now holds."""
+        await asyncio.gather(*sent.others)
         positions: list[tuple[int, int] | None] = []
         acknowledged: list[Record] = []
-        for sends in event_sends:
-            for key, value, sent in sends:
-                meta = await sent
+        topic = self._settings.events_topic
+        for sends in sent.events:
+            for key, value, future in sends:
+                meta = await future
                 acknowledged.append(
-                    Record(s.events_topic, meta.partition, meta.offset, meta.timestamp, key, value)
+                    Record(topic, meta.partition, meta.offset, meta.timestamp, key, value)
                 )
             last = acknowledged[-1] if sends else None
             positions.append((last.partition, last.offset) if last else None)

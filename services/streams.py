@@ -20,7 +20,7 @@ from services.ownership import CoPartitionedAssignor
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
-Positions = Callable[[], Mapping[tuple[str, int], int]]
+Positions = Callable[[], Awaitable[Mapping[tuple[str, int], int]]]
 OnFailure = Callable[[BaseException], None]
 AgentFun = Callable[[Any], Awaitable[None]]
 BATCH_WINDOW_S = 0.005  # how long an agent waits to fill a batch: the floor of freshness
@@ -79,7 +79,7 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
 
     async def perform_seek() -> None:
         await original()
-        stored = positions()
+        stored = await positions()
         for tp in consumer.assignment():
             offset = stored.get((tp.topic, tp.partition), 0)
             await consumer.seek(tp, offset)

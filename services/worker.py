@@ -86,6 +86,11 @@ class Worker:
     def _positions(self) -> Mapping[tuple[str, int], int]:
         return {**self.decisions.next_offsets, **self.projection.next_offsets()}
 
+    async def _settled_positions(self) -> Mapping[tuple[str, int], int]:
+        """The stores' positions once the batches in flight are committed: where to seek."""
+        await self.processor.drain()
+        return self._positions()
+
     async def start(self) -> None:
         started = time.monotonic()
         self.failure = asyncio.get_running_loop().create_future()
@@ -115,15 +120,22 @@ class Worker:
             partitions=self.ownership.local,
         )
         projector = Projector(self.projection, visibility, self.metrics, self.scheduler.changed)
-        processor = CommandProcessor(
-            s, self.decisions, self.producer, visibility, self.metrics, projector.handle_own
+        self.processor = CommandProcessor(
+            s,
+            self.decisions,
+            self.producer,
+            visibility,
+            self.metrics,
+            self._fail,
+            projector.handle_own,
         )
+        self._resources.append(self.processor)  # closed (drained) after faust stops
         self.faust = build_app(
             s,
             self.bootstrap,
-            processor.handle,
+            self.processor.handle,
             projector.handle,
-            self._positions,
+            self._settled_positions,
             self._fail,
             CoPartitionedAssignor(self.ownership),
         )

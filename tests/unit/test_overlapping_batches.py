@@ -1,0 +1,132 @@
+"""The command processor decides batch N+1 while batch N waits for Kafka and its commit, on
+real SQLite files; Kafka is a hand-written producer that holds every acknowledgement until
+the test releases it (the integration tests run the same code on the real broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.structs import RecordMetadata
+
+from events import DeviceRegistered, RegisterDevice, decode_event, encode
+from events.identity import partition_key
+from projections.decisions import DecisionStore
+from projections.positions import Record
+from projections.store import ProjectionStore
+from services.config import load_settings
+from services.metrics import Metrics
+from services.processor import CommandProcessor
+from services.projector import Projector
+from services.visibility import Visibility
+from tests.support import wait_for
+
+APP = "app"
+
+
+class HeldProducer:
+    """Assigns offsets as Kafka would, and acknowledges only when released."""
+
+    def __init__(self) -> None:
+        self.sent: list[Record] = []
+        self._held: list[tuple[asyncio.Future[Any], RecordMetadata]] = []
+        self._offsets: dict[tuple[str, int], int] = {}
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Any = None,
+    ) -> asyncio.Future[Any]:
+        p = partition or 0
+        offset = self._offsets.get((topic, p), 0)
+        self._offsets[(topic, p)] = offset + 1
+        self.sent.append(Record(topic, p, offset, 0, key, value))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._held.append((future, RecordMetadata(topic, p, None, offset, 0, -1, 0)))
+        return future
+
+    def release(self) -> None:
+        for future, meta in self._held:
+            future.set_result(meta)
+        self._held.clear()
+
+
+class Rig:
+    def __init__(self, tmp: Path, decisions: DecisionStore, projection: ProjectionStore):
+        self.settings = load_settings({"DEVREG_DATA_DIR": str(tmp), "DEVREG_APPS": f"{APP}:k"})
+        self.decisions, self.projection = decisions, projection
+        self.producer = HeldProducer()
+        self.failures: list[BaseException] = []
+        visibility, metrics = Visibility(self.settings.events_topic), Metrics()
+        projector = Projector(projection, visibility, metrics, lambda _: None)
+        self.processor = CommandProcessor(
+            self.settings,
+            decisions,
+            self.producer,  # type: ignore[arg-type]
+            visibility,
+            metrics,
+            self.failures.append,
+            projector.handle_own,
+        )
+
+    def command(self, offset: int, channel: str) -> Record:
+        command = RegisterDevice(
+            command_id=f"c{offset}",
+            app_id=APP,
+            device_id="dev",
+            issued_at=1_000 + offset,
+            device_token="t",
+            os="IOS",
+            os_version="17",
+            channels=(channel,),
+        )
+        key = partition_key(APP, "dev")
+        return Record(self.settings.commands_topic, 0, offset, 0, key, encode(command))
+
+    def registrations(self) -> list[DeviceRegistered]:
+        topic = self.settings.events_topic
+        events = [decode_event(r.value or b"") for r in self.producer.sent if r.topic == topic]
+        return [e for e in events if isinstance(e, DeviceRegistered)]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    decisions = await DecisionStore.open(tmp_path / "decisions.sqlite")
+    projection = await ProjectionStore.open(tmp_path / "projection.sqlite", swappable=False)
+    yield Rig(tmp_path, decisions, projection)
+    await decisions.close()
+    await projection.close()
+
+
+async def test_given_a_batch_in_flight_then_the_next_decides_on_top_of_it(rig: Rig) -> None:
+    # Given batch 1 (register on news) sent, its acknowledgement held by Kafka
+    await rig.processor.handle([rig.command(0, "news")])
+    assert rig.decisions.next_offsets == {}  # not committed
+
+    # When batch 2 (register on sport) arrives, and batch 1 is delivered again meanwhile
+    second = asyncio.ensure_future(rig.processor.handle([rig.command(1, "sport")]))
+    await wait_for(lambda: len(rig.registrations()) == 2, 5, "batch 2 to be sent")
+    # (ignored: were it decided again, this would wait for batch 2, held by Kafka)
+    await asyncio.wait_for(rig.processor.handle([rig.command(0, "news")]), 5)
+
+    # Then batch 2 was decided as version 2 on top of batch 1, and the redelivery ignored
+    first_event, second_event = rig.registrations()
+    assert (first_event.version, second_event.version) == (1, 2)
+    assert second_event.prev_hash == first_event.hash
+    assert not second.done()  # it waits for batch 1 to finish before returning
+
+    # And once Kafka acknowledges, both commit in order and the projection holds version 2
+    rig.producer.release()
+    await second
+    await rig.processor.drain()
+    assert rig.failures == []
+    assert rig.decisions.next_offsets == {(rig.settings.commands_topic, 0): 2}
+    device = await rig.projection.get_device(APP, "dev", 0)
+    assert device is not None
+    assert (device.version, sorted(device.channels)) == (2, ["news", "sport"])
