@@ -141,6 +141,13 @@ class WorkerProcess:
     async def kill(self) -> None:
         await self.stop(signal.SIGKILL)
 
+    async def __aenter__(self) -> WorkerProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
 
 async def call(
     method: str, url: str, json: Any = None, headers: dict[str, str] | None = None
