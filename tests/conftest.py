@@ -26,18 +26,12 @@ async def devreg_worker(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[WorkerProcess]:
     """A devreg worker process on the session broker, with topics of its own."""
-    worker = WorkerProcess(tmp_path_factory.mktemp("worker"), broker.bootstrap)
-    await worker.start()
-    yield worker
-    await worker.stop()
+    async with WorkerProcess(tmp_path_factory.mktemp("worker"), broker.bootstrap) as worker:
+        yield worker
 
 
 @pytest.fixture
 async def expendable_worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
     """A worker of its own, for a test that may crash it: the module's worker is spared."""
-    worker = WorkerProcess(tmp_path / "expendable", broker.bootstrap)
-    await worker.start()
-    try:
+    async with WorkerProcess(tmp_path / "expendable", broker.bootstrap) as worker:
         yield worker
-    finally:
-        await worker.stop()

@@ -1,4 +1,5 @@
-"""Test helpers: devreg worker processes, HTTP calls and waiting on conditions with deadlines."""
+"""Test helpers: devreg worker processes, HTTP calls, waiting on conditions with deadlines
+and reading a topic from the start."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from events import AnyEvent, decode_event
-from projections.positions import Record
 from services.broker import free_port
 
 T = TypeVar("T")
@@ -141,6 +141,13 @@ class WorkerProcess:
     async def kill(self) -> None:
         await self.stop(signal.SIGKILL)
 
+    async def __aenter__(self) -> WorkerProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
 
 async def call(
     method: str, url: str, json: Any = None, headers: dict[str, str] | None = None
@@ -163,100 +170,86 @@ def registration(device_id: str, **fields: Any) -> dict[str, Any]:
     return body
 
 
+Raw = ConsumerRecord[bytes, bytes]
+
+
+async def read_from_start(
+    bootstrap: str,
+    topic: str,
+    decode: Callable[[Raw], T],
+    until: Callable[[list[T]], bool],
+    deadline_s: float,
+    drain: bool,
+) -> list[T]:
+    """Every record of `topic` from offset 0, each decoded once, until `until(decoded)` holds;
+    with `drain`, on until a fetch comes back empty, so that what already sits after it (a
+    duplicate, say) is read too.
+
+    End offsets are never asked for (Tansu under-reports them, DESIGN.md §10): the caller
+    names what it waits for, and the read fails at the deadline if that has not come.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # all-topics metadata: naming a topic would create it on Tansu
+        partitions = consumer.partitions_for_topic(topic)
+        assert partitions, f"topic {topic} does not exist"
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        found: list[T] = []
+        end = time.monotonic() + deadline_s
+        while True:
+            satisfied = until(found)
+            overdue = time.monotonic() > end
+            if satisfied and (overdue or not drain):
+                return found
+            if overdue:
+                raise AssertionError(f"read {len(found)} records of {topic} in {deadline_s}s")
+            batches = await consumer.getmany(timeout_ms=200)
+            records = [r for batch in batches.values() for r in batch]
+            found.extend(decode(r) for r in records)
+            if satisfied and not records:
+                return found
+    finally:
+        # aiokafka 0.14 can raise CancelledError if stop() runs before start()'s own task.
+        await asyncio.sleep(0)
+        await consumer.stop()
+
+
+def as_is(record: Raw) -> Raw:
+    return record
+
+
+def as_event(record: Raw) -> AnyEvent:
+    assert record.value is not None, f"a record without a value at {record.offset}"
+    return decode_event(record.value)
+
+
+async def read_topic(
+    bootstrap: str, topic: str, until: Callable[[list[Raw]], bool], deadline_s: float = 20.0
+) -> list[Raw]:
+    """The records of `topic` from the start, up to the fetch where `until(records)` holds."""
+    return await read_from_start(bootstrap, topic, as_is, until, deadline_s, drain=False)
+
+
+async def read_records(bootstrap: str, topic: str, enough: int, deadline_s: float) -> list[Raw]:
+    """At least `enough` records of `topic` from the start, and any that already sit after."""
+
+    def counted(records: list[Raw]) -> bool:
+        return len(records) >= enough
+
+    return await read_from_start(bootstrap, topic, as_is, counted, deadline_s, drain=True)
+
+
 async def read_events(
     bootstrap: str,
     topic: str,
     done: Callable[[list[AnyEvent]], bool],
     deadline_s: float = 20.0,
 ) -> list[AnyEvent]:
-    """Every event on `topic` from the start, read until `done(events)` holds and a fetch
-    comes back empty (never trusting end offsets, which the embedded broker under-reports).
-    At the deadline, returns what it has: the caller's assertions say what was missing."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
-    )
-    await consumer.start()
-    found: list[AnyEvent] = []
-    try:
-        await consumer.topics()  # all-topics metadata: naming a topic would create it on Tansu
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = time.monotonic() + deadline_s
-        satisfied = False
-        while time.monotonic() < end:
-            batches = await consumer.getmany(timeout_ms=200)
-            records = [r for batch in batches.values() for r in batch]
-            found.extend(decode_event(r.value) for r in records if r.value is not None)
-            if satisfied and not records:
-                break
-            satisfied = done(found)
-    finally:
-        await consumer.stop()
-    return found
-
-
-async def read_records(bootstrap: str, topic: str, enough: int, deadline_s: float) -> list[Record]:
-    """At least `enough` records of `topic` from the start, read until a fetch comes back empty
-    after that (end offsets are under-reported on the embedded broker: never used here)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
-    )
-    await consumer.start()
-    records: list[Record] = []
-    try:
-        await consumer.topics()
-        numbers = sorted(consumer.partitions_for_topic(topic) or ())
-        partitions = [TopicPartition(topic, p) for p in numbers]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-
-        async def more() -> bool:
-            batches = await consumer.getmany(timeout_ms=200)
-            for tp, batch in batches.items():
-                records.extend(
-                    Record(tp.topic, tp.partition, r.offset, r.timestamp, r.key, r.value)
-                    for r in batch
-                )
-            return len(records) >= enough and not batches
-
-        await wait_for(more, deadline_s, f"{enough} records on {topic}")
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-    deadline_s: float = 20.0,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` from the beginning, read until `until(records)` holds.
-
-    End offsets are never asked for (Tansu under-reports them, DESIGN.md §10): the caller
-    names what it waits for, and the read fails at the deadline with what it found.
-    """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # refreshes the metadata partitions_for_topic answers from
-        partitions = consumer.partitions_for_topic(topic)
-        assert partitions, f"topic {topic} does not exist"
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        end = time.monotonic() + deadline_s
-        while not until(records):
-            if time.monotonic() > end:
-                raise AssertionError(f"read {len(records)} records of {topic} in {deadline_s}s")
-            for batch in (await consumer.getmany(timeout_ms=100)).values():
-                records.extend(batch)
-        return records
-    finally:
-        # aiokafka 0.14 can raise CancelledError if stop() runs before start()'s own task.
-        await asyncio.sleep(0)
-        await consumer.stop()
+    """The events of `topic` from the start, until `done(events)` holds, and any that already
+    sit after (a test that counts expiries sees a duplicate)."""
+    return await read_from_start(bootstrap, topic, as_event, done, deadline_s, drain=True)
