@@ -26,6 +26,7 @@ MAX_BODY_BYTES = 64 * 1024
 # what the client still sends for this long, so the client can read the answer, then closes.
 # Its default (10 s) would let a stalled client hold the connection that long on top.
 LINGER_S = 2.0
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: counted apart from answers and errors
 
 
 @dataclass
@@ -189,6 +190,11 @@ async def backendless_errors(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except WireError as exc:
         return error_response(exc.code, exc.message, exc.status)
+    except ConnectionResetError:
+        # The client went away before its request was read whole: no one to answer, and not
+        # a server error (logging it as one would let any client flood the error log).
+        log.debug("client went away during %s %s", request.method, request.path)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except web.HTTPRequestEntityTooLarge:
         limit = f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes"
         return error_response(rules.INVALID_REGISTRATION, limit, 413)

@@ -113,6 +113,21 @@ def post_head(worker: WorkerProcess, content_length: int) -> bytes:
     ).encode()
 
 
+async def request_counts(worker: WorkerProcess) -> dict[str, int]:
+    """Requests answered to the registration routes, by status, from /metrics."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{worker.base_url}/metrics") as response,
+    ):
+        text = await response.text()
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("devreg_http_request_duration_ms_count{") and "registrations" in line:
+            status = line.split('status="')[1].split('"')[0]
+            counts[status] = counts.get(status, 0) + int(line.rsplit(" ", 1)[1])
+    return counts
+
+
 async def serve_normally(worker: WorkerProcess, count: int) -> None:
     """Register and read back `count` devices, as a well-behaved client does."""
     async with aiohttp.ClientSession() as session:
@@ -128,6 +143,7 @@ async def serve_normally(worker: WorkerProcess, count: int) -> None:
 async def test_given_stalled_and_abandoned_clients_then_others_served_and_stalled_closed(
     worker: WorkerProcess,
 ) -> None:
+    before = await request_counts(worker)
     # Given connections that send nothing, part of their headers, headers and part of a body
     head = post_head(worker, 400)
     silent = [RawClient(worker, b"") for _ in range(10)]
@@ -163,6 +179,11 @@ async def test_given_stalled_and_abandoned_clients_then_others_served_and_stalle
         assert b'"code":5002' in rest.replace(b" ", b"")
     # And the server holds no connection any more: none stalled, none abandoned
     await wait_for(lambda: held_by_server(worker.port) == 0, SLACK_S, "every connection closed")
+    # And a client gone half-way through its body is no server error: counted apart (499)
+    after = await request_counts(worker)
+    answered = {status: n - before.get(status, 0) for status, n in after.items()}
+    assert answered.pop("499", 0) > 0
+    assert answered == {"200": 20, "408": 10}
 
 
 async def test_given_a_declared_body_over_the_limit_then_refused_before_it_is_sent_whole(
