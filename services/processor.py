@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -89,7 +89,9 @@ class CommandProcessor:
         producer: AIOKafkaProducer,
         visibility: Visibility,
         metrics: Metrics,
+        partition_of: Callable[[str, str], int],
     ):
+        self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
         self._producer = producer
@@ -136,15 +138,15 @@ class CommandProcessor:
             self._metrics.inc("devreg_commands_total", result="repeated")
             return _Emission(record, earlier)
         now = command.issued_at or record.timestamp
-        if command.app_id not in self._settings.apps:
+        if rejection := self._misdirected(record, command):
             outcome = Outcome(
                 command_id=command.command_id,
                 app_id=command.app_id,
                 device_id=command.device_id,
                 accepted=False,
                 decided_at=now,
-                code=rules.UNKNOWN_APP,
-                message=f"Unknown application id {command.app_id!r}",
+                code=rejection.code,
+                message=rejection.message,
             )
             batch.outcomes[outcome_key] = outcome
             self._metrics.inc("devreg_commands_total", result="rejected")
@@ -178,6 +180,23 @@ class CommandProcessor:
         )
         self._metrics.inc("devreg_commands_total", result=result)
         return _Emission(record, decision.outcome, decision.events)
+
+    def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
+        """A command for an app devreg does not serve, or on another partition than its
+        device's. All of a device's commands must come through the one partition its events
+        go to: one elsewhere would fork the device's history across two partitions, in an
+        order no reader can know, and stop the projector at the apparent gap."""
+        if command.app_id not in self._settings.apps:
+            return rules.Rejection(rules.UNKNOWN_APP, f"Unknown application id {command.app_id!r}")
+        expected = self._partition_of(command.app_id, command.device_id)
+        if record.partition != expected:
+            message = (
+                f"Command on partition {record.partition} of {record.topic}; the device's is"
+                f" {expected}: publish it keyed by [app_id, device_id] with Kafka's default"
+                " (murmur2) partitioner"
+            )
+            return rules.Rejection(rules.INVALID_REQUEST, message)
+        return None
 
     async def _publish(
         self, emissions: list[_Emission], dead: list[_Dead]

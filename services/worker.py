@@ -107,7 +107,14 @@ class Worker:
         await self.producer.start()
         self._resources.append(self.producer)
         visibility = Visibility(s.events_topic, await self.projection.positions())
-        processor = CommandProcessor(s, self.decisions, self.producer, visibility, self.metrics)
+        processor = CommandProcessor(
+            s,
+            self.decisions,
+            self.producer,
+            visibility,
+            self.metrics,
+            self.ownership.partition_of,
+        )
         self.scheduler = ExpiryScheduler(
             self.projection,
             self.producer,

@@ -32,7 +32,16 @@ from events import (
 )
 from events.identity import event_id, partition_key, registration_id
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, now_ms, read_topic, registration, wait_for
+from services.ownership import Ownership
+from tests.support import (
+    PARTITIONS,
+    WorkerProcess,
+    call,
+    now_ms,
+    read_topic,
+    registration,
+    wait_for,
+)
 
 APP = "app-a"
 Records = list[ConsumerRecord[bytes, bytes]]
@@ -117,7 +126,12 @@ async def publish(
 
 async def publish_marker(producer: AIOKafkaProducer, topics: Topics, partition: int) -> str:
     """A valid command on `partition`; returns its command id (see the module docstring)."""
-    marker = register_command(new_device("marker"))
+    # A device whose key is on that partition: devreg rejects a command anywhere else.
+    ownership = Ownership("", PARTITIONS)
+    device = new_device("marker")
+    while ownership.partition_of(APP, device) != partition:
+        device = new_device("marker")
+    marker = register_command(device)
     await publish(producer, topics.commands, marker, partition=partition)
     return marker.command_id
 
