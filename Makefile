@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_SDK := tests/js/node_modules/backendless/package.json
 
-.PHONY: run test lint bench bench-quick install clean
+.PHONY: run test soak lint bench bench-quick install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ run: $(STAMP)
 
 test: $(STAMP) $(JS_SDK)
 	$(BIN)/python -m pytest
+
+# The crash-recovery tests at soak size (DEVREG_SOAK=1): SIGKILLs in a 50k-command stream and
+# in a 50k-device expiry burst (~3 min on 2 cores). `make test` runs them at a few thousand.
+soak: $(STAMP)
+	DEVREG_SOAK=1 $(BIN)/python -m pytest -s \
+		tests/integration/test_crash_recovery.py tests/integration/test_expiry_crash.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

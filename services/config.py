@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rebalance_timeout_ms: int
     fetch_max_wait_ms: int
     visible_timeout_ms: int  # read-your-writes: how long POST waits to be visible
+    http_idle_timeout_ms: int  # a connection without a complete request is closed after it
+    http_body_timeout_ms: int  # a request body not received in full by then gets a 408
     batch_size: int
     log_level: str
     log_format: str  # "text" or "json"
@@ -184,6 +186,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rebalance_timeout_ms=_int(env, "DEVREG_REBALANCE_TIMEOUT_MS", 6000, 1000, 600000),
         fetch_max_wait_ms=_int(env, "DEVREG_FETCH_MAX_WAIT_MS", 10, 1, 10000),
         visible_timeout_ms=_int(env, "DEVREG_VISIBLE_TIMEOUT_MS", 5000, 100, 600000),
+        http_idle_timeout_ms=_int(env, "DEVREG_HTTP_IDLE_TIMEOUT_MS", 15000, 100, 3600000),
+        http_body_timeout_ms=_int(env, "DEVREG_HTTP_BODY_TIMEOUT_MS", 10000, 100, 600000),
         batch_size=_int(env, "DEVREG_BATCH_SIZE", 2000, 1, 100000),
         log_level=log_level,
         log_format=log_format,
@@ -211,6 +215,8 @@ KNOWN_VARIABLES = frozenset(
         "DEVREG_REBALANCE_TIMEOUT_MS",
         "DEVREG_FETCH_MAX_WAIT_MS",
         "DEVREG_VISIBLE_TIMEOUT_MS",
+        "DEVREG_HTTP_IDLE_TIMEOUT_MS",
+        "DEVREG_HTTP_BODY_TIMEOUT_MS",
         "DEVREG_BATCH_SIZE",
         "DEVREG_LOG_LEVEL",
         "DEVREG_LOG_FORMAT",

@@ -22,7 +22,11 @@ from services.wire import WireError, error_response, json_response
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
-BODY_READ_TIMEOUT_S = 10.0
+# After answering before a body was read whole (408, 413, 401), aiohttp reads and discards
+# what the client still sends for this long, so the client can read the answer, then closes.
+# Its default (10 s) would let a stalled client hold the connection that long on top.
+LINGER_S = 2.0
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: counted apart from answers and errors
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Api:
     broker_reachable: Callable[[], bool]
     router: Router
     lag: Callable[[], dict[int, int]]  # events partition -> events emitted, not yet applied
+    body_timeout_s: float  # a body not received in full by then is refused with a 408
 
     def authorize(self, request: web.Request) -> str:
         if "app_id" not in request.match_info:
@@ -66,7 +71,7 @@ class Api:
             raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
         try:
             # A client that never finishes its body must not hold the handler forever.
-            raw = await asyncio.wait_for(request.read(), BODY_READ_TIMEOUT_S)
+            raw = await asyncio.wait_for(request.read(), self.body_timeout_s)
         except TimeoutError:
             raise WireError(
                 rules.INVALID_REQUEST, "Request body not received in time", 408
@@ -185,6 +190,11 @@ async def backendless_errors(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except WireError as exc:
         return error_response(exc.code, exc.message, exc.status)
+    except ConnectionResetError:
+        # The client went away before its request was read whole: no one to answer, and not
+        # a server error (logging it as one would let any client flood the error log).
+        log.debug("client went away during %s %s", request.method, request.path)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except web.HTTPRequestEntityTooLarge:
         limit = f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes"
         return error_response(rules.INVALID_REGISTRATION, limit, 413)

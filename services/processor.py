@@ -108,9 +108,11 @@ class CommandProcessor:
         producer: AIOKafkaProducer,
         visibility: Visibility,
         metrics: Metrics,
+        partition_of: Callable[[str, str], int],
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn = _fold_nothing,
     ):
+        self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
         self._producer = producer
@@ -207,15 +209,15 @@ class CommandProcessor:
             self._metrics.inc("devreg_commands_total", result="repeated")
             return _Emission(record, earlier)
         now = command.issued_at or record.timestamp
-        if command.app_id not in self._settings.apps:
+        if rejection := self._misdirected(record, command):
             outcome = Outcome(
                 command_id=command.command_id,
                 app_id=command.app_id,
                 device_id=command.device_id,
                 accepted=False,
                 decided_at=now,
-                code=rules.UNKNOWN_APP,
-                message=f"Unknown application id {command.app_id!r}",
+                code=rejection.code,
+                message=rejection.message,
             )
             batch.outcomes[outcome_key] = outcome
             self._metrics.inc("devreg_commands_total", result="rejected")
@@ -249,6 +251,23 @@ class CommandProcessor:
         )
         self._metrics.inc("devreg_commands_total", result=result)
         return _Emission(record, decision.outcome, decision.events)
+
+    def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
+        """A command for an app devreg does not serve, or on another partition than its
+        device's. All of a device's commands must come through the one partition its events
+        go to: one elsewhere would fork the device's history across two partitions, in an
+        order no reader can know, and stop the projector at the apparent gap."""
+        if command.app_id not in self._settings.apps:
+            return rules.Rejection(rules.UNKNOWN_APP, f"Unknown application id {command.app_id!r}")
+        expected = self._partition_of(command.app_id, command.device_id)
+        if record.partition != expected:
+            message = (
+                f"Command on partition {record.partition} of {record.topic}; the device's is"
+                f" {expected}: publish it keyed by [app_id, device_id] with Kafka's default"
+                " (murmur2) partitioner"
+            )
+            return rules.Rejection(rules.INVALID_REQUEST, message)
+        return None
 
     async def _send(self, emissions: list[_Emission], dead: list[_Dead]) -> _Sent:
         """Hand every event, outcome and dead letter to the producer (in order per

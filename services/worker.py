@@ -21,7 +21,7 @@ from services.catch_up import CatchUp, Ends, log_ends
 from services.config import Settings
 from services.gateway import Gateway
 from services.health import BrokerHealth
-from services.http_api import Api
+from services.http_api import LINGER_S, Api
 from services.metrics import Metrics
 from services.ownership import CoPartitionedAssignor, Ownership
 from services.processor import CommandProcessor
@@ -126,6 +126,7 @@ class Worker:
             self.producer,
             visibility,
             self.metrics,
+            self.ownership.partition_of,
             self._fail,
             projector.handle_own,
         )
@@ -159,8 +160,17 @@ class Worker:
             self._broker_reachable,
             self.router,
             visibility.lag,
+            s.http_body_timeout_ms / 1000,
         )
-        self.runner = web.AppRunner(build_http_app(api, s.events_topic), access_log=None)
+        self.runner = web.AppRunner(
+            build_http_app(api, s.events_topic),
+            access_log=None,
+            # Also the deadline for a new connection's first request: aiohttp arms it when
+            # the connection opens and does not extend it while header bytes trickle in, so
+            # a client that never completes its headers cannot hold a connection (slowloris).
+            keepalive_timeout=s.http_idle_timeout_ms / 1000,
+            lingering_time=LINGER_S,
+        )
         await self.runner.setup()
         self._resources.append(self.runner)
         site = web.TCPSite(self.runner, s.http_host, s.http_port)

@@ -22,6 +22,14 @@ from services.broker import free_port
 
 T = TypeVar("T")
 APPS = {"app-a": "key-a", "app-b": "key-b"}
+PARTITIONS = 3  # of the test workers' commands and events topics
+# `make soak` sets DEVREG_SOAK=1: the crash tests then run at their soak sizes.
+SOAK = os.environ.get("DEVREG_SOAK") == "1"
+
+
+def sized(test: int, soak: int) -> int:
+    """A test's size (or deadline): `test` in `make test`, `soak` under `make soak`."""
+    return soak if SOAK else test
 
 
 def now_ms() -> int:
@@ -84,7 +92,7 @@ class WorkerProcess:
             DEVREG_TOPIC_PREFIX=self.prefix,
             DEVREG_GROUP_ID=f"{self.prefix}-group",
             DEVREG_APPS=",".join(f"{a}:{k}" for a, k in APPS.items()),
-            DEVREG_PARTITIONS="3",
+            DEVREG_PARTITIONS=str(PARTITIONS),
             # The session broker is Tansu, which holds a group join for half the session
             # timeout; `devreg run` picks this itself, a worker on KAFKA_BOOTSTRAP cannot know.
             DEVREG_SESSION_TIMEOUT_MS="2000",
@@ -147,6 +155,19 @@ class WorkerProcess:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+async def devreg(
+    worker: WorkerProcess, *args: str, stdin: bytes | None = None, deadline_s: float = 60
+) -> tuple[int, bytes, str]:
+    """`python -m services <args>` with the worker's environment: (exit code, stdout, stderr)."""
+    pipe, command = asyncio.subprocess.PIPE, (sys.executable, "-m", "services", *args)
+    process = await asyncio.create_subprocess_exec(
+        *command, env=worker.environment(), stdin=pipe, stdout=pipe, stderr=pipe
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), deadline_s)
+    assert process.returncode is not None
+    return process.returncode, out, err.decode()
 
 
 async def call(

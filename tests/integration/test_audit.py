@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
@@ -24,22 +23,9 @@ from projections.device_lookup import DeviceView
 from projections.store import ProjectionStore
 from services import wire
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, now_ms, registration, wait_for
+from tests.support import WorkerProcess, call, devreg, now_ms, registration, wait_for
 
 DEVICES = ("a1", "a2", "a3", "brief", "late")
-
-
-async def devreg(
-    worker: WorkerProcess, *args: str, stdin: bytes | None = None
-) -> tuple[int, bytes, str]:
-    """`python -m services <args>` with the worker's environment: (exit code, stdout, stderr)."""
-    pipe, command = asyncio.subprocess.PIPE, (sys.executable, "-m", "services", *args)
-    process = await asyncio.create_subprocess_exec(
-        *command, env=worker.environment(), stdin=pipe, stdout=pipe, stderr=pipe
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
-    assert process.returncode is not None
-    return process.returncode, out, err.decode()
 
 
 def json_lines(out: bytes) -> list[dict[str, Any]]:

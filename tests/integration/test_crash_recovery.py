@@ -26,14 +26,16 @@ from events import (
     encode,
     evolve,
 )
-from events.identity import event_hash, partition_key
+from events.identity import partition_key
 from projections.store import ProjectionStore
 from services.broker import EmbeddedBroker
-from tests.support import APPS, WorkerProcess, read_records, wait_for
+from tests.log_checks import assert_chains, committed
+from tests.support import APPS, WorkerProcess, devreg, read_records, sized, wait_for
 
 APP = next(iter(APPS))
-COMMANDS = 3000
-DEVICES = 300
+COMMANDS = sized(test=3000, soak=50_000)
+DEVICES = sized(test=300, soak=5000)
+DEADLINE_S = sized(test=60, soak=900)
 
 
 def script(seed: int) -> list[AnyCommand]:
@@ -62,14 +64,7 @@ def script(seed: int) -> list[AnyCommand]:
 
 
 def processed(data_dir: Path, topic: str) -> int:
-    path = data_dir / "decisions.sqlite"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        row = db.execute(
-            "SELECT COALESCE(SUM(next_offset), 0) FROM kafka_offsets WHERE topic = ?", (topic,)
-        ).fetchone()
-    return int(row[0])
+    return sum(committed(data_dir / "decisions.sqlite", topic).values())
 
 
 @pytest.fixture
@@ -83,7 +78,7 @@ async def worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Worker
 async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command(
     worker: WorkerProcess, broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    # Given a worker and 3000 commands flowing in over 300 devices
+    # Given a worker and 3000 commands flowing in over 300 devices (`make soak`: 50k, 5000)
     await worker.start()
     commands = script(seed=7)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
@@ -103,7 +98,7 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
         target = int(COMMANDS * fraction)
         await wait_for(
             lambda t=target: processed(worker.data_dir, commands_topic) >= t,
-            60,
+            DEADLINE_S,
             f"{target} processed",
         )
         await worker.kill()
@@ -112,7 +107,8 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     assert any(interrupted), "no kill landed before the end of the stream: nothing was tested"
 
     # Then every command gets its outcome, the same each time it was (re-)emitted
-    outcomes_raw = await read_records(broker.bootstrap, f"{worker.prefix}.outcomes", COMMANDS, 60)
+    outcomes_topic = f"{worker.prefix}.outcomes"
+    outcomes_raw = await read_records(broker.bootstrap, outcomes_topic, COMMANDS, DEADLINE_S)
     by_command: dict[str, set[bytes]] = defaultdict(set)
     for record in outcomes_raw:
         assert record.value is not None
@@ -124,7 +120,7 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
 
     # And each event id in the log stands for one byte-identical event (duplicates are copies)
     events_topic = f"{worker.prefix}.events"
-    events_raw = await read_records(broker.bootstrap, events_topic, expected_events, 60)
+    events_raw = await read_records(broker.bootstrap, events_topic, expected_events, DEADLINE_S)
     by_id: dict[str, set[bytes]] = defaultdict(set)
     for record in events_raw:
         assert record.value is not None
@@ -135,24 +131,17 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
 
     # And per device, versions are gapless from 1 and the hash chain is intact
     unique = [decode_event(next(iter(v))) for v in by_id.values()]
+    assert_chains(unique)
     chains: dict[str, list[AnyEvent]] = defaultdict(list)
-    for event in unique:
+    for event in sorted(unique, key=lambda e: e.version):
         if not isinstance(event, ChannelCreated):
             chains[event.device_id].append(event)
-    for device_events in chains.values():
-        device_events.sort(key=lambda e: e.version)
-        assert [e.version for e in device_events] == list(range(1, len(device_events) + 1))
-        previous = ""
-        for event in device_events:
-            assert event.prev_hash == previous
-            assert event.hash == event_hash(event)
-            previous = event.hash
 
     # And the live projection holds, per device, what the domain's own fold (events.evolve,
     # independent of the projection code) makes of the de-duplicated history
     await wait_for(
         lambda: _applied(worker.data_dir, events_topic) >= len(events_raw),
-        30,
+        DEADLINE_S,
         "the projection to apply every event",
     )
     expected = {}
@@ -167,11 +156,6 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     assert _projected(worker.data_dir / "projection.sqlite") == expected
 
     # And the live projection equals a fresh fold of the whole log, duplicates and all
-    await wait_for(
-        lambda: _applied(worker.data_dir, f"{worker.prefix}.events") >= len(events_raw),
-        30,
-        "the projection to apply every event",
-    )
     rebuilt = await ProjectionStore.open(tmp_path / "rebuilt.sqlite")
     try:
         for partition in sorted({r.partition for r in events_raw}):
@@ -182,13 +166,13 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
         await rebuilt.close()
     assert _rows(tmp_path / "rebuilt.sqlite") == _rows(worker.data_dir / "projection.sqlite")
 
+    # And `devreg verify` (the operator's check: rebuild, compare, every chain) agrees
+    code, out, err = await devreg(worker, "verify", "--quiet", deadline_s=DEADLINE_S)
+    assert code == 0, (out, err)
+
 
 def _applied(data_dir: Path, topic: str) -> int:
-    with sqlite3.connect(f"file:{data_dir / 'projection.sqlite'}?mode=ro", uri=True) as db:
-        row = db.execute(
-            "SELECT COALESCE(SUM(next_offset), 0) FROM kafka_offsets WHERE topic = ?", (topic,)
-        ).fetchone()
-    return int(row[0])
+    return sum(committed(data_dir / "projection.sqlite", topic).values())
 
 
 def _projected(path: Path) -> dict[str, tuple[int, list[tuple[str, str]]]]:

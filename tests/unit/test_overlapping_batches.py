@@ -71,6 +71,7 @@ class Rig:
             self.producer,  # type: ignore[arg-type]
             visibility,
             metrics,
+            lambda app, device: 0,  # one partition: every key's
             self.failures.append,
             projector.handle_own,
         )

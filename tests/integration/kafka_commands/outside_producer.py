@@ -18,7 +18,8 @@ from events import (
     encode,
 )
 from events.identity import partition_key
-from tests.support import WorkerProcess, call, now_ms, read_topic
+from services.ownership import Ownership
+from tests.support import PARTITIONS, WorkerProcess, call, now_ms, read_topic
 
 APP = "app-a"
 Records = list[ConsumerRecord[bytes, bytes]]
@@ -100,7 +101,12 @@ async def publish(
 
 async def publish_marker(producer: AIOKafkaProducer, topics: Topics, partition: int) -> str:
     """A valid command on `partition`; returns its command id (see the module docstring)."""
-    marker = register_command(new_device("marker"))
+    # A device whose key is on that partition: devreg rejects a command anywhere else.
+    ownership = Ownership("", PARTITIONS)
+    device = new_device("marker")
+    while ownership.partition_of(APP, device) != partition:
+        device = new_device("marker")
+    marker = register_command(device)
     await publish(producer, topics.commands, marker, partition=partition)
     return marker.command_id
 
