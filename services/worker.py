@@ -53,6 +53,12 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
     return await opener(path)
 
 
+def _producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=1, enable_idempotence=False
+    )
+
+
 class Worker:
     """One process: command processor, projector, HTTP API (and later the scheduler)."""
 
@@ -106,15 +112,18 @@ class Worker:
             _open_checked(s.projection_path, ProjectionStore.open, self.bootstrap),
         )
         self._resources += [self.decisions, self.projection]
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, enable_idempotence=False
-        )
-        await self.producer.start()
-        self._resources.append(self.producer)
+        # Two producers: aiokafka keeps one produce request in flight per broker connection,
+        # so commands from HTTP and the scheduler would otherwise queue behind the
+        # processor's batches of events and outcomes (and the other way round).
+        self.producer = _producer(self.bootstrap)  # the processor's events and outcomes
+        self.command_producer = _producer(self.bootstrap)  # commands: HTTP, scheduler
+        for producer in (self.producer, self.command_producer):
+            await producer.start()
+            self._resources.append(producer)
         visibility = Visibility(s.events_topic, await self.projection.positions())
         self.scheduler = ExpiryScheduler(
             self.projection,
-            self.producer,
+            self.command_producer,
             s.commands_topic,
             self.metrics,
             partitions=self.ownership.local,
@@ -149,7 +158,7 @@ class Worker:
             self._resources.append(task)
         self.router = Router(self.ownership)
         self._resources.append(self.router)
-        gateway = Gateway(self.producer, visibility, s.commands_topic, s.visible_timeout_ms)
+        gateway = Gateway(self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms)
         api = Api(
             s.apps,
             gateway,
