@@ -38,8 +38,12 @@ class CatchUp:
         """True once every owned partition's stores reached the start-up end (then for good)."""
         if self._reached:
             return True
-        positions = self._positions()
         owned_set = None if owned is None else set(owned)
+        if owned_set == set():
+            # Before the first assignment (or mid-rebalance) there is nothing to compare:
+            # `all()` of nothing would latch readiness before any partition caught up.
+            return False
+        positions = self._positions()
         self._reached = all(
             positions.get(key, 0) >= end
             for key, end in self._ends.items()
