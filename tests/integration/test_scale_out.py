@@ -55,6 +55,8 @@ async def group(
     workers = [member(broker, tmp_path / f"w{n}", prefix) for n in range(request.param)]
     yield workers
     await asyncio.gather(*(w.stop() for w in workers))
+    for w in workers:  # shown by pytest only when the test failed
+        print(f"--- log of the worker at {w.base_url} ({w.data_dir.name}) ---\n{w.log()}")
 
 
 async def test_given_a_group_then_any_worker_serves_any_device_and_survives_a_kill(
