@@ -74,10 +74,14 @@ def _register(
     app_id, device_id = command.app_id, command.device_id
     channels = _dedupe(command.channels) or (rules.DEFAULT_CHANNEL,)
     events: list[AnyEvent] = []
-    for channel in channels:
+    # Ids come from fixed slots: the device's event is 0, channel i's announcement 1 + i.
+    # Which channels are announced depends on what the deciding worker has seen on its other
+    # partitions, so it must not shift the device's event id (and with it its hash): a worker
+    # that takes a partition over re-decides its commands, and must re-emit the same chain.
+    for slot, channel in enumerate(channels, start=1):
         if channel not in known_channels:
             created = ChannelCreated(
-                event_id=identity.event_id(app_id, command.command_id, len(events)),
+                event_id=identity.event_id(app_id, command.command_id, slot),
                 app_id=app_id,
                 version=1,
                 occurred_at=now_ms,
@@ -88,7 +92,7 @@ def _register(
             events.append(identity.seal(created))
     registration_ids = {c: identity.registration_id(app_id, device_id, c) for c in channels}
     registered = DeviceRegistered(
-        event_id=identity.event_id(app_id, command.command_id, len(events)),
+        event_id=identity.event_id(app_id, command.command_id, 0),
         app_id=app_id,
         version=state.version + 1,
         occurred_at=now_ms,

@@ -103,8 +103,11 @@ def _removed(
 
 def _channel_created(changes: Changes, event: ChannelCreated) -> None:
     key = (event.app_id, event.channel)
-    # A channel may be announced again (a re-processed command); the first time stands.
-    changes.channels.setdefault(key, event.occurred_at)
+    # A channel may be announced again: a re-processed command, or another worker that had not
+    # seen it on its own partitions. The earliest time stands, whatever order the partitions
+    # are read in (a rebuild need not interleave them as the live projector did).
+    seen = changes.channels.get(key)
+    changes.channels[key] = event.occurred_at if seen is None else min(seen, event.occurred_at)
 
 
 DeviceFold = Callable[[Changes, Any, DeviceRow | None], None]

@@ -83,7 +83,9 @@ async def write_changes(conn: aiosqlite.Connection, changes: Changes) -> None:
         upserted,
     )
     await conn.executemany(
-        "INSERT OR IGNORE INTO channels (app_id, channel, created_at) VALUES (?,?,?)",
+        "INSERT INTO channels (app_id, channel, created_at) VALUES (?,?,?)"
+        " ON CONFLICT (app_id, channel) DO UPDATE SET"
+        " created_at = min(created_at, excluded.created_at)",
         [(*key, created) for key, created in changes.channels.items()],
     )
     await conn.executemany(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -29,8 +30,9 @@ def _moving(partition: int) -> WireError:
 
 
 class Router:
-    def __init__(self, ownership: Ownership):
+    def __init__(self, ownership: Ownership, caught_up: Callable[[int], bool]):
         self.ownership = ownership
+        self._caught_up = caught_up  # False while a partition just handed over catches up
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -49,6 +51,8 @@ class Router:
         partition = self.ownership.partition_of(app_id, device_id)
         owner = self.ownership.owner(partition)
         if owner == self.ownership.url:
+            if not self._caught_up(partition):
+                raise _moving(partition)
             return None
         if owner is None or FORWARDED in request.headers:
             raise _moving(partition)

@@ -20,7 +20,8 @@ from services.ownership import CoPartitionedAssignor
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
-Positions = Callable[[], Awaitable[Mapping[tuple[str, int], int]]]
+# Given the (topic, partition)s just assigned: the stores' positions to resume them from.
+Positions = Callable[[set[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
 OnFailure = Callable[[BaseException], None]
 AgentFun = Callable[[Any], Awaitable[None]]
 BATCH_WINDOW_S = 0.005  # how long an agent waits to fill a batch: the floor of freshness
@@ -79,8 +80,9 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
 
     async def perform_seek() -> None:
         await original()
-        stored = await positions()
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        stored = await positions({(tp.topic, tp.partition) for tp in assigned})
+        for tp in assigned:
             offset = stored.get((tp.topic, tp.partition), 0)
             await consumer.seek(tp, offset)
             log.info("resuming %s[%d] at offset %d", tp.topic, tp.partition, offset)

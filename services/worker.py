@@ -17,7 +17,7 @@ from projections.positions import Position
 from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services import history_check
-from services.catch_up import CatchUp, Ends, log_ends
+from services.catch_up import CatchUp, Ends, Takeover, log_ends
 from services.config import Settings
 from services.gateway import Gateway
 from services.health import BrokerHealth
@@ -69,6 +69,7 @@ class Worker:
         self.metrics = Metrics()
         self._ready = False
         self._resources: list[Any] = []
+        self._events_partitions: set[int] = set()  # of the events topic, owned here
         self.failure: asyncio.Future[BaseException] | None = None
 
     def _fail(self, exc: BaseException) -> None:
@@ -92,9 +93,19 @@ class Worker:
     def _positions(self) -> Mapping[tuple[str, int], int]:
         return {**self.decisions.next_offsets, **self.projection.next_offsets()}
 
-    async def _settled_positions(self) -> Mapping[tuple[str, int], int]:
-        """The stores' positions once the batches in flight are committed: where to seek."""
+    async def _assigned(self, assigned: set[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+        """After a rebalance: partitions just handed to this worker are gated until caught up
+        with the log's end as it stands now; returns the stores' positions once the batches
+        in flight are committed (where to resume)."""
         await self.processor.drain()
+        topic = self.settings.events_topic
+        now = {p for t, p in assigned if t == topic}
+        handed, lost = now - self._events_partitions, self._events_partitions - now
+        self._events_partitions = now
+        self.takeover.released(lost)
+        if handed:
+            ends = await log_ends(self.bootstrap, {topic: self.ownership.partitions})
+            self.takeover.handed({p: ends[(topic, p)] for p in handed})
         return self._positions()
 
     async def start(self) -> None:
@@ -107,6 +118,7 @@ class Worker:
         ends = self._known_ends or await log_ends(self.bootstrap, stream_topics)
         streams = {k: v for k, v in ends.items() if k[0] in stream_topics}
         self.catch_up = CatchUp(streams, self._positions)
+        self.takeover = Takeover(s.events_topic, self._positions)
         self.decisions, self.projection = await asyncio.gather(
             _open_checked(s.decisions_path, DecisionStore.open, self.bootstrap),
             _open_checked(s.projection_path, ProjectionStore.open, self.bootstrap),
@@ -145,7 +157,7 @@ class Worker:
             self.bootstrap,
             self.processor.handle,
             projector.handle,
-            self._settled_positions,
+            self._assigned,
             self._fail,
             CoPartitionedAssignor(self.ownership),
         )
@@ -156,7 +168,7 @@ class Worker:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
-        self.router = Router(self.ownership)
+        self.router = Router(self.ownership, self.takeover.caught_up)
         self._resources.append(self.router)
         gateway = Gateway(self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms)
         api = Api(
@@ -215,7 +227,13 @@ class Worker:
         self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
     ) -> BaseException | None:
         """Serve until `stop` is set or a handler fails; return the failure, if any."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # What did start (faust's agents, the producers, the stores) must stop too, or
+            # the process would wait on their tasks forever instead of exiting.
+            await self.stop()
+            raise
         if on_ready is not None:
             on_ready()
         assert self.failure is not None

@@ -123,12 +123,12 @@ class WorkerProcess:
             raise AssertionError(f"devreg exited with {self.process.returncode}:\n{self.log()}")
         try:
             async with (
-                aiohttp.ClientSession() as session,
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
                 session.get(f"{self.base_url}/readyz") as response,
             ):
                 return response.status == 200
-        except aiohttp.ClientError:
-            return False
+        except (aiohttp.ClientError, TimeoutError):
+            return False  # not listening yet, or something else holds the port
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]

@@ -15,6 +15,7 @@ from events import (
     encode,
     evolve,
 )
+from events.identity import seal
 from events.model import AnyEvent, ChannelCreated
 from projections.fold import CHANNEL_FOLDS, DEVICE_FOLDS, ProjectionError
 from projections.positions import Record
@@ -162,3 +163,43 @@ async def test_given_a_passed_expiration_then_queries_hide_it_before_the_expiry_
     assert await store.channel_devices("app", "news", T0 + 1000, "", 10, None) == []
     counts = {c.channel: c.devices for c in await store.channel_counts("app", T0 + 1000)}
     assert counts == {"news": 0, "sport": 0}
+
+
+def announced(channel: str, at: int) -> ChannelCreated:
+    return seal(
+        ChannelCreated(
+            event_id=f"e-{at}",
+            app_id="app",
+            version=1,
+            occurred_at=at,
+            command_id=f"c-{at}",
+            prev_hash="",
+            channel=channel,
+        )
+    )
+
+
+@pytest.mark.parametrize("batches", ["one", "two"])
+async def test_given_a_channel_announced_on_two_partitions_then_the_earliest_stands_in_any_order(
+    tmp_path: Path, batches: str
+) -> None:
+    # Given "news" announced by two workers, each on a partition it owned (each worker knew
+    # only its own partitions' channels)
+    early = Record(TOPIC, 0, 0, T0, b"k0", encode(announced("news", T0 + 1)))
+    late = Record(TOPIC, 1, 0, T0, b"k1", encode(announced("news", T0 + 5)))
+    created = []
+    for name, order in (("late-first", [late, early]), ("early-first", [early, late])):
+        # When one projection reads the partitions in one order and another in the other (a
+        # live projector and a rebuild of it need not interleave partitions alike)
+        store = await ProjectionStore.open(tmp_path / f"{name}.sqlite")
+        try:
+            for part in [order] if batches == "one" else [[r] for r in order]:
+                await store.apply(part)
+            created.append(
+                [(c.channel, c.createdAt) for c in await store.channel_counts("app", T0)]
+            )
+        finally:
+            await store.close()
+
+    # Then both hold the earliest announcement: rows never depend on the reading order
+    assert created == [[("news", T0 + 1)]] * 2

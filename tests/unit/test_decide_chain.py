@@ -72,12 +72,34 @@ def test_given_an_unregistered_device_when_registering_again_then_versions_go_on
 
 
 def test_given_a_command_then_event_ids_derive_from_app_command_and_index() -> None:
-    decision = Registry().run(register("reg-9", channels=("a", "b")))
+    decision = Registry(known_channels={"a"}).run(register("reg-9", channels=("a", "b", "c")))
 
+    # the device's event is index 0; a channel's announcement is 1 + its place in the command
     assert [e.event_id for e in decision.events] == [
-        identity.event_id(APP, "reg-9", i) for i in range(3)
+        identity.event_id(APP, "reg-9", 2),
+        identity.event_id(APP, "reg-9", 3),
+        identity.event_id(APP, "reg-9", 0),
     ]
     assert decision.outcome.event_ids == tuple(e.event_id for e in decision.events)
+
+
+def test_given_other_known_channels_when_deciding_again_then_the_same_events_are_emitted() -> None:
+    # Given a device's state, and a command deciding it further. Known channels are the
+    # deciding worker's own, not the device's: when a partition moves, the new owner
+    # re-decides its commands knowing the channels its other partitions named
+    _, state = _history()
+    command = register("reg-3", channels=("b", "new"), expiration=NOW + DAY)
+
+    # When one worker knows no channel and another knows "b"
+    unaware = decide(state, set(), command, NOW + 5)
+    aware = decide(state, {"a", "b", "c"}, command, NOW + 5)
+
+    # Then the device's event is byte-identical: its chain does not depend on the worker
+    assert encode(device_registered(unaware.events)) == encode(device_registered(aware.events))
+    # And a channel both announce is announced by the same event
+    [announced] = [e for e in aware.events if isinstance(e, ChannelCreated)]
+    assert announced.channel == "new"
+    assert encode(announced) in {encode(e) for e in unaware.events}
 
 
 def test_given_the_same_command_id_in_two_apps_then_event_ids_differ() -> None:

@@ -49,8 +49,8 @@ async def test_given_a_register_command_on_kafka_when_processed_then_visible_wit
     assert (outcome.app_id, outcome.device_id) == (APP, device)
     assert outcome.decided_at == command.issued_at
     assert outcome.registration_ids == {c: registration_id(APP, device, c) for c in channels}
-    # two ChannelCreated, then the DeviceRegistered
-    assert outcome.event_ids == tuple(event_id(APP, command.command_id, i) for i in range(3))
+    # two ChannelCreated (slots 1 and 2, the channels' places), then the DeviceRegistered (0)
+    assert outcome.event_ids == tuple(event_id(APP, command.command_id, i) for i in (1, 2, 0))
     assert (outcome.code, outcome.message) == (None, None)
 
     # And those ids are the events the log holds for the command
