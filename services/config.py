@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     visible_timeout_ms: int  # read-your-writes: how long POST waits to be visible
     http_idle_timeout_ms: int  # a connection without a complete request is closed after it
     http_body_timeout_ms: int  # a request body not received in full by then gets a 408
+    http_write_timeout_ms: int  # a streamed answer the client stops reading: dropped after it
     batch_size: int
     log_level: str
     log_format: str  # "text" or "json"
@@ -188,6 +189,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         visible_timeout_ms=_int(env, "DEVREG_VISIBLE_TIMEOUT_MS", 5000, 100, 600000),
         http_idle_timeout_ms=_int(env, "DEVREG_HTTP_IDLE_TIMEOUT_MS", 15000, 100, 3600000),
         http_body_timeout_ms=_int(env, "DEVREG_HTTP_BODY_TIMEOUT_MS", 10000, 100, 600000),
+        http_write_timeout_ms=_int(env, "DEVREG_HTTP_WRITE_TIMEOUT_MS", 30000, 100, 600000),
         batch_size=_int(env, "DEVREG_BATCH_SIZE", 2000, 1, 100000),
         log_level=log_level,
         log_format=log_format,
@@ -217,6 +219,7 @@ KNOWN_VARIABLES = frozenset(
         "DEVREG_VISIBLE_TIMEOUT_MS",
         "DEVREG_HTTP_IDLE_TIMEOUT_MS",
         "DEVREG_HTTP_BODY_TIMEOUT_MS",
+        "DEVREG_HTTP_WRITE_TIMEOUT_MS",
         "DEVREG_BATCH_SIZE",
         "DEVREG_LOG_LEVEL",
         "DEVREG_LOG_FORMAT",

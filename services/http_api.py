@@ -41,6 +41,7 @@ class Api:
     router: Router
     lag: Callable[[], dict[int, int]]  # events partition -> events emitted, not yet applied
     body_timeout_s: float  # a body not received in full by then is refused with a 408
+    write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
 
     def authorize(self, request: web.Request) -> str:
         if "app_id" not in request.match_info:

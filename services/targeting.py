@@ -3,10 +3,13 @@ devices on a channel (keyset-paged, `os` filter), and a streaming NDJSON export.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import heapq
 import itertools
+import logging
+import socket
 
 import msgspec
 from aiohttp import web
@@ -21,6 +24,8 @@ from services.wire import Freshness, WireError, json_response
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 _EXPORT_CHUNK = 1000
+EXPORT_SEND_BUFFER = 64 * 1024  # bytes the kernel may hold for one export's client
+log = logging.getLogger(__name__)
 _line_encoder = msgspec.json.Encoder()
 
 
@@ -116,12 +121,23 @@ class Targeting:
         os_name = os_filter(request.query.get("os"))
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         response.headers["X-Devreg-Freshness"] = msgspec.json.encode(self.freshness()).decode()
+        _bound_send_buffer(request)
         await response.prepare(request)
         after = ""
         while True:
             page = (await self._page(request, app_id, after, _EXPORT_CHUNK, os_name)).devices
             if page:
-                await response.write(b"".join(_line_encoder.encode(d) + b"\n" for d in page))
+                chunk = b"".join(_line_encoder.encode(d) + b"\n" for d in page)
+                try:
+                    await asyncio.wait_for(response.write(chunk), self.api.write_timeout_s)
+                except TimeoutError:
+                    # The client stopped reading: cut the answer off rather than hold the
+                    # connection, the handler and a cursor into the projection for ever.
+                    log.info("export cut off: the client stopped reading (%s)", request.remote)
+                    self.api.metrics.inc("devreg_http_exports_cut_total")
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
             if len(page) < _EXPORT_CHUNK:
                 break
             after = page[-1].deviceId
@@ -174,3 +190,12 @@ def _merge_pages(answers: list[DevicesAnswer], limit: int) -> DevicesAnswer:
     devices = heapq.merge(*(a.devices for a in answers), key=lambda d: d.deviceId)
     page = list(itertools.islice(devices, limit))
     return DevicesAnswer(page, None, _merge_freshness([a.freshness for a in answers]))
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    """A long export must not park megabytes in the kernel for a client that reads slowly:
+    with a fixed send buffer (no autotuning up to tcp_wmem's 4 MB) the write timeout also
+    trips after a bounded amount of unread data."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EXPORT_SEND_BUFFER)

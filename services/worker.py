@@ -182,6 +182,7 @@ class Worker:
             self.router,
             visibility.lag,
             s.http_body_timeout_ms / 1000,
+            s.http_write_timeout_ms / 1000,
         )
         self.runner = web.AppRunner(
             build_http_app(api, s.events_topic),

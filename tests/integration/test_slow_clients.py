@@ -10,19 +10,25 @@ connection the server has not closed is ESTABLISHED or CLOSE_WAIT on its port.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from events import RegisterDevice, encode
+from events.identity import partition_key
 from services.broker import EmbeddedBroker
 from services.http_api import LINGER_S, MAX_BODY_BYTES
-from tests.support import WorkerProcess, registration, wait_for
+from tests.support import WorkerProcess, call, registration, wait_for
 
 IDLE_S = 4.0  # no complete request on a connection within this: closed
 BODY_S = 3.0  # a body not complete within this: 408, then closed after LINGER_S
+WRITE_S = 2.0  # a streamed export its client stopped reading: cut off after this
+EXPORT_DEVICES = 2500  # ~0.5 MB of NDJSON: far more than the export's send buffer holds
 SLACK_S = 5.0  # scheduling noise on a shared machine
 OPEN_STATES = {"01", "08"}  # ESTABLISHED, CLOSE_WAIT
 
@@ -34,6 +40,7 @@ async def worker(
     timeouts = {
         "DEVREG_HTTP_IDLE_TIMEOUT_MS": str(int(IDLE_S * 1000)),
         "DEVREG_HTTP_BODY_TIMEOUT_MS": str(int(BODY_S * 1000)),
+        "DEVREG_HTTP_WRITE_TIMEOUT_MS": str(int(WRITE_S * 1000)),
     }
     process = WorkerProcess(tmp_path_factory.mktemp("slow"), broker.bootstrap, env=timeouts)
     await process.start()
@@ -197,3 +204,70 @@ async def test_given_a_declared_body_over_the_limit_then_refused_before_it_is_se
     await asyncio.wait_for(client.stall(), LINGER_S + SLACK_S)
     assert client.answer.startswith(b"HTTP/1.1 413"), client.answer[:200]
     assert str(MAX_BODY_BYTES).encode() in client.answer
+
+
+async def register_many(worker: WorkerProcess, channel: str, count: int) -> None:
+    """`count` devices on `channel`, published straight to the commands topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        sends = []
+        for i in range(count):
+            device = f"{channel}-{i:05d}"
+            command = RegisterDevice(
+                command_id=f"{channel}-{i}",
+                app_id=worker.app_id,
+                device_id=device,
+                device_token="t" * 100,
+                os="ANDROID",
+                os_version="14",
+                channels=(channel,),
+            )
+            key = partition_key(worker.app_id, device)
+            sends.append(await producer.send(f"{worker.prefix}.commands", encode(command), key=key))
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+async def on_channel(worker: WorkerProcess, channel: str) -> int:
+    status, body = await call("GET", worker.url("messaging/channels"))
+    assert status == 200, body
+    return next((c["devices"] for c in body["channels"] if c["channel"] == channel), 0)
+
+
+async def test_given_a_client_that_stops_reading_an_export_then_it_is_cut_off_and_closed(
+    worker: WorkerProcess,
+) -> None:
+    # Given a channel whose export is far larger than what the server buffers for a client
+    await register_many(worker, "bulk", EXPORT_DEVICES)
+    await wait_for(lambda: _is(on_channel(worker, "bulk"), EXPORT_DEVICES), 30, "the devices")
+
+    # When a client with a tiny receive window asks for it, reads its first bytes, then stops
+    loop = asyncio.get_running_loop()
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        await loop.sock_connect(client, ("127.0.0.1", worker.port))
+        path = worker.url("messaging/channels/bulk/devices.ndjson").removeprefix(worker.base_url)
+        await loop.sock_sendall(client, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await loop.sock_recv(client, 64)
+        assert head.startswith(b"HTTP/1.1 200"), head
+
+        # Then the server lets go of the connection once the write timeout has passed
+        await wait_for(
+            lambda: held_by_server(worker.port) == 0, WRITE_S + SLACK_S, "the export to be cut"
+        )
+        # And what the client can still read ends without the stream's last chunk
+        received = head
+        try:
+            while chunk := await asyncio.wait_for(loop.sock_recv(client, 65536), SLACK_S):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    assert not received.endswith(b"0\r\n\r\n")
+    assert received.count(b'"deviceId"') < EXPORT_DEVICES
+
+
+async def _is(value: object, expected: int) -> bool:
+    return await value == expected  # type: ignore[misc]
