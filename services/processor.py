@@ -14,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
-    AnyEvent,
     ChannelCreated,
     DeviceState,
     Outcome,
@@ -29,13 +27,12 @@ from events import (
     decide,
     decode_command,
     empty_state,
-    encode,
     evolve,
     rules,
 )
-from events.identity import partition_key
 from projections.decisions import DecisionBatch, DecisionStore
 from projections.positions import Record, last_positions
+from services.batch_sender import BatchSender, Dead, Emission, Sent
 from services.config import Settings
 from services.metrics import Metrics
 from services.pending_decisions import PendingDecisions
@@ -56,22 +53,11 @@ class _Channels:
         return key in self.known or key in self.added
 
 
-class _Emission(msgspec.Struct):
-    record: Record
-    outcome: Outcome
-    events: tuple[AnyEvent, ...] = ()
-
-
-class _Dead(msgspec.Struct):
-    record: Record
-    reason: str
-
-
-def _parse(record: Record) -> AnyCommand | _Dead:
+def _parse(record: Record) -> AnyCommand | Dead:
     try:
         command = decode_command(record.value or b"")
     except msgspec.DecodeError as exc:
-        return _Dead(record, f"undecodable command: {exc}")
+        return Dead(record, f"undecodable command: {exc}")
     if command.issued_at is None:
         # A producer that did not stamp the command: the record's own time is in the log too.
         command = msgspec.structs.replace(command, issued_at=record.timestamp)
@@ -92,14 +78,6 @@ async def _fold_nothing(records: Sequence[Record]) -> None:
     return None
 
 
-class _Sent(msgspec.Struct):
-    """A batch handed to the producer: per command, its events' (key, value, ack) in order;
-    and the acks of its outcomes and dead letters."""
-
-    events: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]]
-    others: list[asyncio.Future[object]]
-
-
 class CommandProcessor:
     def __init__(
         self,
@@ -115,7 +93,6 @@ class CommandProcessor:
         self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
-        self._producer = producer
         self._visibility = visibility
         self._metrics = metrics
         # A batch finishing in the background cannot raise into the agent: it reports here,
@@ -125,6 +102,7 @@ class CommandProcessor:
         # while the decisions commit: both are SQLite work on threads of their own.
         self._fold_own = fold_own
         self._pending = PendingDecisions()
+        self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
 
     async def handle(self, records: Sequence[Record]) -> None:
@@ -137,7 +115,7 @@ class CommandProcessor:
         if not fresh:
             return
         parsed = [(r, _parse(r)) for r in fresh]
-        commands = [c for _, c in parsed if not isinstance(c, _Dead)]
+        commands = [c for _, c in parsed if not isinstance(c, Dead)]
         devices = [(c.app_id, c.device_id) for c in commands]
         ids = [(c.app_id, c.command_id) for c in commands]
         states = pending.over_states(devices, await self._store.load_states(devices))
@@ -145,14 +123,14 @@ class CommandProcessor:
         known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
-        emissions: list[_Emission] = []
-        dead: list[_Dead] = []
+        emissions: list[Emission] = []
+        dead: list[Dead] = []
         for record, command in parsed:
-            if isinstance(command, _Dead):
+            if isinstance(command, Dead):
                 dead.append(command)
                 continue
             emissions.append(self._decide(record, command, states, seen, known, batch))
-        sent = await self._send(emissions, dead)
+        sent = await self._sender.send(emissions, dead)
         pending.add(batch)
         previous = self._finishing
         finishing = asyncio.ensure_future(self._finish(previous, batch, emissions, sent))
@@ -179,12 +157,12 @@ class CommandProcessor:
         self,
         previous: asyncio.Future[None] | None,
         batch: DecisionBatch,
-        emissions: list[_Emission],
-        sent: _Sent,
+        emissions: list[Emission],
+        sent: Sent,
     ) -> None:
         """Acknowledged by Kafka, then committed in order: a batch commits after the one
         before it, so the stored positions never run ahead of an uncommitted batch."""
-        last_events, acknowledged = await self._acknowledged(sent)
+        last_events, acknowledged = await self._sender.acknowledged(sent)
         if previous is not None:
             await asyncio.shield(previous)
         await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged))
@@ -202,12 +180,12 @@ class CommandProcessor:
         seen: dict[Key, Outcome],
         known: set[Key],
         batch: DecisionBatch,
-    ) -> _Emission:
+    ) -> Emission:
         outcome_key = (command.app_id, command.command_id)
         earlier = batch.outcomes.get(outcome_key) or seen.get(outcome_key)
         if earlier is not None:
             self._metrics.inc("devreg_commands_total", result="repeated")
-            return _Emission(record, earlier)
+            return Emission(record, earlier)
         now = command.issued_at or record.timestamp
         if rejection := self._misdirected(record, command):
             outcome = Outcome(
@@ -221,7 +199,7 @@ class CommandProcessor:
             )
             batch.outcomes[outcome_key] = outcome
             self._metrics.inc("devreg_commands_total", result="rejected")
-            return _Emission(record, outcome)
+            return Emission(record, outcome)
         key = (command.app_id, command.device_id)
         state = batch.states.get(key) or states.get(key) or empty_state(*key)
         decision = decide(state, _Channels(command.app_id, known, batch.channels), command, now)
@@ -250,7 +228,7 @@ class CommandProcessor:
             },
         )
         self._metrics.inc("devreg_commands_total", result=result)
-        return _Emission(record, decision.outcome, decision.events)
+        return Emission(record, decision.outcome, decision.events)
 
     def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
         """A command for an app devreg does not serve, or on another partition than its
@@ -268,60 +246,3 @@ class CommandProcessor:
             )
             return rules.Rejection(rules.INVALID_REQUEST, message)
         return None
-
-    async def _send(self, emissions: list[_Emission], dead: list[_Dead]) -> _Sent:
-        """Hand every event, outcome and dead letter to the producer (in order per
-        partition: aiokafka keeps one request in flight per broker)."""
-        s, send = self._settings, self._producer.send
-        events: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]] = []
-        others: list[asyncio.Future[object]] = []
-        for em in emissions:
-            key = partition_key(em.outcome.app_id, em.outcome.device_id)
-            p = em.record.partition
-            sends = []
-            for event in em.events:
-                value = encode(event)
-                sends.append((key, value, await send(s.events_topic, value, key=key, partition=p)))
-            events.append(sends)
-            others.append(await send(s.outcomes_topic, encode(em.outcome), key=key, partition=p))
-        for d in dead:
-            others.append(await self._dead_letter(d))
-        return _Sent(events, others)
-
-    async def _acknowledged(self, sent: _Sent) -> tuple[list[tuple[int, int] | None], list[Record]]:
-        """Await every acknowledgement; return each command's last event position, and every
-        event as the record Kafka now holds."""
-        await asyncio.gather(*sent.others)
-        positions: list[tuple[int, int] | None] = []
-        acknowledged: list[Record] = []
-        topic = self._settings.events_topic
-        for sends in sent.events:
-            for key, value, future in sends:
-                meta = await future
-                acknowledged.append(
-                    Record(topic, meta.partition, meta.offset, meta.timestamp, key, value)
-                )
-            last = acknowledged[-1] if sends else None
-            positions.append((last.partition, last.offset) if last else None)
-            if last:
-                self._visibility.emitted(last.partition, last.offset)
-            self._metrics.inc("devreg_events_emitted_total", len(sends))
-        return positions, acknowledged
-
-    async def _dead_letter(self, d: _Dead) -> asyncio.Future[object]:
-        headers = [
-            ("reason", d.reason.encode()),
-            ("source", f"{d.record.topic}[{d.record.partition}]@{d.record.offset}".encode()),
-        ]
-        log.warning(
-            "dead-lettered %s[%s]@%s: %s",
-            d.record.topic,
-            d.record.partition,
-            d.record.offset,
-            d.reason,
-        )
-        self._metrics.inc("devreg_commands_dead_lettered_total")
-        sent: asyncio.Future[object] = await self._producer.send(
-            self._settings.dlq_topic, d.record.value, key=d.record.key, headers=headers
-        )
-        return sent

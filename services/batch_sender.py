@@ -1,0 +1,115 @@
+"""Sending a decided batch to Kafka, and collecting what Kafka acknowledged.
+
+The command processor (services/processor.py) decides; this hands every event, outcome and
+dead letter of a batch to the producer in order, then turns the acknowledgements into the
+records the log now holds (for the projection's write-through) and each command's last event
+position (for read-your-writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaProducer
+
+from events import AnyEvent, Outcome, encode
+from events.identity import partition_key
+from projections.positions import Record
+from services.config import Settings
+from services.metrics import Metrics
+from services.visibility import Visibility
+
+log = logging.getLogger(__name__)
+
+
+class Emission(msgspec.Struct):
+    record: Record
+    outcome: Outcome
+    events: tuple[AnyEvent, ...] = ()
+
+
+class Dead(msgspec.Struct):
+    record: Record
+    reason: str
+
+
+class Sent(msgspec.Struct):
+    """A batch handed to the producer: per command, its events' (key, value, ack) in order;
+    and the acks of its outcomes and dead letters."""
+
+    events: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]]
+    others: list[asyncio.Future[object]]
+
+
+class BatchSender:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        visibility: Visibility,
+        metrics: Metrics,
+    ):
+        self._settings = settings
+        self._producer = producer
+        self._visibility = visibility
+        self._metrics = metrics
+
+    async def send(self, emissions: list[Emission], dead: list[Dead]) -> Sent:
+        """Hand every event, outcome and dead letter to the producer (in order per
+        partition: aiokafka keeps one request in flight per broker)."""
+        s, send = self._settings, self._producer.send
+        events: list[list[tuple[bytes, bytes, asyncio.Future[Any]]]] = []
+        others: list[asyncio.Future[object]] = []
+        for em in emissions:
+            key = partition_key(em.outcome.app_id, em.outcome.device_id)
+            p = em.record.partition
+            sends = []
+            for event in em.events:
+                value = encode(event)
+                sends.append((key, value, await send(s.events_topic, value, key=key, partition=p)))
+            events.append(sends)
+            others.append(await send(s.outcomes_topic, encode(em.outcome), key=key, partition=p))
+        for d in dead:
+            others.append(await self._dead_letter(d))
+        return Sent(events, others)
+
+    async def acknowledged(self, sent: Sent) -> tuple[list[tuple[int, int] | None], list[Record]]:
+        """Await every acknowledgement; return each command's last event position, and every
+        event as the record Kafka now holds."""
+        await asyncio.gather(*sent.others)
+        positions: list[tuple[int, int] | None] = []
+        acknowledged: list[Record] = []
+        topic = self._settings.events_topic
+        for sends in sent.events:
+            for key, value, future in sends:
+                meta = await future
+                acknowledged.append(
+                    Record(topic, meta.partition, meta.offset, meta.timestamp, key, value)
+                )
+            last = acknowledged[-1] if sends else None
+            positions.append((last.partition, last.offset) if last else None)
+            if last:
+                self._visibility.emitted(last.partition, last.offset)
+            self._metrics.inc("devreg_events_emitted_total", len(sends))
+        return positions, acknowledged
+
+    async def _dead_letter(self, d: Dead) -> asyncio.Future[object]:
+        headers = [
+            ("reason", d.reason.encode()),
+            ("source", f"{d.record.topic}[{d.record.partition}]@{d.record.offset}".encode()),
+        ]
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s",
+            d.record.topic,
+            d.record.partition,
+            d.record.offset,
+            d.reason,
+        )
+        self._metrics.inc("devreg_commands_dead_lettered_total")
+        sent: asyncio.Future[object] = await self._producer.send(
+            self._settings.dlq_topic, d.record.value, key=d.record.key, headers=headers
+        )
+        return sent
