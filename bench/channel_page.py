@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import random
+import sqlite3
 import time
 from pathlib import Path
 
@@ -45,23 +46,13 @@ def path(after: str | None) -> str:
 
 
 def sqlite_pages(projection: Path, devices: int, seconds: float) -> load.Summary:
-    db = feed.read_only(projection)
     pick = random.Random(5).randrange
-    latencies: list[float] = []
-    clock = time.perf_counter
-    try:
-        started = clock()
-        while (begin := clock()) - started < seconds:
-            now_ms = time.time_ns() // 1_000_000
-            after = feed.device_id(pick(devices))
-            db.execute(PAGE_QUERY, (APP_ID, CHANNEL, after, now_ms, PAGE)).fetchall()
-            latencies.append((clock() - begin) * 1000)
-        elapsed = clock() - started
-    finally:
-        db.close()
-    return load.Summary(
-        len(latencies) / elapsed, percentile(latencies, 50), percentile(latencies, 99), 0
-    )
+
+    def page(db: sqlite3.Connection, now_ms: int) -> None:
+        after = feed.device_id(pick(devices))
+        db.execute(PAGE_QUERY, (APP_ID, CHANNEL, after, now_ms, PAGE)).fetchall()
+
+    return feed.timed_queries(projection, seconds, page)
 
 
 async def http_pages(port: int, devices: int, seconds: float) -> load.Summary:

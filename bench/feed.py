@@ -20,7 +20,9 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from bench import load
 from bench.stack import APP_ID, Worker
+from bench.stats import percentile
 from events import RegisterDevice, encode
 from events.identity import partition_key
 
@@ -121,6 +123,27 @@ async def _publish_partition(
 def read_only(path: Path) -> sqlite3.Connection:
     """The worker's projection, opened read-only (WAL lets it read while the worker writes)."""
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+
+def timed_queries(
+    projection: Path, seconds: float, query: Callable[[sqlite3.Connection, int], None]
+) -> load.Summary:
+    """`query(db, now_ms)` back to back for `seconds` on the projection (read-only), in this
+    process: the in-process baseline of a query benchmark (queries/s, per-query latency)."""
+    db = read_only(projection)
+    latencies: list[float] = []
+    clock = time.perf_counter
+    try:
+        started = clock()
+        while (begin := clock()) - started < seconds:
+            query(db, time.time_ns() // 1_000_000)
+            latencies.append((clock() - begin) * 1000)
+        elapsed = clock() - started
+    finally:
+        db.close()
+    return load.Summary(
+        len(latencies) / elapsed, percentile(latencies, 50), percentile(latencies, 99), 0
+    )
 
 
 def has_device(db: sqlite3.Connection, device: str) -> bool:

@@ -8,7 +8,7 @@ baseline: the same point lookup (projections/device_lookup.py's query) with the 
 from __future__ import annotations
 
 import random
-import time
+import sqlite3
 from pathlib import Path
 
 from bench import feed, load, wrk
@@ -16,7 +16,7 @@ from bench.ingest import population
 from bench.report import Row, Target
 from bench.session import Session, log
 from bench.stack import APP_ID, describe_cpu
-from bench.stats import Spread, percentile
+from bench.stats import Spread
 from projections import device_lookup
 
 CONNECTIONS = 64
@@ -25,24 +25,14 @@ DEVICE_QUERY = device_lookup.SQL  # the very query the worker runs
 
 def sqlite_lookups(projection: Path, devices: int, seconds: float) -> load.Summary:
     """Point lookups of random devices for `seconds`: lookups/s and per-lookup latency."""
-    db = feed.read_only(projection)
     pick = random.Random(7).randrange
-    latencies: list[float] = []
-    clock = time.perf_counter
-    try:
-        started = clock()
-        while (begin := clock()) - started < seconds:
-            now_ms = time.time_ns() // 1_000_000
-            rows = db.execute(DEVICE_QUERY, (APP_ID, feed.device_id(pick(devices)), now_ms))
-            if not rows.fetchall():
-                raise RuntimeError("a device of the population is missing from the projection")
-            latencies.append((clock() - begin) * 1000)
-        elapsed = clock() - started
-    finally:
-        db.close()
-    return load.Summary(
-        len(latencies) / elapsed, percentile(latencies, 50), percentile(latencies, 99), 0
-    )
+
+    def lookup(db: sqlite3.Connection, now_ms: int) -> None:
+        rows = db.execute(DEVICE_QUERY, (APP_ID, feed.device_id(pick(devices)), now_ms))
+        if not rows.fetchall():
+            raise RuntimeError("a device of the population is missing from the projection")
+
+    return feed.timed_queries(projection, seconds, lookup)
 
 
 async def run(session: Session) -> list[Row]:
