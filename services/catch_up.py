@@ -65,13 +65,20 @@ class Takeover:
         self._topic = events_topic
         self._positions = positions
         self._ends: dict[int, int] = {}  # partition -> events offset to reach
+        self._owned: set[int] = set()
+
+    def assigned(self, partitions: Iterable[int]) -> set[int]:
+        """The partitions owned after a rebalance; returns those newly handed over (gate
+        them with `handed` once their ends are known). Those taken away are not gated."""
+        now = set(partitions)
+        handed, lost = now - self._owned, self._owned - now
+        self._owned = now
+        for partition in lost:
+            self._ends.pop(partition, None)
+        return handed
 
     def handed(self, ends: Mapping[int, int]) -> None:
         self._ends.update(ends)
-
-    def released(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self._ends.pop(partition, None)
 
     def caught_up(self, partition: int) -> bool:
         end = self._ends.get(partition)

@@ -74,10 +74,6 @@ def _channel_keys(command: AnyCommand) -> list[Key]:
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
 
 
-async def _fold_nothing(records: Sequence[Record]) -> None:
-    return None
-
-
 class CommandProcessor:
     def __init__(
         self,
@@ -88,7 +84,7 @@ class CommandProcessor:
         metrics: Metrics,
         partition_of: Callable[[str, str], int],
         on_failure: Callable[[BaseException], None],
-        fold_own: FoldOwn = _fold_nothing,
+        fold_own: FoldOwn,
     ):
         self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings

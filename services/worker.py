@@ -69,7 +69,6 @@ class Worker:
         self.metrics = Metrics()
         self._ready = False
         self._resources: list[Any] = []
-        self._events_partitions: set[int] = set()  # of the events topic, owned here
         self.failure: asyncio.Future[BaseException] | None = None
 
     def _fail(self, exc: BaseException) -> None:
@@ -99,10 +98,7 @@ class Worker:
         in flight are committed (where to resume)."""
         await self.processor.drain()
         topic = self.settings.events_topic
-        now = {p for t, p in assigned if t == topic}
-        handed, lost = now - self._events_partitions, self._events_partitions - now
-        self._events_partitions = now
-        self.takeover.released(lost)
+        handed = self.takeover.assigned(p for t, p in assigned if t == topic)
         if handed:
             try:
                 ends = await asyncio.wait_for(

@@ -28,6 +28,7 @@ def test_given_a_partition_handed_over_then_gated_until_its_projection_reaches_t
     assert takeover.caught_up(0)  # nothing handed over: served
 
     # When partition 0 is handed to it while the log's end there is 10
+    assert takeover.assigned([0]) == {0}
     takeover.handed({0: 10})
 
     # Then it is not served until the projection reaches 10, and then for good
@@ -39,6 +40,8 @@ def test_given_a_partition_handed_over_then_gated_until_its_projection_reaches_t
     assert takeover.caught_up(1)  # never handed over: untouched
 
     # And a partition taken away again before it caught up is no longer gated here
+    assert takeover.assigned([0, 1]) == {1}
     takeover.handed({1: 5})
-    takeover.released([1])
+    assert not takeover.caught_up(1)
+    assert takeover.assigned([0]) == set()
     assert takeover.caught_up(1)
