@@ -10,14 +10,16 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
-from events import AnyEvent, decode_event
+from events import AnyCommand, AnyEvent, decode_event, encode
+from events.identity import partition_key
 from services.broker import free_port
 
 T = TypeVar("T")
@@ -35,6 +37,40 @@ def sized(test: int, soak: int) -> int:
 def now_ms() -> int:
     """Wall-clock ms since the epoch, the clock devreg stamps commands with."""
     return time.time_ns() // 1_000_000
+
+
+async def publish_commands(
+    bootstrap: str, topic: str, commands: Iterable[AnyCommand], partitions: int = PARTITIONS
+) -> None:
+    """Commands straight to a commands topic, keyed as devreg keys them and each on the
+    partition Kafka's default partitioner picks for its key (the one devreg checks), in as few
+    `send_batch` calls as fit; returns once Kafka acknowledged them all."""
+    every = list(range(partitions))
+    partitioner = DefaultPartitioner()
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in every}
+    for command in commands:
+        key = partition_key(command.app_id, command.device_id)
+        by_partition[partitioner(key, every, every)].append((key, encode(command)))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        acks = []
+        for partition, records in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    acks.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            acks.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+async def equals(answer: Awaitable[object], expected: object) -> bool:
+    """A probe for `wait_for`: the awaited answer equals `expected`."""
+    return await answer == expected
 
 
 async def wait_for(

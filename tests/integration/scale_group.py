@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
-from events import RegisterDevice, encode
-from events.identity import partition_key
+from events import RegisterDevice
 from services.broker import EmbeddedBroker
-from tests.support import APPS, WorkerProcess, now_ms
+from tests.support import APPS, WorkerProcess, now_ms, publish_commands
 
 PARTITIONS = 6
 CONCURRENCY = 16  # requests in flight: enough to keep the workers busy on two cores
@@ -99,15 +96,10 @@ async def register_over_http(
 
 
 async def publish_registrations(bootstrap: str, topic: str, numbers: Iterable[int]) -> None:
-    """RegisterDevice commands straight to the commands topic, each to the partition devreg's
-    own producer picks for the device key, in as few `send_batch` calls as fit; returns once
-    Kafka acknowledged them all."""
-    every = list(range(PARTITIONS))
-    partitioner = DefaultPartitioner()
-    by_partition: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in every}
+    """RegisterDevice commands straight to the commands topic (tests/support.py)."""
     issued_at = now_ms()
-    for i in numbers:
-        command = RegisterDevice(
+    commands = (
+        RegisterDevice(
             command_id=f"scale-{i}",
             app_id=APP,
             device_id=device(i),
@@ -117,23 +109,9 @@ async def publish_registrations(bootstrap: str, topic: str, numbers: Iterable[in
             os_version="14",
             channels=tuple(channels_of(i)),
         )
-        key = partition_key(command.app_id, command.device_id)
-        by_partition[partitioner(key, every, every)].append((key, encode(command)))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        acks = []
-        for partition, records in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    acks.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            acks.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*acks)
-    finally:
-        await producer.stop()
+        for i in numbers
+    )
+    await publish_commands(bootstrap, topic, commands, PARTITIONS)
 
 
 async def unreadable(

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, call, equals, registration, wait_for
 
 
 async def readiness(worker: WorkerProcess) -> int:
@@ -36,7 +36,7 @@ async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
         os.kill(broker.pid, signal.SIGSTOP)
         try:
             # Then readiness turns false, and a registration gets a clear 503, never a success
-            await wait_for(lambda: _is(readiness(worker), 503), 10, "readyz to turn false")
+            await wait_for(lambda: equals(readiness(worker), 503), 10, "readyz to turn false")
             status, body = await call("POST", url, json=registration("during"))
             assert status == 503
             assert body["code"] == 5901
@@ -53,7 +53,7 @@ async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
             os.kill(broker.pid, signal.SIGCONT)
 
         # And when the broker answers again, devreg recovers on its own
-        await wait_for(lambda: _is(readiness(worker), 200), 30, "readyz to recover")
+        await wait_for(lambda: equals(readiness(worker), 200), 30, "readyz to recover")
         status, body = await wait_for(
             lambda: _post_ok(url, registration("after")), 30, "a registration to succeed"
         )
@@ -63,10 +63,6 @@ async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
     finally:
         await worker.stop()
         await broker.stop()
-
-
-async def _is(awaitable: object, expected: int) -> bool:
-    return await awaitable == expected  # type: ignore[misc]
 
 
 async def _post_ok(url: str, body: dict[str, object]) -> tuple[int, object] | None:

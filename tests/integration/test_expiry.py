@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from events import AnyEvent, RegisterDevice, RegistrationExpired, encode
 from events.identity import partition_key
 from services.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, now_ms, read_events, registration, wait_for
+from tests.support import WorkerProcess, call, equals, now_ms, read_events, registration, wait_for
 
 
 def expiries(events: list[AnyEvent], device_id: str) -> list[RegistrationExpired]:
@@ -48,7 +48,7 @@ async def test_given_an_expiration_when_it_passes_then_one_expiry_event_on_time(
 
     # When the expiration passes
     await wait_for(
-        lambda: _equals(get_channels(worker, "soon"), 5000), 10, "the device to disappear"
+        lambda: equals(get_channels(worker, "soon"), 5000), 10, "the device to disappear"
     )
 
     # Then the log holds exactly one RegistrationExpired, within a second of the expiration
@@ -58,10 +58,6 @@ async def test_given_an_expiration_when_it_passes_then_one_expiry_event_on_time(
     assert expired.expiration == expiration
     assert expired.channels == ("news",)
     assert 0 <= expired.occurred_at - expiration <= 1000
-
-
-async def _equals(awaitable: object, expected: object) -> bool:
-    return await awaitable == expected  # type: ignore[misc]
 
 
 async def test_given_a_later_re_registration_when_the_first_expiration_passes_then_nothing_expires(
@@ -95,7 +91,7 @@ async def test_given_two_channels_when_one_expires_then_the_other_stays(
     await register(worker, "split", channels=["b"])
 
     # When A's expiration passes, then the device keeps B, and the log says A expired
-    await wait_for(lambda: _equals(get_channels(worker, "split"), ["b"]), 10, "A to expire")
+    await wait_for(lambda: equals(get_channels(worker, "split"), ["b"]), 10, "A to expire")
     events = await read_events(
         worker.bootstrap or "", f"{worker.prefix}.events", lambda e: bool(expiries(e, "split"))
     )
@@ -116,7 +112,7 @@ async def test_given_a_stopped_worker_when_an_expiration_passes_then_it_expires_
     await worker.start()
 
     # Then it expires the registration at once, exactly once
-    await wait_for(lambda: _equals(get_channels(worker, "asleep"), 5000), 10, "the expiry")
+    await wait_for(lambda: equals(get_channels(worker, "asleep"), 5000), 10, "the expiry")
     await register(worker, "marker-2", channels=["news"])
     events = await read_events(
         worker.bootstrap or "",

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from events import (
     ExpireRegistration,
@@ -30,13 +29,11 @@ from events import (
     decode_command,
     decode_event,
     decode_outcome,
-    encode,
 )
-from events.identity import partition_key
 from projections.positions import Record
 from services.broker import EmbeddedBroker
 from tests.log_checks import LogTail, assert_chains, committed
-from tests.support import APPS, WorkerProcess, devreg, now_ms, sized, wait_for
+from tests.support import APPS, WorkerProcess, devreg, now_ms, publish_commands, sized, wait_for
 
 APP = next(iter(APPS))
 DEVICES = sized(test=3000, soak=50_000)
@@ -110,27 +107,21 @@ async def publish_registrations(bootstrap: str, topic: str) -> dict[str, int]:
     """DEVICES registrations on channel "burst"; returns each device's expiration."""
     issued_at = now_ms()
     due = {f"exp-{i:05d}": issued_at + LEAD_MS + i % SPREAD_MS for i in range(DEVICES)}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        sends = []
-        for device_id, expiration in due.items():
-            command = RegisterDevice(
-                command_id=uuid.uuid4().hex,
-                app_id=APP,
-                device_id=device_id,
-                issued_at=issued_at,
-                device_token=f"tok-{device_id}",
-                os="ANDROID",
-                os_version="14",
-                channels=("burst",),
-                expiration=expiration,
-            )
-            key = partition_key(APP, device_id)
-            sends.append(await producer.send(topic, encode(command), key=key))
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
+    commands = (
+        RegisterDevice(
+            command_id=uuid.uuid4().hex,
+            app_id=APP,
+            device_id=device_id,
+            issued_at=issued_at,
+            device_token=f"tok-{device_id}",
+            os="ANDROID",
+            os_version="14",
+            channels=("burst",),
+            expiration=expiration,
+        )
+        for device_id, expiration in due.items()
+    )
+    await publish_commands(bootstrap, topic, commands)
     return due
 
 

@@ -14,7 +14,7 @@ processor handles a device's partition in order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -38,6 +38,7 @@ from tests.support import (
     PARTITIONS,
     WorkerProcess,
     call,
+    equals,
     now_ms,
     read_topic,
     registration,
@@ -108,10 +109,6 @@ def unregister(app_id: str, device_id: str) -> UnregisterDevice:
     )
 
 
-async def _is(answer: Awaitable[object], expected: object) -> bool:
-    return await answer == expected
-
-
 async def versions(worker: WorkerProcess, app_id: str, device_id: str) -> list[int]:
     """The versions in the device's history, as the projection holds it."""
     status, history = await get(worker, app_id, f"registrations/{device_id}/history")
@@ -170,7 +167,7 @@ async def test_given_an_app_a_device_when_app_b_commands_name_its_id_then_app_a_
         assert app_a_id.encode() not in encode(outcome)
     # And once the projection holds app-b's two device events, app-b's device is gone for
     # app-b, and app-a's is as it was: the same answer to GET, its one event in its history
-    await wait_for(lambda: _is(versions(devreg_worker, "app-b", device), [1, 2]), 20, "app-b")
+    await wait_for(lambda: equals(versions(devreg_worker, "app-b", device), [1, 2]), 20, "app-b")
     status, answer = await get(devreg_worker, "app-b", f"registrations/{device}")
     assert (status, answer["code"]) == (400, 5000)
     assert await get(devreg_worker, "app-a", f"registrations/{device}") == (200, app_a_before)
@@ -213,7 +210,7 @@ async def test_given_a_command_off_its_devices_partition_then_rejected_and_every
         status, body = await get(devreg_worker, "app-b", f"registrations/{device}")
         return body[0]["deviceToken"] if status == 200 else None
 
-    await wait_for(lambda: _is(token(), "later"), 20, "the later registration to be visible")
+    await wait_for(lambda: equals(token(), "later"), 20, "the later registration to be visible")
     assert await versions(devreg_worker, "app-b", device) == [1, 2]
     assert (await get(devreg_worker, "app-a", f"registrations/{neighbour}"))[0] == 200
     status, ready = await call("GET", f"{devreg_worker.base_url}/readyz")

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from events import RegisterDevice, encode
-from events.identity import partition_key
+from events import RegisterDevice
 from services.broker import EmbeddedBroker
 from services.http_api import LINGER_S, MAX_BODY_BYTES
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, call, equals, publish_commands, registration, wait_for
 
 IDLE_S = 4.0  # no complete request on a connection within this: closed
 BODY_S = 3.0  # a body not complete within this: 408, then closed after LINGER_S
@@ -208,26 +206,19 @@ async def test_given_a_declared_body_over_the_limit_then_refused_before_it_is_se
 
 async def register_many(worker: WorkerProcess, channel: str, count: int) -> None:
     """`count` devices on `channel`, published straight to the commands topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        sends = []
-        for i in range(count):
-            device = f"{channel}-{i:05d}"
-            command = RegisterDevice(
-                command_id=f"{channel}-{i}",
-                app_id=worker.app_id,
-                device_id=device,
-                device_token="t" * 100,
-                os="ANDROID",
-                os_version="14",
-                channels=(channel,),
-            )
-            key = partition_key(worker.app_id, device)
-            sends.append(await producer.send(f"{worker.prefix}.commands", encode(command), key=key))
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
+    commands = (
+        RegisterDevice(
+            command_id=f"{channel}-{i}",
+            app_id=worker.app_id,
+            device_id=f"{channel}-{i:05d}",
+            device_token="t" * 100,
+            os="ANDROID",
+            os_version="14",
+            channels=(channel,),
+        )
+        for i in range(count)
+    )
+    await publish_commands(worker.bootstrap or "", f"{worker.prefix}.commands", commands)
 
 
 async def on_channel(worker: WorkerProcess, channel: str) -> int:
@@ -241,7 +232,7 @@ async def test_given_a_client_that_stops_reading_an_export_then_it_is_cut_off_an
 ) -> None:
     # Given a channel whose export is far larger than what the server buffers for a client
     await register_many(worker, "bulk", EXPORT_DEVICES)
-    await wait_for(lambda: _is(on_channel(worker, "bulk"), EXPORT_DEVICES), 30, "the devices")
+    await wait_for(lambda: equals(on_channel(worker, "bulk"), EXPORT_DEVICES), 30, "the devices")
 
     # When a client with a tiny receive window asks for it, reads its first bytes, then stops
     loop = asyncio.get_running_loop()
@@ -267,7 +258,3 @@ async def test_given_a_client_that_stops_reading_an_export_then_it_is_cut_off_an
             pass
     assert not received.endswith(b"0\r\n\r\n")
     assert received.count(b'"deviceId"') < EXPORT_DEVICES
-
-
-async def _is(value: object, expected: int) -> bool:
-    return await value == expected  # type: ignore[misc]
