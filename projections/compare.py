@@ -14,6 +14,8 @@ import aiosqlite
 import msgspec
 
 TABLES = ("devices", "subscriptions", "channels", "device_events")
+# A table whose key is a unique index, not its primary key (projections/tables.py).
+INDEX_KEYS = {"device_events": ("app_id", "device_id", "version")}
 
 
 class Difference(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +57,9 @@ async def differences(
             )
             continue
         names = [name for name, _ in wanted]
-        key_names = [name for name, pk in sorted(wanted, key=lambda c: c[1]) if pk]
+        key_names = [name for name, pk in sorted(wanted, key=lambda c: c[1]) if pk] or list(
+            INDEX_KEYS[table]
+        )
         columns = ", ".join(f'"{name}"' for name in names)
         only: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
         for side, first, second in (("live", live, rebuilt), ("rebuilt", rebuilt, live)):

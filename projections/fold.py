@@ -62,6 +62,9 @@ class Changes:
         self.partitions: dict[DeviceKey, int] = {}
         # Applied device events, kept per device for the history and as-of queries.
         self.history: list[DeviceEvent] = []
+        # The bytes each event had in the log, by event id: the history keeps them verbatim
+        # (a newer writer's fields included) and a rebuild need not encode a million events.
+        self.logged: dict[str, bytes] = {}
 
     def device(self, key: DeviceKey) -> DeviceRow | None:
         return self.devices.get(key) or self.known.get(key)

@@ -136,6 +136,8 @@ class ProjectionStore:
         for record, event in zip(fresh, events, strict=True):
             if not isinstance(event, ChannelCreated):
                 changes.partitions[(event.app_id, event.device_id)] = record.partition
+                if record.value:
+                    changes.logged[event.event_id] = record.value
             fold(changes, event)
         positions = last_positions(fresh)
         try:

@@ -10,7 +10,9 @@ from projections.fold import Changes
 
 # 2: rows carry the events partition they came from (scale-out)
 # 3: device_events, each device's applied history (history and as-of queries)
-SCHEMA_VERSION = 3
+# 4: device_events is a rowid table with a unique index: its rows (an event each, ~450 bytes)
+#    are too large for a WITHOUT ROWID b-tree; a 1M-event rebuild is ~8% faster
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     app_id TEXT NOT NULL,
@@ -50,9 +52,10 @@ CREATE TABLE IF NOT EXISTS device_events (
     device_id TEXT NOT NULL,
     version INTEGER NOT NULL,
     occurred_at INTEGER NOT NULL,
-    event BLOB NOT NULL,
-    PRIMARY KEY (app_id, device_id, version)
-) WITHOUT ROWID;
+    event BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS device_events_by_device
+    ON device_events (app_id, device_id, version);
 """
 
 
@@ -88,8 +91,12 @@ async def write_changes(conn: aiosqlite.Connection, changes: Changes) -> None:
         " created_at = min(created_at, excluded.created_at)",
         [(*key, created) for key, created in changes.channels.items()],
     )
+    logged = changes.logged
     await conn.executemany(
         "INSERT OR IGNORE INTO device_events (app_id, device_id, version, occurred_at, event)"
         " VALUES (?,?,?,?,?)",
-        [(e.app_id, e.device_id, e.version, e.occurred_at, encode(e)) for e in changes.history],
+        [
+            (e.app_id, e.device_id, e.version, e.occurred_at, logged.get(e.event_id) or encode(e))
+            for e in changes.history
+        ],
     )

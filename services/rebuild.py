@@ -3,8 +3,9 @@
 The fold is the live projector's code path: records go through ProjectionStore.apply (the one
 fold, the same writes, rows and positions in one transaction) into a file with the live
 schema. Only what a bulk load of a file nobody serves yet allows is changed: no journal and
-no fsync (a failed build is thrown away), a larger page cache, batches of 10000 events, and
-the garbage collector paused (the fold allocates millions of small acyclic objects).
+no fsync (a failed build is thrown away), an exclusive lock held throughout, a larger page
+cache, batches of 10000 events, and the garbage collector paused (the fold allocates millions
+of small acyclic objects).
 Measured and left out, no gain beyond the noise here: dropping the secondary indexes during
 the load, skipping the row lookup of devices not seen yet (a Bloom filter), and fetching the
 next batch while SQLite writes the current one.
@@ -42,7 +43,10 @@ from services.progress import Progress
 
 # Every page written once (no WAL to checkpoint, no journal) and never fsynced: ~10% faster.
 # Nothing can be rolled back, which is fine for a file that is thrown away if anything fails.
+# The exclusive lock, held until the file is closed, lets SQLite keep its page cache from one
+# transaction to the next instead of re-checking the file each time: ~8% faster at 1M events.
 BULK_PRAGMAS = ("PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-65536")
+ALONE = "PRAGMA locking_mode=EXCLUSIVE"
 BATCH = 10_000  # events per transaction: half the commits of 5000, ~10% faster, +20 MiB
 CATCH_UP_ROUNDS = 3  # folds to the live positions before asking: the last pause is then short
 RecordFilter = Callable[[list[Record]], list[Record]]
@@ -98,10 +102,14 @@ class Build:
         self._started = time.monotonic()
 
     @classmethod
-    async def fresh(cls, path: Path, topic: str, progress: Progress) -> Build:
+    async def fresh(
+        cls, path: Path, topic: str, progress: Progress, *, alone: bool = False
+    ) -> Build:
+        """`alone`: nothing else reads the file until it is closed (a rebuild), so it is locked
+        exclusively; verify and as-of query it while it is open."""
         remove_db(path)
         store = await ProjectionStore.open(path, swappable=False)
-        for pragma in BULK_PRAGMAS:
+        for pragma in (ALONE, *BULK_PRAGMAS) if alone else BULK_PRAGMAS:
             async with store.connection.execute(pragma) as cursor:
                 await cursor.fetchall()
         return cls(store, path, topic, progress)
@@ -160,7 +168,7 @@ async def rebuild_offline(
     """Fold the whole log into a new file, then replace the live one (no worker may run)."""
     files = SwapFiles(live)
     _take_offline(live)  # fails fast if a worker has it; checked again before the rename
-    build = await Build.fresh(files.candidate, topic, progress)
+    build = await Build.fresh(files.candidate, topic, progress, alone=True)
     try:
         async with LogReader(bootstrap) as reader:
             await build.extend(reader, None)
@@ -198,7 +206,7 @@ async def rebuild_online(
     """Fold up to the live file's positions, then have the worker swap the new file in."""
     files = _require_live(live)
     files.clear(files.request, files.paused, files.ready, files.done)
-    build = await Build.fresh(files.candidate, topic, progress)
+    build = await Build.fresh(files.candidate, topic, progress, alone=True)
     request = SwapMessage(id=new_id(), at_ms=now_ms(), candidate=str(files.candidate))
     try:
         async with LogReader(bootstrap) as reader:

@@ -203,3 +203,23 @@ async def test_given_a_channel_announced_on_two_partitions_then_the_earliest_sta
 
     # Then both hold the earliest announcement: rows never depend on the reading order
     assert created == [[("news", T0 + 1)]] * 2
+
+
+async def test_given_an_event_from_a_newer_writer_then_the_history_keeps_its_log_bytes(
+    store: ProjectionStore,
+) -> None:
+    # Given: the first event as a newer devreg would write it, with a field this one lacks
+    events = history()
+    at = next(i for i, e in enumerate(events) if not isinstance(e, ChannelCreated))
+    newer = encode(events[at])[:-1] + b',"written_by":"devreg 9"}'
+    batch = records(events)
+    batch[at] = Record(TOPIC, 0, at, T0, b"k", newer)
+
+    # When
+    await store.apply(batch)
+
+    # Then: the history holds the bytes of the log, unknown field included, not a re-encoding
+    stored = await store.device_history("app", "dev", 0, 10)
+    assert stored[0] == newer
+    later = events[at + 1 :]
+    assert stored[1:] == [encode(e) for e in later if not isinstance(e, ChannelCreated)]

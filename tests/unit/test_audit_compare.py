@@ -80,6 +80,9 @@ async def test_given_changed_missing_and_extra_rows_when_compared_then_each_is_n
         db.execute("UPDATE devices SET os_version = '1' WHERE device_id = 'd1'")
         db.execute("DELETE FROM subscriptions WHERE device_id = 'd2'")
         db.execute("INSERT INTO channels (app_id, channel, created_at) VALUES ('app', 'x', 5)")
+        # History rows are keyed by a unique index, not a primary key: each is still named.
+        db.execute("UPDATE device_events SET occurred_at = 9 WHERE device_id = 'd0'")
+        db.execute("DELETE FROM device_events WHERE device_id = 'd1'")
 
     found = {(d.table, tuple(d.key.values())): d for d in await compare(rebuilt, live)}
 
@@ -87,6 +90,8 @@ async def test_given_changed_missing_and_extra_rows_when_compared_then_each_is_n
         ("devices", ("app", "d1")),
         ("subscriptions", ("app", "d2", "news")),
         ("channels", ("app", "x")),
+        ("device_events", ("app", "d0", 1)),
+        ("device_events", ("app", "d1", 1)),
     }
     changed = found[("devices", ("app", "d1"))]
     assert changed.live is not None
@@ -94,3 +99,4 @@ async def test_given_changed_missing_and_extra_rows_when_compared_then_each_is_n
     assert (changed.live["os_version"], changed.rebuilt["os_version"]) == ("1", "17")
     assert found[("subscriptions", ("app", "d2", "news"))].live is None
     assert found[("channels", ("app", "x"))].rebuilt is None
+    assert found[("device_events", ("app", "d1", 1))].live is None
