@@ -23,7 +23,7 @@ from projections.positions import (
     read_positions,
     write_positions,
 )
-from projections.sqlite import open_db
+from projections.sqlite import offloaded, open_db
 from projections.swap import SwapWatcher
 from projections.tables import SCHEMA, SCHEMA_VERSION, write_changes
 
@@ -59,9 +59,12 @@ class ProjectionStore:
         self._swaps: SwapWatcher | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, swappable: bool = True) -> ProjectionStore:
-        """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file."""
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
+    async def open(
+        cls, path: Path, *, swappable: bool = True, threaded: bool = False
+    ) -> ProjectionStore:
+        """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file. `threaded`:
+        every SQLite call on aiosqlite's thread (projections/sqlite.py open_db)."""
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, threaded=threaded)
         reader = DeviceReader(path)
         reader.open()
         store = cls(conn, await read_positions(conn), reader)
@@ -190,16 +193,21 @@ class ProjectionStore:
         return row[0] if row else None
 
     async def pending_expirations(self) -> int:
-        async with self._conn.execute(
-            "SELECT COUNT(*) FROM subscriptions WHERE expiration IS NOT NULL"
-        ) as cursor:
+        async with (
+            offloaded(self._conn),
+            self._conn.execute(
+                "SELECT COUNT(*) FROM subscriptions WHERE expiration IS NOT NULL"
+            ) as cursor,
+        ):
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
     async def channel_counts(
         self, app_id: str, now_ms: int, partitions: queries.Partitions = None
     ) -> list[queries.ChannelCount]:
-        return await queries.channel_counts(self._conn, app_id, now_ms, partitions)
+        # A scan of the app's subscriptions: off the loop, it may take a while at 1M.
+        async with offloaded(self._conn):
+            return await queries.channel_counts(self._conn, app_id, now_ms, partitions)
 
     async def channel_devices(
         self,

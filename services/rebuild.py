@@ -108,7 +108,8 @@ class Build:
         """`alone`: nothing else reads the file until it is closed (a rebuild), so it is locked
         exclusively; verify and as-of query it while it is open."""
         remove_db(path)
-        store = await ProjectionStore.open(path, swappable=False)
+        # On aiosqlite's thread: SQLite writes a batch while the loop reads the next one.
+        store = await ProjectionStore.open(path, swappable=False, threaded=True)
         for pragma in (ALONE, *BULK_PRAGMAS) if alone else BULK_PRAGMAS:
             async with store.connection.execute(pragma) as cursor:
                 await cursor.fetchall()
