@@ -16,14 +16,16 @@ from events import DeviceState, Outcome, decode_outcome, encode
 from projections.positions import Position, read_positions, write_positions
 from projections.sqlite import open_db
 
-SCHEMA_VERSION = 1
+# 2: device_states and command_outcomes are rowid tables with a unique index: their rows (a
+#    ~400-byte JSON blob each) are too large for a WITHOUT ROWID b-tree (as for device_events)
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS device_states (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
-    state BLOB NOT NULL,
-    PRIMARY KEY (app_id, device_id)
-) WITHOUT ROWID;
+    state BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS device_states_by_key ON device_states (app_id, device_id);
 CREATE TABLE IF NOT EXISTS known_channels (
     app_id TEXT NOT NULL,
     channel TEXT NOT NULL,
@@ -32,9 +34,9 @@ CREATE TABLE IF NOT EXISTS known_channels (
 CREATE TABLE IF NOT EXISTS command_outcomes (
     app_id TEXT NOT NULL,
     command_id TEXT NOT NULL,
-    outcome BLOB NOT NULL,
-    PRIMARY KEY (app_id, command_id)
-) WITHOUT ROWID;
+    outcome BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS command_outcomes_by_key ON command_outcomes (app_id, command_id);
 """
 
 _CHUNK = 400
