@@ -106,6 +106,20 @@ class ProjectionStore:
     def next_offsets(self) -> dict[tuple[str, int], int]:
         return dict(self._next)
 
+    def only_applied(self, records: Iterable[Record]) -> set[int]:
+        """Partitions of which `records` holds only events applied already."""
+        nxt, seen, fresh = self._next, set[int](), set[int]()
+        for r in records:
+            seen.add(r.partition)
+            if r.offset >= nxt.get((r.topic, r.partition), 0):
+                fresh.add(r.partition)
+        return seen - fresh
+
+    def not_applied(self, records: Iterable[Record]) -> set[int]:
+        """Partitions of which `records` holds events not applied yet."""
+        nxt = self._next
+        return {r.partition for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)}
+
     def _fresh(self, records: Iterable[Record]) -> list[Record]:
         """Records not applied yet (a redelivery after a restart is below the stored offset)."""
         nxt = self._next

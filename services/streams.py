@@ -8,11 +8,13 @@ every rebalance each assigned partition is moved to the position its store recor
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from time import monotonic
 from typing import Any
 
 import faust
 from faust.sensors.monitor import Monitor
+from faust.types import TP
 
 from projections.positions import Record
 from services.config import Settings
@@ -74,7 +76,9 @@ def _tune_consumer(app: faust.App, wait_ms: int, assignor: CoPartitionedAssignor
 
 
 def _resume_from_stores(app: faust.App, positions: Positions) -> None:
-    """After faust seeks to Kafka's committed offsets, seek again to the stores' positions."""
+    """After faust seeks to Kafka's committed offsets, seek again to the stores' positions;
+    every assigned partition then reads (faust would keep one paused by services/read_back.py
+    paused across the rebalance)."""
     consumer: Any = app.consumer
     original = consumer.perform_seek
 
@@ -86,8 +90,44 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
             offset = stored.get((tp.topic, tp.partition), 0)
             await consumer.seek(tp, offset)
             log.info("resuming %s[%d] at offset %d", tp.topic, tp.partition, offset)
+        consumer.resume_partitions(assigned)
 
     consumer.perform_seek = perform_seek
+
+
+class EventsReader:
+    """The events topic's partitions in faust's consumer, for services/read_back.py. faust's
+    pause only stops handing a partition's records to the agent; a resume seeks first. Both
+    act on partitions still assigned only: a late call after a rebalance must not make faust
+    fetch a partition it no longer owns."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.app: faust.App | None = None  # bound once built (the agents need the reader)
+
+    def _owned(self, partitions: Iterable[int]) -> list[Any]:
+        if self.app is None:
+            return []
+        consumer: Any = self.app.consumer
+        assigned = consumer.assignment()
+        return [tp for p in partitions if (tp := TP(self.topic, p)) in assigned]
+
+    def pause(self, partitions: set[int]) -> None:
+        tps = self._owned(partitions)
+        if tps:
+            self._consumer().pause_partitions(tps)
+
+    async def resume(self, positions: Mapping[int, int]) -> None:
+        tps = self._owned(positions)
+        consumer = self._consumer()
+        for tp in tps:
+            await consumer.seek(tp, positions[tp.partition])
+        if tps:
+            consumer.resume_partitions(tps)
+
+    def _consumer(self) -> Any:
+        assert self.app is not None
+        return self.app.consumer
 
 
 class _QuietMonitor(Monitor):
@@ -98,6 +138,9 @@ class _QuietMonitor(Monitor):
         return None
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        # The one statistic kept: faust's livelock check (every ~7 s) reads it, and without it
+        # reports every partition behind its high-water mark as idle since start.
+        self.stream_inbound_time[tp] = monotonic()
         return None
 
     def on_stream_event_out(

@@ -26,10 +26,11 @@ from services.metrics import Metrics
 from services.ownership import CoPartitionedAssignor, Ownership
 from services.processor import CommandProcessor
 from services.projector import Projector
+from services.read_back import ReadBack
 from services.routes import build_http_app
 from services.routing import Router
 from services.scheduler import ExpiryScheduler
-from services.streams import build_app
+from services.streams import EventsReader, build_app
 from services.topics import ensure_topics
 from services.visibility import Visibility
 
@@ -92,6 +93,9 @@ class Worker:
     def _positions(self) -> Mapping[tuple[str, int], int]:
         return {**self.decisions.next_offsets, **self.projection.next_offsets()}
 
+    def _projected_to(self, partition: int) -> int:
+        return int(self.projection.next_offsets().get((self.settings.events_topic, partition), 0))
+
     async def _assigned(self, assigned: set[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
         """After a rebalance: partitions just handed to this worker are gated until caught up
         with the log's end as it stands now; returns the stores' positions once the batches
@@ -142,7 +146,13 @@ class Worker:
             self.metrics,
             partitions=self.ownership.local,
         )
-        projector = Projector(self.projection, visibility, self.metrics, self.scheduler.changed)
+        events_reader = EventsReader(s.events_topic)
+        self.read_back = ReadBack(
+            events_reader, self._projected_to, self.metrics, s.read_back_recheck_ms / 1000
+        )
+        projector = Projector(
+            self.projection, visibility, self.metrics, self.scheduler.changed, self.read_back
+        )
         self.processor = CommandProcessor(
             s,
             self.decisions,
@@ -163,10 +173,11 @@ class Worker:
             self._fail,
             CoPartitionedAssignor(self.ownership),
         )
+        events_reader.app = self.faust
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        for loop in (self.scheduler.run(), self.health.run()):
+        for loop in (self.scheduler.run(), self.health.run(), self.read_back.run()):
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)

@@ -5,7 +5,7 @@ the test releases it (the integration tests run the same code on the real broker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from services.config import load_settings
 from services.metrics import Metrics
 from services.processor import CommandProcessor
 from services.projector import Projector
+from services.read_back import ReadBack
 from services.visibility import Visibility
 from tests.support import wait_for
 
@@ -57,6 +58,14 @@ class HeldProducer:
         self._held.clear()
 
 
+class NoReader:
+    def pause(self, partitions: set[int]) -> None:
+        raise AssertionError("a read-back with no recheck interval never pauses")
+
+    async def resume(self, positions: Mapping[int, int]) -> None:
+        raise AssertionError("nothing was paused")
+
+
 class Rig:
     def __init__(self, tmp: Path, decisions: DecisionStore, projection: ProjectionStore):
         self.settings = load_settings({"DEVREG_DATA_DIR": str(tmp), "DEVREG_APPS": f"{APP}:k"})
@@ -64,7 +73,8 @@ class Rig:
         self.producer = HeldProducer()
         self.failures: list[BaseException] = []
         visibility, metrics = Visibility(self.settings.events_topic), Metrics()
-        projector = Projector(projection, visibility, metrics, lambda _: None)
+        read_back = ReadBack(NoReader(), lambda p: 0, metrics, recheck_s=0)  # never pauses
+        projector = Projector(projection, visibility, metrics, lambda _: None, read_back)
         self.processor = CommandProcessor(
             self.settings,
             decisions,

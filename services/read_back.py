@@ -1,0 +1,91 @@
+"""Reading the worker's own events back from the log only while that brings something new.
+
+The command processor folds its events into the projection as soon as Kafka acknowledges them
+(write-through, services/processor.py). The projector's agent then reads the same events back
+from the log and finds every one applied already: faust's per-message work for nothing, ~20%
+of a worker's CPU in an ingest (measured: 6.5k → 7.8k commands/s without it). So an events
+partition whose reader delivers nothing but such copies is paused, and it reads again:
+
+- at once, when write-through meets events of a paused partition that it cannot apply
+  because they do not follow the stored position (something it did not write came first);
+- every `DEVREG_READ_BACK_RECHECK_MS`, whatever happened: a safety net, so that a write
+  nobody announced (a stale worker after a partition move) waits seconds, not until the
+  next write of our own;
+- after every rebalance: all assigned partitions read, from the stores' positions
+  (services/streams.py resumes them after its seek).
+
+A resumed partition first seeks to the stored position, so the copies in between are skipped
+without being read. Only `only_copies` pauses, and it records what it paused; only `_resume`
+forgets a partition, and it resumes it in faust. So whatever faust does around a rebalance,
+no partition stays paused longer than the recheck interval. With an interval of 0 nothing is
+ever paused (every event is read back, as before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from services.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Reader(Protocol):
+    """The events partitions of faust's consumer (services/streams.py EventsReader)."""
+
+    def pause(self, partitions: set[int]) -> None: ...
+
+    async def resume(self, positions: Mapping[int, int]) -> None:
+        """Seek each partition to its position, then hand its records to the agent again."""
+
+
+class ReadBack:
+    def __init__(
+        self,
+        reader: Reader,
+        next_offset: Callable[[int], int],
+        metrics: Metrics,
+        recheck_s: float,
+    ):
+        self._reader = reader
+        self._next_offset = next_offset  # the projection's stored position of a partition
+        self._metrics = metrics
+        self._recheck_s = recheck_s
+        self._paused: set[int] = set()
+
+    @property
+    def paused(self) -> frozenset[int]:
+        return frozenset(self._paused)
+
+    def only_copies(self, partitions: Iterable[int]) -> None:
+        """The reader delivered, for these partitions, only events applied already."""
+        if not self._recheck_s:
+            return
+        new = set(partitions) - self._paused
+        if new:
+            self._reader.pause(new)
+            self._paused |= new
+            self._metrics.inc("devreg_read_back_pauses_total", len(new))
+            self._metrics.set("devreg_read_back_paused_partitions", len(self._paused))
+
+    async def not_applied(self, partitions: Iterable[int]) -> None:
+        """Write-through could not apply events of these partitions: read them from the log."""
+        waiting = set(partitions) & self._paused
+        if waiting:
+            log.info("events partitions %s read again: write-through met a gap", sorted(waiting))
+            await self._resume(waiting, "gap")
+
+    async def run(self) -> None:
+        while self._recheck_s:
+            await asyncio.sleep(self._recheck_s)
+            if self._paused:
+                await self._resume(set(self._paused), "recheck")
+
+    async def _resume(self, partitions: set[int], reason: str) -> None:
+        self._paused -= partitions
+        self._metrics.set("devreg_read_back_paused_partitions", len(self._paused))
+        await self._reader.resume({p: self._next_offset(p) for p in sorted(partitions)})
+        self._metrics.inc("devreg_read_back_resumes_total", len(partitions), reason=reason)
