@@ -2,8 +2,9 @@
 
 A diagnostic, used by `python -m bench --trace-sql DIR`: runs `services.cli.main` in this
 process after wrapping (at run time, production code untouched)
-- every call aiosqlite hands to its thread, timed inside that thread: the SQLite time of each
-  statement, not the time spent waiting for the thread or the GIL;
+- every call aiosqlite hands to its thread, timed inside that thread, and every call of the
+  worker's stores (run inline on the loop): the SQLite time of each statement, not the time
+  spent waiting for the thread or the GIL;
 - the command processor's and the projector's batch handlers: batches, records per batch,
   time per record.
 The summary is written to REPORT when the worker exits.
@@ -21,6 +22,7 @@ from typing import Any
 
 import aiosqlite.core
 
+from projections.sqlite import InlineConnection
 from services import processor, projector
 from services.cli import main as devreg_main
 
@@ -37,7 +39,14 @@ def _label(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
 
 
 def _trace_sql() -> None:
-    original: Any = aiosqlite.core.Connection._execute
+    for cls in (aiosqlite.core.Connection, InlineConnection):
+        _trace_calls(cls)
+
+
+def _trace_calls(cls: Any) -> None:
+    """Every call `cls` runs, timed where it runs: aiosqlite's thread or (InlineConnection,
+    the worker's stores) the event loop's."""
+    original: Any = cls._execute
 
     async def execute(self: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         label = _label(fn, args)
@@ -53,7 +62,7 @@ def _trace_sql() -> None:
 
         return await original(self, timed, *args, **kwargs)
 
-    aiosqlite.core.Connection._execute = execute  # type: ignore[method-assign]
+    cls._execute = execute
 
 
 def _trace_handler(cls: Any, name: str) -> None:
@@ -81,7 +90,7 @@ def report() -> str:
             f"{name}: {batches:.0f} batches, {records:.0f} records ({per_batch:.0f}/batch),"
             f" {seconds:.2f} s in the handler ({per_record:.0f} µs/record)"
         )
-    lines.append(f"SQLite, in aiosqlite's threads: {sum(_sql_seconds.values()):.2f} s")
+    lines.append(f"SQLite, where each call ran: {sum(_sql_seconds.values()):.2f} s")
     for label, seconds in sorted(_sql_seconds.items(), key=lambda item: -item[1])[:15]:
         calls = _sql_calls[label]
         each_ms = seconds / calls * 1e3
