@@ -23,7 +23,7 @@ from services.gateway import Gateway
 from services.health import BrokerHealth
 from services.http_api import LINGER_S, Api
 from services.metrics import Metrics
-from services.ownership import CoPartitionedAssignor, Ownership
+from services.ownership import CoPartitionedAssignor, Ownership, key_partition
 from services.processor import CommandProcessor
 from services.projector import Projector
 from services.read_back import ReadBack
@@ -56,7 +56,11 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 
 def _producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=1, enable_idempotence=False
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=1,
+        enable_idempotence=False,
+        partitioner=key_partition,
     )
 
 
