@@ -34,7 +34,7 @@ class Projector:
         worker stops, loudly, rather than moving past an event it could not apply."""
         copies = self._store.only_applied(records)
         self._applied(await self._store.apply(records))
-        self._read_back.only_copies(copies)
+        await self._read_back.only_copies(copies)
 
     async def handle_own(self, records: Sequence[Record]) -> None:
         """Events the command processor has just had acknowledged, folded at once: they are

@@ -8,13 +8,13 @@ every rebalance each assigned partition is moved to the position its store recor
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 import faust
+from aiokafka import TopicPartition
 from faust.sensors.monitor import Monitor
-from faust.types import TP
 
 from projections.positions import Record
 from services.config import Settings
@@ -90,44 +90,52 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
             offset = stored.get((tp.topic, tp.partition), 0)
             await consumer.seek(tp, offset)
             log.info("resuming %s[%d] at offset %d", tp.topic, tp.partition, offset)
-        consumer.resume_partitions(assigned)
+        consumer.resume_partitions(assigned)  # none is paused by devreg; faust's own, if any
 
     consumer.perform_seek = perform_seek
 
 
 class EventsReader:
-    """The events topic's partitions in faust's consumer, for services/read_back.py. faust's
-    pause only stops handing a partition's records to the agent; a resume seeks first. Both
-    act on partitions still assigned only: a late call after a rebalance must not make faust
-    fetch a partition it no longer owns."""
+    """The events topic's partitions in faust's consumer, for services/read_back.py.
+
+    Paused in the aiokafka consumer faust runs (on its thread), not with faust's own
+    pause_partitions: faust's only stops handing records over, while aiokafka goes on fetching
+    the partition and holds what it fetched; and aiokafka sends no fetch to a broker while a
+    partition's records wait there, for up to 100 ms (its prefetch backoff). Every pause then
+    stalled the commands too: freshness p99 at 100/s went from 17 to 108 ms. aiokafka's pause
+    stops the fetches, and the records it already holds are dropped at the next poll. A resume
+    seeks first. Both act on partitions still assigned only (aiokafka raises for others, and a
+    late call after a rebalance must not touch a partition this worker no longer owns)."""
 
     def __init__(self, topic: str):
         self.topic = topic
         self.app: faust.App | None = None  # bound once built (the agents need the reader)
 
-    def _owned(self, partitions: Iterable[int]) -> list[Any]:
-        if self.app is None:
-            return []
-        consumer: Any = self.app.consumer
-        assigned = consumer.assignment()
-        return [tp for p in partitions if (tp := TP(self.topic, p)) in assigned]
+    async def pause(self, partitions: set[int]) -> None:
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
 
-    def pause(self, partitions: set[int]) -> None:
-        tps = self._owned(partitions)
-        if tps:
-            self._consumer().pause_partitions(tps)
+        async def pause_owned(client: Any) -> None:
+            owned = client.assignment()
+            client.pause(*[tp for tp in tps if tp in owned])
+
+        await self._in_thread(pause_owned)
 
     async def resume(self, positions: Mapping[int, int]) -> None:
-        tps = self._owned(positions)
-        consumer = self._consumer()
-        for tp in tps:
-            await consumer.seek(tp, positions[tp.partition])
-        if tps:
-            consumer.resume_partitions(tps)
+        tps = [TopicPartition(self.topic, p) for p in sorted(positions)]
 
-    def _consumer(self) -> Any:
-        assert self.app is not None
-        return self.app.consumer
+        async def resume_owned(client: Any) -> None:
+            owned = [tp for tp in tps if tp in client.assignment()]
+            for tp in owned:
+                client.seek(tp, positions[tp.partition])
+            client.resume(*owned)
+
+        await self._in_thread(resume_owned)
+
+    async def _in_thread(self, call: Callable[[Any], Awaitable[None]]) -> None:
+        if self.app is None:
+            return
+        thread = cast(Any, self.app.consumer)._thread
+        await thread.call_thread(call, thread._ensure_consumer())
 
 
 class _QuietMonitor(Monitor):

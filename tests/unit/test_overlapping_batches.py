@@ -59,7 +59,7 @@ class HeldProducer:
 
 
 class NoReader:
-    def pause(self, partitions: set[int]) -> None:
+    async def pause(self, partitions: set[int]) -> None:
         raise AssertionError("a read-back with no recheck interval never pauses")
 
     async def resume(self, positions: Mapping[int, int]) -> None:

@@ -17,7 +17,8 @@ class FakeReader:
         self.paused: set[int] = set()
         self.seeks: list[tuple[int, int]] = []
 
-    def pause(self, partitions: set[int]) -> None:
+    async def pause(self, partitions: set[int]) -> None:
+        await asyncio.sleep(0)  # on faust's consumer thread
         self.paused |= partitions
 
     async def resume(self, positions: Mapping[int, int]) -> None:
@@ -37,8 +38,8 @@ async def test_given_copies_only_then_the_partition_pauses_once() -> None:
     reader, metrics = FakeReader(), Metrics()
     back = read_back(reader, metrics)
 
-    back.only_copies({0, 1})
-    back.only_copies({1})
+    await back.only_copies({0, 1})
+    await back.only_copies({1})
 
     assert reader.paused == {0, 1} == back.paused
     assert metrics.value("devreg_read_back_pauses_total") == 2
@@ -48,7 +49,7 @@ async def test_given_a_paused_partition_when_write_through_cannot_apply_then_it_
     # Given
     reader, metrics = FakeReader(), Metrics()
     back = read_back(reader, metrics)
-    back.only_copies({0, 1})
+    await back.only_copies({0, 1})
 
     # When: write-through met events it could not apply, on a paused and a reading partition
     await back.not_applied({1, 2})
@@ -63,7 +64,7 @@ async def test_given_paused_partitions_then_the_recheck_reads_them_again() -> No
     # Given
     reader, metrics = FakeReader(), Metrics()
     back = read_back(reader, metrics, recheck_s=0.05)
-    back.only_copies({0, 2})
+    await back.only_copies({0, 2})
     task = asyncio.ensure_future(back.run())
     try:
         # When / Then: within the interval, both read again from the stored positions
@@ -79,7 +80,7 @@ async def test_given_no_recheck_interval_then_nothing_is_ever_paused() -> None:
     reader, metrics = FakeReader(), Metrics()
     back = read_back(reader, metrics, recheck_s=0)
 
-    back.only_copies({0, 1})
+    await back.only_copies({0, 1})
     await asyncio.wait_for(back.run(), 1)  # returns at once: no safety net needed
 
     assert not reader.paused
