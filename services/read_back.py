@@ -18,8 +18,8 @@ faust runs: services/streams.py EventsReader says why there), and it reads again
 A resumed partition first seeks to the stored position, so the copies in between are skipped
 without being read. Only `only_copies` pauses, and it records what it paused; only `_resume`
 forgets a partition, and it resumes it. A rebalance gives aiokafka fresh partition states
-(none paused). So no partition stays paused longer than the recheck interval. With an interval of 0 nothing is
-ever paused (every event is read back, as before).
+(none paused). So no partition stays paused longer than the recheck interval. With an
+interval of 0 nothing is ever paused (every event is read back, as before).
 """
 
 from __future__ import annotations
