@@ -12,14 +12,13 @@ faust runs: services/streams.py EventsReader says why there), and it reads again
 - every `DEVREG_READ_BACK_RECHECK_MS`, whatever happened: a safety net, so that a write
   nobody announced (a stale worker after a partition move) waits seconds, not until the
   next write of our own;
-- after every rebalance: all assigned partitions read, from the stores' positions
-  (services/streams.py resumes them after its seek).
+- after every rebalance: aiokafka's new partition states are not paused, and
+  services/streams.py seeks every assigned partition to its store's position.
 
 A resumed partition first seeks to the stored position, so the copies in between are skipped
 without being read. Only `only_copies` pauses, and it records what it paused; only `_resume`
-forgets a partition, and it resumes it. A rebalance gives aiokafka fresh partition states
-(none paused). So no partition stays paused longer than the recheck interval. With an
-interval of 0 nothing is ever paused (every event is read back, as before).
+forgets a partition, and it resumes it. So no partition stays paused longer than the recheck
+interval. With an interval of 0 nothing is ever paused (every event is read back, as before).
 """
 
 from __future__ import annotations

@@ -76,9 +76,7 @@ def _tune_consumer(app: faust.App, wait_ms: int, assignor: CoPartitionedAssignor
 
 
 def _resume_from_stores(app: faust.App, positions: Positions) -> None:
-    """After faust seeks to Kafka's committed offsets, seek again to the stores' positions;
-    every assigned partition then reads (faust would keep one paused by services/read_back.py
-    paused across the rebalance)."""
+    """After faust seeks to Kafka's committed offsets, seek again to the stores' positions."""
     consumer: Any = app.consumer
     original = consumer.perform_seek
 
@@ -90,7 +88,6 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
             offset = stored.get((tp.topic, tp.partition), 0)
             await consumer.seek(tp, offset)
             log.info("resuming %s[%d] at offset %d", tp.topic, tp.partition, offset)
-        consumer.resume_partitions(assigned)  # none is paused by devreg; faust's own, if any
 
     consumer.perform_seek = perform_seek
 
