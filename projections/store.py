@@ -106,19 +106,13 @@ class ProjectionStore:
     def next_offsets(self) -> dict[tuple[str, int], int]:
         return dict(self._next)
 
-    def only_applied(self, records: Iterable[Record]) -> set[int]:
+    def only_applied(self, records: Sequence[Record]) -> set[int]:
         """Partitions of which `records` holds only events applied already."""
-        nxt, seen, fresh = self._next, set[int](), set[int]()
-        for r in records:
-            seen.add(r.partition)
-            if r.offset >= nxt.get((r.topic, r.partition), 0):
-                fresh.add(r.partition)
-        return seen - fresh
+        return {r.partition for r in records} - self.not_applied(records)
 
     def not_applied(self, records: Iterable[Record]) -> set[int]:
         """Partitions of which `records` holds events not applied yet."""
-        nxt = self._next
-        return {r.partition for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)}
+        return {r.partition for r in self._fresh(records)}
 
     def _fresh(self, records: Iterable[Record]) -> list[Record]:
         """Records not applied yet (a redelivery after a restart is below the stored offset)."""
