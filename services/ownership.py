@@ -48,11 +48,16 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` among `partitions`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def key_partition(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
     """aiokafka's partitioner interface, for devreg's keys (never None): the partition Kafka's
     default partitioner picks, so HTTP, the scheduler and any Kafka client agree."""
     assert key is not None, "devreg keys every record"
-    return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+    return all_partitions[partition_for(key, len(all_partitions))]
 
 
 class Ownership:
@@ -63,7 +68,7 @@ class Ownership:
 
     def partition_of(self, app_id: str, device_id: str) -> int:
         """The partition Kafka's default partitioner (murmur2) gives the device's key."""
-        return (murmur2(partition_key(app_id, device_id)) & 0x7FFFFFFF) % self.partitions
+        return partition_for(partition_key(app_id, device_id), self.partitions)
 
     def owner(self, partition: int) -> str | None:
         return self.owners.get(partition)
