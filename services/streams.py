@@ -17,6 +17,7 @@ from aiokafka import TopicPartition
 from faust.sensors.monitor import Monitor
 
 from projections.positions import Record
+from services import faust_delivery
 from services.config import Settings
 from services.ownership import CoPartitionedAssignor
 
@@ -183,6 +184,7 @@ def build_app(
         table_standby_replicas=0,
         monitor=_QuietMonitor(),
     )
+    faust_delivery.install(app)  # before app.topic(): topics create the transport
     commands = app.topic(settings.commands_topic, key_serializer="raw", value_serializer="raw")
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
     app.agent(commands, name="devreg.command-processor")(_agent(settings, on_commands, on_failure))
