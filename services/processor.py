@@ -208,13 +208,19 @@ class CommandProcessor:
             batch.states[key] = state
         batch.outcomes[outcome_key] = decision.outcome
         result = "accepted" if decision.outcome.accepted else "rejected"
+        if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
+            self._log_decision(record, command, decision.outcome, result)
+        self._metrics.inc("devreg_commands_total", result=result)
+        return Emission(record, decision.outcome, decision.events)
+
+    def _log_decision(
+        self, record: Record, command: AnyCommand, outcome: Outcome, result: str
+    ) -> None:
         log.debug(
             "command %s: %s%s",
             type(command).__name__,
             result,
-            f" ({decision.outcome.code}: {decision.outcome.message})"
-            if decision.outcome.code
-            else "",
+            f" ({outcome.code}: {outcome.message})" if outcome.code else "",
             extra={
                 "command_id": command.command_id,
                 "app_id": command.app_id,
@@ -223,8 +229,6 @@ class CommandProcessor:
                 "offset": record.offset,
             },
         )
-        self._metrics.inc("devreg_commands_total", result=result)
-        return Emission(record, decision.outcome, decision.events)
 
     def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
         """A command for an app devreg does not serve, or on another partition than its
