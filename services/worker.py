@@ -54,19 +54,20 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
     return await opener(path)
 
 
-# The processor's events and outcomes wait up to 5 ms to share a record batch. With 1 ms its
-# batches of ~60 commands made record batches of ~10 events per partition, and the embedded
-# broker reads a log of small batches slowly: a raw read of a 1M-event topic ran at ~60k
-# events/s (bounding `devreg rebuild` there), against 197k with 5 ms. Freshness at 1k/s
-# measured p50 17.6 / p99 26.3 ms with it; ingest unchanged (docs/benchmarks.md).
-EVENTS_LINGER_MS = 5
+# The processor hands each partition's events and outcomes of a decided batch to Kafka as one
+# record batch (services/batch_sender.py), sent at once, without lingering. Room for a
+# 2000-command batch on ~6 partitions; Kafka refuses a batch over the topic's max.message.bytes
+# (1 MiB by default). One record batch per decided batch also keeps the log's batches large:
+# the embedded broker reads a log of small record batches slowly (docs/audit.md).
+EVENTS_BATCH_BYTES = 512 * 1024
 
 
-def _producer(bootstrap: str, linger_ms: int = 1) -> AIOKafkaProducer:
+def _producer(bootstrap: str, linger_ms: int = 1, batch_bytes: int = 16384) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=linger_ms,
+        max_batch_size=batch_bytes,
         enable_idempotence=False,
         partitioner=key_partition,
     )
@@ -146,7 +147,7 @@ class Worker:
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
         # the processor's events and outcomes
-        self.producer = _producer(self.bootstrap, EVENTS_LINGER_MS)
+        self.producer = _producer(self.bootstrap, batch_bytes=EVENTS_BATCH_BYTES)
         self.command_producer = _producer(self.bootstrap)  # commands: HTTP, scheduler
         for producer in (self.producer, self.command_producer):
             await producer.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,20 @@ from services.visibility import Visibility
 from tests.support import wait_for
 
 APP = "app"
+
+
+class HeldBatch:
+    """aiokafka's BatchBuilder, as far as the sender uses it."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> SimpleNamespace:
+        self.records.append((key, value))
+        return SimpleNamespace(offset=len(self.records) - 1, timestamp=0)
+
+    def close(self) -> None:
+        return None
 
 
 class HeldProducer:
@@ -50,6 +65,20 @@ class HeldProducer:
         self.sent.append(Record(topic, p, offset, 0, key, value))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._held.append((future, RecordMetadata(topic, p, None, offset, 0, -1, 0)))
+        return future
+
+    def create_batch(self) -> HeldBatch:
+        return HeldBatch()
+
+    async def send_batch(
+        self, batch: HeldBatch, topic: str, *, partition: int
+    ) -> asyncio.Future[Any]:
+        base = self._offsets.get((topic, partition), 0)
+        self._offsets[(topic, partition)] = base + len(batch.records)
+        for i, (key, value) in enumerate(batch.records):
+            self.sent.append(Record(topic, partition, base + i, 0, key, value))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._held.append((future, RecordMetadata(topic, partition, None, base, -1, 0, 0)))
         return future
 
     def release(self) -> None:
