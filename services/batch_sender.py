@@ -20,6 +20,7 @@ from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
+from services.record_batches import RecordBatch, RecordBatches, Slot
 from services.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -36,61 +37,13 @@ class Dead(msgspec.Struct):
     reason: str
 
 
-class _Batch:
-    """One record batch for one (topic, partition): filled, then sent; `ack` once sent."""
-
-    def __init__(self, builder: Any):
-        self.builder = builder
-        self.ack: asyncio.Future[Any] | None = None
-
-
-# Where a record went: its batch, its offset within it, and its create time (ms).
-_Slot = tuple[_Batch, int, int]
-
-
 class Sent(msgspec.Struct):
     """A batch handed to the producer: per command, its events' (key, value, slot) in order;
     every record batch sent; the acks of its dead letters."""
 
-    events: list[list[tuple[bytes, bytes, _Slot]]]
-    batches: list[_Batch]
+    events: list[list[tuple[bytes, bytes, Slot]]]
+    batches: list[RecordBatch]
     dead: list[asyncio.Future[Any]]
-
-
-class _Batches:
-    """Record batches per (topic, partition), filled in order and sent when full or at the
-    end: `send_batch` costs a third of a `send` per record (DESIGN.md §10)."""
-
-    def __init__(self, producer: AIOKafkaProducer):
-        self._producer = producer
-        self._open: dict[tuple[str, int], _Batch] = {}
-        self.sent: list[_Batch] = []
-
-    async def add(self, topic: str, partition: int, key: bytes, value: bytes) -> _Slot:
-        tp = (topic, partition)
-        batch = self._open.get(tp) or self._start(tp)
-        meta = batch.builder.append(key=key, value=value, timestamp=None)
-        if meta is None:  # full: send it, start another
-            await self._send(tp)
-            batch = self._start(tp)
-            meta = batch.builder.append(key=key, value=value, timestamp=None)
-            if meta is None:
-                raise ValueError(f"a record of {len(value)} bytes exceeds the batch size")
-        return (batch, meta.offset, meta.timestamp)
-
-    async def flush(self) -> None:
-        for tp in list(self._open):
-            await self._send(tp)
-
-    def _start(self, tp: tuple[str, int]) -> _Batch:
-        batch = self._open[tp] = _Batch(self._producer.create_batch())
-        return batch
-
-    async def _send(self, tp: tuple[str, int]) -> None:
-        batch = self._open.pop(tp)
-        batch.builder.close()
-        batch.ack = await self._producer.send_batch(batch.builder, tp[0], partition=tp[1])
-        self.sent.append(batch)
 
 
 class BatchSender:
@@ -110,8 +63,8 @@ class BatchSender:
         """Hand every event, outcome and dead letter to the producer, in order per partition
         (aiokafka keeps one request in flight per broker)."""
         s = self._settings
-        batches = _Batches(self._producer)
-        events: list[list[tuple[bytes, bytes, _Slot]]] = []
+        batches = RecordBatches(self._producer)
+        events: list[list[tuple[bytes, bytes, Slot]]] = []
         for em in emissions:
             key = partition_key(em.outcome.app_id, em.outcome.device_id)
             p = em.record.partition

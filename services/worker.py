@@ -55,11 +55,12 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 
 
 # The processor hands each partition's events and outcomes of a decided batch to Kafka as one
-# record batch (services/batch_sender.py), sent at once, without lingering. Room for a
-# 2000-command batch on ~6 partitions; Kafka refuses a batch over the topic's max.message.bytes
-# (1 MiB by default). One record batch per decided batch also keeps the log's batches large:
-# the embedded broker reads a log of small record batches slowly (docs/audit.md).
-EVENTS_BATCH_BYTES = 512 * 1024
+# record batch (services/batch_sender.py), and the scheduler its expiry commands, sent at once,
+# without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch over
+# the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
+# keeps the log's batches large: the embedded broker reads a log of small ones slowly
+# (docs/audit.md).
+BATCH_BYTES = 512 * 1024
 
 
 def _producer(bootstrap: str, linger_ms: int = 1, batch_bytes: int = 16384) -> AIOKafkaProducer:
@@ -146,9 +147,8 @@ class Worker:
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        # the processor's events and outcomes
-        self.producer = _producer(self.bootstrap, batch_bytes=EVENTS_BATCH_BYTES)
-        self.command_producer = _producer(self.bootstrap)  # commands: HTTP, scheduler
+        self.producer = _producer(self.bootstrap, batch_bytes=BATCH_BYTES)  # events, outcomes
+        self.command_producer = _producer(self.bootstrap, batch_bytes=BATCH_BYTES)  # commands
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
@@ -158,6 +158,7 @@ class Worker:
             self.command_producer,
             s.commands_topic,
             self.metrics,
+            self.ownership.partition_of,
             partitions=self.ownership.local,
         )
         events_reader = EventsReader(s.events_topic)
