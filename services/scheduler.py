@@ -84,14 +84,17 @@ class ExpiryScheduler:
 
     async def run(self) -> None:
         while True:
-            await self._expire_due()
-            now = self._clock()
-            nxt = await self._projection.next_expiration(now)
+            # Cleared before looking: a change that lands while it looks wakes the next wait.
+            self._wake.clear()
+            looked_at = await self._expire_due()
+            # After the instant the due query used, not a fresh clock: an expiration falling
+            # between two clock readings would be neither due nor next, and never expired.
+            nxt = await self._projection.next_expiration(looked_at)
             self._target = nxt
+            now = self._clock()
             delay = None if nxt is None else max(nxt - now, 0) / 1000
             if self._cursor != _START:  # expiries in flight: see them land, then rewind
                 delay = RECHECK_S if delay is None else min(delay, RECHECK_S)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):  # the timeout is the alarm clock
                 await asyncio.wait_for(self._wake.wait(), delay)
 
@@ -107,8 +110,9 @@ class ExpiryScheduler:
         if not behind or time.monotonic() - self._cursor_since > RESEND_AFTER_S:
             self._cursor = _START
 
-    async def _expire_due(self) -> None:
-        """Send every due expiry after the cursor, in bounded batches, advancing the cursor.
+    async def _expire_due(self) -> int:
+        """Send every due expiry after the cursor, in bounded batches, advancing the cursor;
+        return the time the last query was due at (every expiration up to it was sent).
 
         Batches go out back to back; their acknowledgements are awaited once the burst is out
         (a failed one raises, the worker stops, and a restart sends again from the start)."""
@@ -132,6 +136,7 @@ class ExpiryScheduler:
         for commands, batches in sent:
             await batches.acknowledged()
             self._count(commands)
+        return now
 
     async def _send(self, commands: list[ExpireRegistration]) -> RecordBatches:
         """As record batches per partition, each to the partition of its device's key."""

@@ -1,0 +1,101 @@
+"""The expiry scheduler on a real projection file, with a clock the test moves
+(services/scheduler.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from events import ExpireRegistration, RegisterDevice, decide, decode_command, empty_state, encode
+from projections.positions import Record
+from projections.store import ProjectionStore
+from services.metrics import Metrics
+from services.scheduler import ExpiryScheduler
+from tests.support import wait_for
+
+EXPIRATION = 1_800_000_000_000
+
+
+class SentBatch:
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> SimpleNamespace:
+        self.values.append(value)
+        return SimpleNamespace(offset=len(self.values) - 1, timestamp=0)
+
+    def close(self) -> None:
+        return None
+
+
+class Producer:
+    """aiokafka's producer as the scheduler uses it: record batches, acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.commands: list[ExpireRegistration] = []
+
+    def create_batch(self) -> SentBatch:
+        return SentBatch()
+
+    async def send_batch(self, batch: SentBatch, topic: str, *, partition: int) -> Any:
+        self.commands += [decode_command(v) for v in batch.values]  # type: ignore[misc]
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(SimpleNamespace(offset=0, timestamp=-1))
+        return done
+
+
+@pytest.fixture
+async def projection(tmp_path: Path) -> AsyncIterator[ProjectionStore]:
+    store = await ProjectionStore.open(tmp_path / "projection.sqlite")
+    command = RegisterDevice(
+        command_id="c1",
+        app_id="app",
+        device_id="dev",
+        device_token="t",
+        os="IOS",
+        os_version="17",
+        channels=("news",),
+        expiration=EXPIRATION,
+    )
+    decision = decide(empty_state("app", "dev"), set(), command, EXPIRATION - 5000)
+    await store.apply(
+        [Record("events", 0, i, 0, b"k", encode(e)) for i, e in enumerate(decision.events)]
+    )
+    yield store
+    await store.close()
+
+
+def ticking(readings: Iterator[int]) -> Any:
+    return lambda: next(readings)
+
+
+async def test_given_the_clock_passes_the_expiration_between_two_readings_then_it_expires(
+    projection: ProjectionStore,
+) -> None:
+    # Given a clock 1 ms short of the expiration when the scheduler asks what is due, and at
+    # the expiration when it next reads it (a timer that fires a millisecond early, say)
+    readings = iter([EXPIRATION - 1, EXPIRATION - 1] + [EXPIRATION] * 1000)
+    producer = Producer()
+    scheduler = ExpiryScheduler(
+        projection,
+        producer,
+        "commands",
+        Metrics(),
+        lambda app, device: 0,
+        clock=ticking(readings),
+    )
+    # When it runs, then it still sends the expiry (it once slept for good: the expiration
+    # was no longer "next" and had not been "due")
+    running = asyncio.ensure_future(scheduler.run())
+    try:
+        await wait_for(lambda: bool(producer.commands), 5, "the expiry")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    [sent] = producer.commands
+    assert (sent.device_id, sent.expiration) == ("dev", EXPIRATION)
