@@ -16,21 +16,10 @@ from projections.positions import Record
 from projections.store import ProjectionStore
 from services.metrics import Metrics
 from services.scheduler import ExpiryScheduler
+from tests.fake_batches import FakeBatch
 from tests.support import wait_for
 
 EXPIRATION = 1_800_000_000_000
-
-
-class SentBatch:
-    def __init__(self) -> None:
-        self.values: list[bytes] = []
-
-    def append(self, *, key: bytes, value: bytes, timestamp: None) -> SimpleNamespace:
-        self.values.append(value)
-        return SimpleNamespace(offset=len(self.values) - 1, timestamp=0)
-
-    def close(self) -> None:
-        return None
 
 
 class Producer:
@@ -39,11 +28,11 @@ class Producer:
     def __init__(self) -> None:
         self.commands: list[ExpireRegistration] = []
 
-    def create_batch(self) -> SentBatch:
-        return SentBatch()
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
 
-    async def send_batch(self, batch: SentBatch, topic: str, *, partition: int) -> Any:
-        self.commands += [decode_command(v) for v in batch.values]  # type: ignore[misc]
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        self.commands += [decode_command(v) for _, v in batch.records]  # type: ignore[misc]
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         done.set_result(SimpleNamespace(offset=0, timestamp=-1))
         return done

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,23 +23,10 @@ from services.processor import CommandProcessor
 from services.projector import Projector
 from services.read_back import ReadBack
 from services.visibility import Visibility
+from tests.fake_batches import FakeBatch
 from tests.support import wait_for
 
 APP = "app"
-
-
-class HeldBatch:
-    """aiokafka's BatchBuilder, as far as the sender uses it."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes, bytes]] = []
-
-    def append(self, *, key: bytes, value: bytes, timestamp: None) -> SimpleNamespace:
-        self.records.append((key, value))
-        return SimpleNamespace(offset=len(self.records) - 1, timestamp=0)
-
-    def close(self) -> None:
-        return None
 
 
 class HeldProducer:
@@ -67,11 +53,11 @@ class HeldProducer:
         self._held.append((future, RecordMetadata(topic, p, None, offset, 0, -1, 0)))
         return future
 
-    def create_batch(self) -> HeldBatch:
-        return HeldBatch()
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
 
     async def send_batch(
-        self, batch: HeldBatch, topic: str, *, partition: int
+        self, batch: FakeBatch, topic: str, *, partition: int
     ) -> asyncio.Future[Any]:
         base = self._offsets.get((topic, partition), 0)
         self._offsets[(topic, partition)] = base + len(batch.records)
