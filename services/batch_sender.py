@@ -20,7 +20,7 @@ from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
-from services.record_batches import RecordBatch, RecordBatches, Slot
+from services.record_batches import RecordBatches, Slot
 from services.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class Sent(msgspec.Struct):
     every record batch sent; the acks of its dead letters."""
 
     events: list[list[tuple[bytes, bytes, Slot]]]
-    batches: list[RecordBatch]
+    batches: RecordBatches
     dead: list[asyncio.Future[Any]]
 
 
@@ -75,18 +75,13 @@ class BatchSender:
             events.append(sends)
             await batches.add(s.outcomes_topic, p, key, encode(em.outcome))
         await batches.flush()
-        return Sent(events, batches.sent, [await self._dead_letter(d) for d in dead])
+        return Sent(events, batches, [await self._dead_letter(d) for d in dead])
 
     async def acknowledged(self, sent: Sent) -> tuple[list[tuple[int, int] | None], list[Record]]:
         """Await every acknowledgement; return each command's last event position, and every
         event as the record Kafka now holds."""
-        metas = dict(
-            zip(
-                map(id, sent.batches),
-                await asyncio.gather(*(b.ack for b in sent.batches if b.ack is not None)),
-                strict=True,
-            )
-        )
+        acks = await sent.batches.acknowledged()
+        metas = dict(zip(map(id, sent.batches.sent), acks, strict=True))
         await asyncio.gather(*sent.dead)
         positions: list[tuple[int, int] | None] = []
         acknowledged: list[Record] = []

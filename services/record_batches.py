@@ -14,11 +14,10 @@ from aiokafka import AIOKafkaProducer
 
 
 class RecordBatch:
-    """One record batch for one (topic, partition): filled, then sent; `ack` once sent."""
+    """One record batch for one (topic, partition): filled, then sent."""
 
     def __init__(self, builder: Any):
         self.builder = builder
-        self.ack: asyncio.Future[Any] | None = None
 
 
 # Where a record went: its batch, its offset within it, and its create time (ms).
@@ -27,12 +26,13 @@ Slot = tuple[RecordBatch, int, int]
 
 class RecordBatches:
     """Records added in order; a (topic, partition)'s batch is sent when full, the rest at
-    `flush`. `sent` lists every batch sent, each with its acknowledgement to await."""
+    `flush`. `sent` lists every batch sent; `acknowledged` awaits Kafka's answer to each."""
 
     def __init__(self, producer: AIOKafkaProducer):
         self._producer = producer
         self._open: dict[tuple[str, int], RecordBatch] = {}
         self.sent: list[RecordBatch] = []
+        self._acks: list[asyncio.Future[Any]] = []  # one per batch in `sent`
 
     async def add(self, topic: str, partition: int, key: bytes, value: bytes) -> Slot:
         tp = (topic, partition)
@@ -52,7 +52,7 @@ class RecordBatches:
 
     async def acknowledged(self) -> list[Any]:
         """Every batch's RecordMetadata (its base offset), in the order `sent` lists them."""
-        return list(await asyncio.gather(*(b.ack for b in self.sent if b.ack is not None)))
+        return list(await asyncio.gather(*self._acks))
 
     def _start(self, tp: tuple[str, int]) -> RecordBatch:
         batch = self._open[tp] = RecordBatch(self._producer.create_batch())
@@ -61,5 +61,5 @@ class RecordBatches:
     async def _send(self, tp: tuple[str, int]) -> None:
         batch = self._open.pop(tp)
         batch.builder.close()
-        batch.ack = await self._producer.send_batch(batch.builder, tp[0], partition=tp[1])
+        self._acks.append(await self._producer.send_batch(batch.builder, tp[0], partition=tp[1]))
         self.sent.append(batch)
