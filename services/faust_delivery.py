@@ -8,8 +8,8 @@ wraps each side in a task, adds two more for the consumer's stopped and crashed 
 delivery almost never waits (it puts the message in a stream's queue and returns).
 
 Measured with a do-nothing agent on 200k commands (the embedded broker, this 2-core machine):
-44 µs of CPU per message with faust's race, 22 µs with the fast path below (23k → 47k
-messages/s).
+44 µs of CPU per message with faust's race; 22 µs with this fast path patched into faust's
+loop (23k → 47k messages/s), 27 µs through this consumer class (40k messages/s).
 
 The fast path runs the delivery's first step in place. If it completes, that is the whole
 delivery, as in faust's race when nothing else was ready. If it would wait, the started

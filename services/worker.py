@@ -63,12 +63,12 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 BATCH_BYTES = 512 * 1024
 
 
-def _producer(bootstrap: str, linger_ms: int = 1, batch_bytes: int = 16384) -> AIOKafkaProducer:
+def _producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        linger_ms=linger_ms,
-        max_batch_size=batch_bytes,
+        linger_ms=1,
+        max_batch_size=BATCH_BYTES,
         enable_idempotence=False,
         partitioner=key_partition,
     )
@@ -147,8 +147,8 @@ class Worker:
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        self.producer = _producer(self.bootstrap, batch_bytes=BATCH_BYTES)  # events, outcomes
-        self.command_producer = _producer(self.bootstrap, batch_bytes=BATCH_BYTES)  # commands
+        self.producer = _producer(self.bootstrap)  # events and outcomes
+        self.command_producer = _producer(self.bootstrap)  # commands: HTTP, scheduler
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
