@@ -13,7 +13,14 @@ from projections.fold import Changes
 # 4: device_events is a rowid table with a unique index: its rows (an event each, ~450 bytes)
 #    are too large for a WITHOUT ROWID b-tree; a 1M-event rebuild is ~8% faster
 SCHEMA_VERSION = 4
-SCHEMA = """
+# The history's unique index, apart: a rebuild builds it once, after the load (services/rebuild.py).
+HISTORY_INDEX = "device_events_by_device"
+HISTORY_INDEX_DDL = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {HISTORY_INDEX}"
+    " ON device_events (app_id, device_id, version)"
+)
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS devices (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -54,9 +61,10 @@ CREATE TABLE IF NOT EXISTS device_events (
     occurred_at INTEGER NOT NULL,
     event BLOB NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS device_events_by_device
-    ON device_events (app_id, device_id, version);
 """
+    + HISTORY_INDEX_DDL
+    + ";\n"
+)
 
 
 async def write_changes(conn: aiosqlite.Connection, changes: Changes) -> None:

@@ -38,6 +38,7 @@ from projections.swap import (
     now_ms,
     stored_positions,
 )
+from projections.tables import HISTORY_INDEX, HISTORY_INDEX_DDL
 from services.log_reader import LogReader
 from services.progress import Progress
 
@@ -110,8 +111,12 @@ class Build:
         remove_db(path)
         # On aiosqlite's thread: SQLite writes a batch while the loop reads the next one.
         store = await ProjectionStore.open(path, swappable=False, threaded=True)
-        for pragma in (ALONE, *BULK_PRAGMAS) if alone else BULK_PRAGMAS:
-            async with store.connection.execute(pragma) as cursor:
+        # Alone, the history's unique index is built once at `close` instead of row by row:
+        # 1M events, three alternating pairs: 62.8k vs 65.8k events/s (index build included).
+        # The fold never hands the history a duplicate, and the index's build would fail on one.
+        alone_statements = (ALONE, *BULK_PRAGMAS, f"DROP INDEX {HISTORY_INDEX}")
+        for statement in alone_statements if alone else BULK_PRAGMAS:
+            async with store.connection.execute(statement) as cursor:
                 await cursor.fetchall()
         return cls(store, path, topic, progress)
 
@@ -152,7 +157,10 @@ class Build:
         )
 
     async def close(self) -> None:
-        """One self-contained, durable file (no -wal beside it): ready to be renamed."""
+        """One self-contained, durable file (no -wal beside it), with every index of the live
+        schema: ready to be renamed."""
+        async with self.store.connection.execute(HISTORY_INDEX_DDL) as cursor:
+            await cursor.fetchall()
         async with self.store.connection.execute("PRAGMA journal_mode=DELETE") as cursor:
             await cursor.fetchall()
         await self.store.close()

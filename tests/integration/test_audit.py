@@ -233,6 +233,10 @@ async def test_given_queries_and_writes_when_rebuilt_then_no_query_fails_during_
     assert os.stat(live).st_ino != before
     assert failures == []
     assert answered[0] > 0
+    # with the live schema's indexes: the history's unique one is built after the load
+    with contextlib.closing(sqlite3.connect(f"file:{live}?mode=ro", uri=True)) as db:
+        indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(device_events)")}
+    assert indexes == {"device_events_by_device": 1}
 
     # And an offline rebuild refuses to replace the file under the running worker
     code, _, err = await devreg(worker, "rebuild", "--offline", "--quiet")
