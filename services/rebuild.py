@@ -4,11 +4,12 @@ The fold is the live projector's code path: records go through ProjectionStore.a
 fold, the same writes, rows and positions in one transaction) into a file with the live
 schema. Only what a bulk load of a file nobody serves yet allows is changed: no journal and
 no fsync (a failed build is thrown away), an exclusive lock held throughout, a larger page
-cache, batches of 10000 events, and the garbage collector paused (the fold allocates millions
-of small acyclic objects).
+cache, batches of 10000 events, the garbage collector paused (the fold allocates millions
+of small acyclic objects), and the history's unique index built once after the load (~5% at
+1M events, docs/benchmarks.md).
 Measured and left out, no gain beyond the noise here: dropping the secondary indexes during
-the load, skipping the row lookup of devices not seen yet (a Bloom filter), and fetching the
-next batch while SQLite writes the current one.
+the load (an earlier session), skipping the row lookup of devices not seen yet (a Bloom
+filter), and fetching the next batch while SQLite writes the current one.
 
 Online (a worker serves the live file), the rebuilt file is swapped in through the handshake
 of projections/swap.py. Offline (no worker), it simply replaces the live file.
