@@ -39,7 +39,7 @@ class Dead(msgspec.Struct):
 
 class Sent(msgspec.Struct):
     """A batch handed to the producer: per command, its events' (key, value, slot) in order;
-    every record batch sent; the acks of its dead letters."""
+    its record batches; the acks of its dead letters."""
 
     events: list[list[tuple[bytes, bytes, Slot]]]
     batches: RecordBatches
@@ -80,15 +80,14 @@ class BatchSender:
     async def acknowledged(self, sent: Sent) -> tuple[list[tuple[int, int] | None], list[Record]]:
         """Await every acknowledgement; return each command's last event position, and every
         event as the record Kafka now holds."""
-        acks = await sent.batches.acknowledged()
-        metas = dict(zip(map(id, sent.batches.sent), acks, strict=True))
+        metas = await sent.batches.acknowledged()
         await asyncio.gather(*sent.dead)
         positions: list[tuple[int, int] | None] = []
         acknowledged: list[Record] = []
         topic = self._settings.events_topic
         for sends in sent.events:
             for key, value, (batch, offset, created) in sends:
-                meta = metas[id(batch)]
+                meta = metas[batch]
                 # -1: the topic keeps create times, the record's own (as `send` reports it)
                 stamp = created if meta.timestamp == -1 else meta.timestamp
                 acknowledged.append(

@@ -26,13 +26,13 @@ Slot = tuple[RecordBatch, int, int]
 
 class RecordBatches:
     """Records added in order; a (topic, partition)'s batch is sent when full, the rest at
-    `flush`. `sent` lists every batch sent; `acknowledged` awaits Kafka's answer to each."""
+    `flush`; `acknowledged` awaits Kafka's answer to each batch sent."""
 
     def __init__(self, producer: AIOKafkaProducer):
         self._producer = producer
         self._open: dict[tuple[str, int], RecordBatch] = {}
-        self.sent: list[RecordBatch] = []
-        self._acks: list[asyncio.Future[Any]] = []  # one per batch in `sent`
+        self._sent: list[RecordBatch] = []
+        self._acks: list[asyncio.Future[Any]] = []  # one per batch in `_sent`
 
     async def add(self, topic: str, partition: int, key: bytes, value: bytes) -> Slot:
         tp = (topic, partition)
@@ -50,9 +50,9 @@ class RecordBatches:
         for tp in list(self._open):
             await self._send(tp)
 
-    async def acknowledged(self) -> list[Any]:
-        """Every batch's RecordMetadata (its base offset), in the order `sent` lists them."""
-        return list(await asyncio.gather(*self._acks))
+    async def acknowledged(self) -> dict[RecordBatch, Any]:
+        """Every batch sent, with Kafka's RecordMetadata for it (its base offset)."""
+        return dict(zip(self._sent, await asyncio.gather(*self._acks), strict=True))
 
     def _start(self, tp: tuple[str, int]) -> RecordBatch:
         batch = self._open[tp] = RecordBatch(self._producer.create_batch())
@@ -62,4 +62,4 @@ class RecordBatches:
         batch = self._open.pop(tp)
         batch.builder.close()
         self._acks.append(await self._producer.send_batch(batch.builder, tp[0], partition=tp[1]))
-        self.sent.append(batch)
+        self._sent.append(batch)
