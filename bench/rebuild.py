@@ -5,6 +5,9 @@ devreg:   `python -m services rebuild --offline --quiet` with the population's t
           events/s the command reports for its fold (read + fold + write); the wall time of
           the whole command, process start-up included, is in the notes.
 baseline: a plain aiokafka consumer reading the same events topic from offset 0.
+memory:   the peak of the resident memory of the command and its processes together (a
+          rebuild spreads its fold over processes, services/parallel_build.py), sampled
+          every 200 ms.
 Measured only once the subcommand exists (issue 5); until then the row says so.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import Any
 
 import msgspec
 
@@ -20,16 +24,29 @@ from bench import reading
 from bench.ingest import population
 from bench.report import Row, Target
 from bench.session import Session, log
-from bench.stack import Stack
+from bench.stack import Stack, tree_rss_kib
 from bench.stats import Spread
 
 NOT_YET = "not yet measured (feature lands in issue 5)"
 
 
+RSS_EVERY_S = 0.2  # a /proc scan each time: light enough not to slow the rebuild
+
+
 class Rebuilt(msgspec.Struct, frozen=True):
     events: int
     events_per_s: float  # as reported by the command
+    processes: int = 1  # that folded the log at once, as reported
     wall_s: float = 0.0
+    peak_rss_mib: float = 0.0  # the command and its processes together
+
+
+async def peak_rss_kib(pid: int, running: asyncio.Future[Any]) -> int:
+    peak = 0
+    while not running.done():
+        peak = max(peak, await asyncio.to_thread(tree_rss_kib, pid))
+        await asyncio.wait([running], timeout=RSS_EVERY_S)
+    return peak
 
 
 async def cli_has_rebuild() -> bool:
@@ -61,12 +78,14 @@ async def rebuild_once(stack: Stack, run: int) -> Rebuilt:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    running = asyncio.ensure_future(process.communicate())
+    peak_kib = await peak_rss_kib(process.pid, running)
+    out, err = await running
     wall_s = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"devreg rebuild failed ({process.returncode}):\n{err.decode()[-3000:]}")
     report = msgspec.json.decode(out.strip().splitlines()[-1], type=Rebuilt)
-    return msgspec.structs.replace(report, wall_s=wall_s)
+    return msgspec.structs.replace(report, wall_s=wall_s, peak_rss_mib=peak_kib / 1024)
 
 
 async def run(session: Session) -> list[Row]:
@@ -95,7 +114,8 @@ async def run(session: Session) -> list[Row]:
     wall = Spread.of([r.events / r.wall_s for r in rebuilt]).median
     session.note(
         f"rebuild of {events:,} events: {wall:,.0f} events/s over the whole command's wall time"
-        " (Python start-up, connecting, the swap included)"
+        " (Python start-up, connecting, the swap included), folded by"
+        f" {rebuilt[-1].processes} processes at once"
     )
     return [
         Row(
@@ -106,5 +126,11 @@ async def run(session: Session) -> list[Row]:
             baseline=Spread.of(raw),
             baseline_what="raw aiokafka read",
             target=Target(">=", 60_000),
-        )
+        ),
+        Row(
+            bench="rebuild",
+            what=f"Rebuild peak RSS, {events:,} events (the command and its processes together)",
+            metric="MiB",
+            devreg=Spread.of([r.peak_rss_mib for r in rebuilt]),
+        ),
     ]

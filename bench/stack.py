@@ -37,6 +37,37 @@ def memory_kib(pid: int) -> dict[str, int]:
     return fields
 
 
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc/<pid>/stat (this kernel has no /proc/.../children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    return parents
+
+
+def tree_rss_kib(root: int) -> int:
+    """The resident memory of a process and all its descendants together, now, in KiB."""
+    parents = _parents()
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        tree.update(children)
+        frontier.extend(children)
+    total = 0
+    for pid in tree:
+        try:
+            total += memory_kib(pid).get("VmRSS", 0)
+        except OSError:
+            continue  # exited meanwhile
+    return total
+
+
 class Worker:
     """One `python -m services worker` process on its own data directory and topics."""
 

@@ -60,11 +60,11 @@ class ProjectionStore:
 
     @classmethod
     async def open(
-        cls, path: Path, *, swappable: bool = True, threaded: bool = False
+        cls, path: Path, *, swappable: bool = True, threaded: bool = False, check: bool = True
     ) -> ProjectionStore:
-        """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file. `threaded`:
-        every SQLite call on aiosqlite's thread (projections/sqlite.py open_db)."""
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, threaded=threaded)
+        """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file. `threaded`
+        and `check`: see projections/sqlite.py open_db."""
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, threaded=threaded, check=check)
         reader = DeviceReader(path)
         reader.open()
         store = cls(conn, await read_positions(conn), reader)

@@ -20,9 +20,9 @@ from projections.chain import Checked, Position, Verdict, check_chain
 from projections.device_lookup import DeviceView
 from projections.positions import Record
 from projections.queries import ChannelDevice
+from services.build import Build, BuildReport, remove_db
 from services.log_reader import LogReader
 from services.progress import Progress
-from services.rebuild import Build, BuildReport, remove_db
 
 _key_decoder = msgspec.json.Decoder(tuple[str, ...])
 DeviceKey = tuple[str, str]

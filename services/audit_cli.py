@@ -19,7 +19,8 @@ from typing import Any, NoReturn
 import msgspec
 
 from projections.fold import ProjectionError
-from services import audit, event_loop, rebuild, replay, verify
+from services import audit, event_loop, parallel_build, rebuild, replay, verify
+from services.build import RebuildError
 from services.cli import require_bootstrap
 from services.config import Settings
 from services.gateway import now_ms
@@ -33,7 +34,7 @@ Main = Callable[[Settings, argparse.Namespace], int]
 # traceback.
 _ERRORS = (
     LogError,
-    rebuild.RebuildError,
+    RebuildError,
     PublishError,
     ProjectionError,
     sqlite3.Error,
@@ -165,6 +166,13 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, "as-of", work())
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def raise_usage(message: str) -> NoReturn:
     print(f"devreg: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -176,10 +184,12 @@ def rebuild_main(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         progress = _progress("rebuild", args)
         if args.offline:
-            report = await rebuild.rebuild_offline(live, settings.events_topic, bootstrap, progress)
+            report = await rebuild.rebuild_offline(
+                live, settings.events_topic, bootstrap, progress, args.processes
+            )
         else:
             report = await rebuild.rebuild_online(
-                live, settings.events_topic, bootstrap, progress, args.wait
+                live, settings.events_topic, bootstrap, progress, args.wait, args.processes
             )
         progress.finish()
         _print(report)
@@ -269,6 +279,12 @@ def add_commands(sub: Any) -> dict[str, Main]:
     p = sub.add_parser("rebuild", parents=[quiet], help="a fresh projection from the log")
     p.add_argument("--offline", action="store_true", help="no worker is running: replace it")
     p.add_argument("--wait", type=float, default=15.0, help="seconds for the worker to answer")
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        help="processes folding the log at once, a set of partitions each (default: one per"
+        f" core for a log of {parallel_build.PARALLEL_FROM:,} events or more, else one)",
+    )
 
     sub.add_parser("verify", parents=[quiet], help="the projection equals a fold of the log")
 

@@ -27,9 +27,10 @@ from projections.compare import differences
 from projections.fold import ProjectionError
 from projections.positions import Record
 from projections.swap import read_only_uri
+from services.build import Build, Stops
 from services.log_reader import LogReader
 from services.progress import Progress
-from services.rebuild import Build, Stops, live_stops
+from services.rebuild import live_stops
 
 MAX_REPORTED = 1000  # differences and chain problems printed; the counts stay exact
 

@@ -220,15 +220,15 @@ async def test_given_queries_and_writes_when_rebuilt_then_no_query_fails_during_
     loops = [asyncio.ensure_future(query_loop()) for _ in range(3)]
     loops.append(asyncio.ensure_future(write_loop()))
     try:
-        # When the projection is rebuilt and swapped in under the worker
-        code, out, err = await devreg(worker, "rebuild", "--quiet")
+        # When the projection is rebuilt by two processes and swapped in under the worker
+        code, out, err = await devreg(worker, "rebuild", "--quiet", "--processes", "2")
     finally:
         stop.set()
         await asyncio.gather(*loops)
 
     # Then the swap happened, and not one query failed
     assert code == 0, err
-    assert json.loads(out)["mode"] == "online"
+    assert (json.loads(out)["mode"], json.loads(out)["processes"]) == ("online", 2)
     assert "swapped in the rebuilt projection" in worker.log()
     assert os.stat(live).st_ino != before
     assert failures == []

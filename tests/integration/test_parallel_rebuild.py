@@ -1,0 +1,173 @@
+"""A rebuild spread over processes (services/parallel_build.py), on the real broker: the same
+file, row for row, as one process folds; a part that fails fails the whole rebuild.
+
+The log is written here straight to a fresh events topic: every partition announces the
+channels it is first to name, at its own times (as workers owning different partitions do),
+so the merge's earliest-time rule for channels is exercised."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from events import AnyEvent, ChannelCreated, ExpireRegistration, encode
+from events.identity import partition_key, seal
+from services.broker import EmbeddedBroker
+from services.ownership import partition_for
+from services.parallel_build import split
+from tests.support import PARTITIONS, WorkerProcess, devreg
+from tests.unit.domain import APP, HOUR, NOW, Registry, register, unregister
+
+DEVICES = 60
+CHANNELS = ("news", "sport", "weather", "music")
+Log = dict[int, list[AnyEvent]]  # partition -> its events, in order
+
+
+def scripted_log() -> Log:
+    """Registrations, re-registrations, unregistrations (partial and whole) and expiries."""
+    registries: dict[int, Registry] = defaultdict(Registry)  # a command processor per partition
+    log: Log = defaultdict(list)
+    for i in range(DEVICES):
+        device = f"device-{i:03d}"
+        partition = partition_for(partition_key(APP, device), PARTITIONS)
+        at = NOW + i * 1000
+        channels = (CHANNELS[i % 4], CHANNELS[(i + 1) % 4])
+        commands: list[tuple[object, int]] = [
+            (register(f"r-{i}", device_id=device, channels=channels, expiration=at + HOUR), at)
+        ]
+        if i % 3 == 0:
+            again = register(f"r2-{i}", device_id=device, device_token=f"new-{i}", channels=("x",))
+            commands.append((again, at + 1))
+        if i % 4 == 1:
+            commands.append((unregister(f"u-{i}", device_id=device, channels=channels[:1]), at + 2))
+        if i % 5 == 2:
+            commands.append((unregister(f"u2-{i}", device_id=device), at + 3))
+        if i % 7 == 3:
+            expiry = ExpireRegistration(
+                command_id=f"e-{i}", app_id=APP, device_id=device, expiration=at + HOUR
+            )
+            commands.append((expiry, at + HOUR + 1))
+        for command, now in commands:
+            log[partition].extend(registries[partition].accepted(command, now))  # type: ignore[arg-type]
+    return log
+
+
+async def write_log(bootstrap: str, topic: str, log: Log) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for partition, events in log.items():
+            for event in events:
+                key = partition_key(event.app_id, getattr(event, "device_id", event.app_id))
+                await producer.send_and_wait(topic, encode(event), key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+def rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's rows in a stable order, and every index by name."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        found = {
+            name: sorted(db.execute(f"SELECT * FROM {name}").fetchall(), key=repr)
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        found["indexes"] = sorted(
+            db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+async def logged(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[WorkerProcess, Log]:
+    """Topics of their own with the scripted log on them (no worker runs)."""
+    topics = WorkerProcess(tmp_path_factory.mktemp("parallel") / "data", broker.bootstrap)
+    code, _, err = await devreg(topics, "topics", "--create")
+    assert code == 0, err
+    log = scripted_log()
+    assert len(log) == PARTITIONS  # every partition has devices
+    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    return topics, log
+
+
+async def rebuilt(
+    topics: WorkerProcess, data_dir: Path, *args: str
+) -> tuple[dict[str, object], Path]:
+    topics.data_dir = data_dir
+    code, out, err = await devreg(topics, "rebuild", "--offline", "--quiet", *args)
+    assert code == 0, err
+    return json.loads(out), data_dir / "projection.sqlite"
+
+
+async def test_given_a_log_when_rebuilt_by_several_processes_then_the_file_is_the_one_process_file(
+    logged: tuple[WorkerProcess, Log], tmp_path: Path
+) -> None:
+    topics, log = logged
+    events = sum(len(e) for e in log.values())
+    # When the log is rebuilt by one process, and by two and three (a partition set each)
+    one, one_file = await rebuilt(topics, tmp_path / "one", "--processes", "1")
+    reports, files = {}, {}
+    for n in (2, 3):
+        reports[n], files[n] = await rebuilt(topics, tmp_path / f"by-{n}", "--processes", str(n))
+
+    # Then each read every event once and reports how many processes folded it
+    assert (one["events"], one["applied"], one["processes"]) == (events, events, 1)
+    for n, report in reports.items():
+        assert (report["events"], report["applied"], report["processes"]) == (events, events, n)
+        assert report["positions"] == one["positions"]
+        # And the files equal the one-process file: every row of every table, every index
+        assert rows(files[n]) == rows(one_file)
+        assert not list(files[n].parent.glob("*.part*"))  # the parts are gone
+    # And a channel announced on several partitions carries its earliest announcement
+    announced: dict[str, list[int]] = defaultdict(list)
+    for event in (e for events in log.values() for e in events):
+        if isinstance(event, ChannelCreated):
+            announced[event.channel].append(event.occurred_at)
+    assert any(len(set(times)) > 1 for times in announced.values())
+    with contextlib.closing(sqlite3.connect(files[3])) as db:
+        created = dict(db.execute("SELECT channel, created_at FROM channels").fetchall())
+    assert created == {channel: min(times) for channel, times in announced.items()}
+
+
+async def test_given_a_broken_chain_in_one_partition_when_rebuilt_in_parts_then_it_fails_whole(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # Given a log whose partition 1 holds a forged event (its hash no longer follows)
+    topics = WorkerProcess(tmp_path / "data", broker.bootstrap)
+    code, _, err = await devreg(topics, "topics", "--create")
+    assert code == 0, err
+    log = scripted_log()
+    where = max(i for i, e in enumerate(log[1]) if not isinstance(e, ChannelCreated))
+    forged = log[1][where]
+    assert not isinstance(forged, ChannelCreated)
+    log[1][where] = seal(msgspec.structs.replace(forged, prev_hash="0" * 64))
+    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    # and a live projection file the rebuild would replace
+    live = topics.data_dir / "projection.sqlite"
+    topics.data_dir.mkdir(parents=True)
+    live.write_bytes(b"the live file")
+
+    # When rebuilt by three processes
+    code, out, err = await devreg(topics, "rebuild", "--offline", "--quiet", "--processes", "3")
+
+    # Then the rebuild fails, naming the partition and the event, and replaces nothing
+    assert code == 2, (out, err)
+    assert "partitions [1]" in err, err
+    assert forged.event_id in err
+    assert live.read_bytes() == b"the live file"
+    assert sorted(p.name for p in topics.data_dir.iterdir()) == ["projection.sqlite"]
+
+
+def test_partitions_are_split_into_sets_of_about_as_many_events() -> None:
+    assert split({0: 10, 1: 10, 2: 10, 3: 10, 4: 10, 5: 10}, 2) == [[0, 2, 4], [1, 3, 5]]
+    assert split({0: 100, 1: 10, 2: 10, 3: 80}, 2) == [[0], [1, 2, 3]]
+    assert split({0: 5, 1: 5}, 4) == [[0], [1]]  # never more sets than partitions
+    assert split({0: 5, 1: 5, 2: 0}, 1) == [[0, 1, 2]]
