@@ -15,6 +15,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from projections.tables import HISTORY_INDEX_DDL
+
 # Every table of the schema, with how a part's rows join the target's. `SELECT *` (the files
 # share the schema, column order included) lets SQLite copy the history's records as they
 # are, without decoding them (its transfer optimisation, for a table without indexes).
@@ -45,8 +47,11 @@ def tables(db: sqlite3.Connection, schema: str = "main") -> set[str]:
 
 
 def merge_into(target: Path, parts: Sequence[Path]) -> None:
-    """Copy the rows of `parts` into `target` (all of one schema), a transaction per part. Like
-    the files of a rebuild, `target` gets no journal: the caller throws a failed merge away."""
+    """Copy the rows of `parts` into `target` (all of one schema), a transaction per part, then
+    build the history's unique index, which a rebuild's parts leave out (services/build.py).
+    Like the files of a rebuild, `target` gets no journal: the caller throws a failed merge
+    away. (Built here rather than when the store opens the file in WAL mode: 0.5 s instead of
+    1.5 s at 1M events, the index's pages written once.)"""
     with contextlib.closing(sqlite3.connect(target, isolation_level=None)) as db:
         for pragma in BULK_PRAGMAS:
             db.execute(pragma).fetchall()
@@ -65,3 +70,4 @@ def merge_into(target: Path, parts: Sequence[Path]) -> None:
                     raise MergeError(f"{part}: its {table} overlap {target}'s: {exc}") from exc
             db.execute("COMMIT")  # DETACH is refused inside a transaction
             db.execute("DETACH DATABASE part")
+        db.execute(HISTORY_INDEX_DDL)

@@ -19,7 +19,7 @@ import contextlib
 import gc
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -114,8 +114,7 @@ class Build:
         started: float,
     ) -> Build:
         """Go on with a file merged from the builds `parts` (projections/merge.py), alone, that
-        began at `started` (time.monotonic). Its history index is built as it opens: later
-        batches keep it up to date."""
+        began at `started` (time.monotonic). It has every index: later batches keep them."""
         store = await ProjectionStore.open(path, swappable=False, threaded=True, check=False)
         await _execute(store, (ALONE, *BULK_PRAGMAS))
         build = cls(store, path, topic, progress)
@@ -131,24 +130,24 @@ class Build:
         }
 
     async def extend(
-        self,
-        reader: LogReader,
-        stops: Stops | None,
-        keep: RecordFilter | None = None,
-        only: Collection[int] | None = None,
+        self, reader: LogReader, stops: Stops | None, keep: RecordFilter | None = None
     ) -> None:
-        """Fold from where the file is up to `stops` (None: the end of the log); `only`: these
-        partitions alone."""
+        """Fold from where the file is up to `stops` (None: the end of the log)."""
         tps = await reader.partitions(self.topic)
-        tps = [tp for tp in tps if only is None or tp.partition in only]
         done = self.positions()
         starts = {tp: done.get(tp.partition, 0) for tp in tps}
         limits = None if stops is None else {tp: stops.get(tp.partition, 0) for tp in tps}
         if self.progress.total is None:
             ends = limits or await reader.end_offsets(tps)
             self.progress.total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
+        await self.fold(reader.read(starts, limits, max_records=BATCH), keep)
+
+    async def fold(
+        self, batches: AsyncIterator[list[Record]], keep: RecordFilter | None = None
+    ) -> None:
+        """Fold `batches` of the events topic's records, a transaction each."""
         with gc_paused():
-            async for batch in reader.read(starts, limits, max_records=BATCH):
+            async for batch in batches:
                 self.progress.advance(len(batch))
                 kept = keep(batch) if keep is not None else batch
                 if kept:

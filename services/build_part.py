@@ -1,86 +1,83 @@
 """One process's share of a parallel rebuild (services/parallel_build.py starts it).
 
-`python -m services.build_part FILE TOPIC BOOTSTRAP PARTITIONS [--stops JSON]` folds those
-partitions of the events topic (comma-separated; `--stops`: partition -> offset to stop
-before, else to the end of the log) into the fresh file FILE, as a rebuild does in its own
-process, but leaves out the history's unique index: the merge of the parts adds it once.
-stdout carries NDJSON `PartLine`s, `{"events": n}` after each batch read and then
-`{"report": BuildReport}`; a failure exits with status 1 and says why on stderr.
+`python -m services.build_part FILE TOPIC` folds the records it is sent on stdin into the
+fresh file FILE, as a rebuild does in its own process, but leaves out the history's unique
+index (the merge of the parts adds it once). stdin carries frames: a 4-byte big-endian
+length, then a msgpack list of `Record`s of the events topic (a batch: one transaction); the
+end of stdin ends the fold. Once done, stdout carries the `BuildReport`; a failure exits
+with status 1 and says why on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import msgspec
 
 from projections.fold import ProjectionError
+from projections.positions import Record
 from services import event_loop
-from services.build import Build, BuildReport, Stops
+from services.build import Build, BuildReport
 from services.config import load_settings
-from services.log_reader import LogError, LogReader
 from services.progress import Progress
 
-_encoder = msgspec.json.Encoder()
+HEADER = 4  # bytes of a frame's length
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[Record])
+# The next frame is read while SQLite writes this one: room for a whole frame (~10k events).
+_READ_LIMIT = 8 << 20
 
 
-class PartLine(msgspec.Struct, omit_defaults=True):
-    events: int = 0
-    report: BuildReport | None = None
+def frame(records: list[Record]) -> bytes:
+    body = _encoder.encode(records)
+    return len(body).to_bytes(HEADER, "big") + body
 
 
-def write_line(line: PartLine) -> None:
-    sys.stdout.buffer.write(_encoder.encode(line) + b"\n")
-    sys.stdout.buffer.flush()
+async def frames(stream: asyncio.StreamReader) -> AsyncIterator[list[Record]]:
+    while True:
+        try:
+            header = await stream.readexactly(HEADER)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            return  # the end of the records
+        yield _decoder.decode(await stream.readexactly(int.from_bytes(header, "big")))
 
 
-class PipedProgress(Progress):
-    """Counts go to the parent, which shows the progress of all the parts as one."""
-
-    def __init__(self) -> None:
-        super().__init__("part", total=0, quiet=True)  # total: the parent knows it
-
-    def advance(self, n: int) -> None:
-        super().advance(n)
-        write_line(PartLine(events=n))
+async def _stdin() -> asyncio.StreamReader:
+    stream = asyncio.StreamReader(limit=_READ_LIMIT)
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), sys.stdin.buffer)
+    return stream
 
 
-async def fold_part(
-    path: Path, topic: str, bootstrap: str, partitions: set[int], stops: Stops | None
-) -> BuildReport:
-    build = await Build.fresh(path, topic, PipedProgress(), alone=True)
+async def fold_part(path: Path, topic: str) -> BuildReport:
+    # The parent counts the events it sends: the part keeps its count to itself.
+    build = await Build.fresh(path, topic, Progress("part", total=0, quiet=True), alone=True)
     try:
-        async with LogReader(bootstrap) as reader:
-            await build.extend(reader, stops, only=partitions)
+        await build.fold(frames(await _stdin()))
     finally:
         await build.store.close()
     return build.report()
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.build_part", description=__doc__)
     parser.add_argument("file", type=Path)
     parser.add_argument("topic")
-    parser.add_argument("bootstrap")
-    parser.add_argument("partitions", type=lambda text: {int(p) for p in text.split(",")})
-    parser.add_argument("--stops", type=lambda text: msgspec.json.decode(text, type=Stops))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     loop = load_settings(os.environ).event_loop  # the parent's settings: same environment
-    fold = fold_part(args.file, args.topic, args.bootstrap, args.partitions, args.stops)
     try:
-        report = event_loop.run(fold, loop)
-    except (LogError, ProjectionError, OSError) as exc:
+        report = event_loop.run(fold_part(args.file, args.topic), loop)
+    except (ProjectionError, OSError, asyncio.IncompleteReadError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    write_line(PartLine(report=report))
+    sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
     return 0
 
 

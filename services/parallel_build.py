@@ -3,10 +3,11 @@
 Why: one build is one core's work. Its loop (reading, decoding, folding) and aiosqlite's
 thread (SQLite) take turns on the GIL, so a second thread does not help, and the fold cannot
 be split across batches (each depends on the rows the one before wrote). It can be split
-across partitions: every device's events are in one partition (DESIGN.md §2). So each child
-(services/build_part.py) runs the very same build on its partitions into its own file, and
-the files are merged (projections/merge.py): 1M events on 2 cores, ~15 s in one process,
-~7.5 s for the two halves at once, then ~1.7 s to merge and index (docs/benchmarks.md).
+across partitions: every device's events are in one partition (DESIGN.md §2). So this
+process reads the log once and deals each batch's records out to children
+(services/build_part.py), one per set of partitions, each running the very same build into
+a file of its own; the files are then merged (projections/merge.py). Figures in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -17,21 +18,21 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from projections.merge import MergeError, merge_into
-from services.build import Build, BuildReport, RebuildError, Stops, remove_db
-from services.build_part import PartLine
+from projections.positions import Record
+from services.build import BATCH, Build, BuildReport, RebuildError, Stops, remove_db
+from services.build_part import frame
 from services.log_reader import LogReader
 from services.progress import Progress
 
 # Below this many events, starting processes (~0.5 s each) costs more than sharing saves.
 PARALLEL_FROM = 100_000
 _STDERR_TAIL = 20  # lines of a failed child's stderr quoted in the error
+_QUEUED = 2  # frames waiting for a child: it reads the next while SQLite writes one
 
 
 def available_cores() -> int:
@@ -61,7 +62,6 @@ def split(events: dict[int, int], processes: int) -> list[list[int]]:
 async def fold(
     path: Path,
     topic: str,
-    bootstrap: str,
     reader: LogReader,
     progress: Progress,
     stops: Stops | None,
@@ -77,7 +77,7 @@ async def fold(
     progress.total = sum(ends.values())
     sets = split(ends, processes_for(processes, progress.total))
     if len(sets) > 1:
-        return await _fold_in_parts(path, topic, bootstrap, progress, stops, sets)
+        return await _fold_in_parts(path, topic, reader, progress, stops, sets)
     build = await Build.fresh(path, topic, progress, alone=True)
     try:
         await build.extend(reader, stops)
@@ -96,7 +96,7 @@ async def discard(build: Build) -> None:
 async def _fold_in_parts(
     path: Path,
     topic: str,
-    bootstrap: str,
+    reader: LogReader,
     progress: Progress,
     stops: Stops | None,
     sets: list[list[int]],
@@ -104,17 +104,19 @@ async def _fold_in_parts(
     started = time.monotonic()
     remove_db(path)
     parts = [path.with_name(f"{path.name}.part{i}") for i in range(len(sets))]
+    children: list[_Part] = []
     try:
-        runs = [
-            _run_part(part, topic, bootstrap, partitions, stops, progress)
-            for part, partitions in zip(parts, sets, strict=True)
-        ]
-        reports = await _all_or_none(runs)
+        for part, partitions in zip(parts, sets, strict=True):
+            children.append(await _Part.start(part, topic, partitions))
+        await _deal(reader, topic, stops, progress, children)
+        reports = [await child.finish() for child in children]
         await asyncio.to_thread(merge_into, parts[0], parts[1:])
         os.replace(parts[0], path)
     except MergeError as exc:
         raise RebuildError(f"merging the rebuilt partitions failed: {exc}") from exc
     finally:
+        for child in children:
+            await child.stop()
         for part in parts:
             remove_db(part)
     try:
@@ -124,59 +126,104 @@ async def _fold_in_parts(
         raise
 
 
-async def _all_or_none(runs: Sequence[Coroutine[Any, Any, BuildReport]]) -> list[BuildReport]:
-    """Every child's report; the first failure stops the other children and is raised."""
-    tasks = [asyncio.ensure_future(run) for run in runs]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-async def _run_part(
-    part: Path,
+async def _deal(
+    reader: LogReader,
     topic: str,
-    bootstrap: str,
-    partitions: list[int],
     stops: Stops | None,
     progress: Progress,
-) -> BuildReport:
-    args = [str(part), topic, bootstrap, ",".join(map(str, partitions))]
-    if stops is not None:
-        own = {p: stops.get(p, 0) for p in partitions}
-        args += ["--stops", msgspec.json.encode(own).decode()]
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.build_part",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert child.stdout is not None
-    assert child.stderr is not None
-    errors = asyncio.ensure_future(_tail(child.stderr))
-    try:
-        report: BuildReport | None = None
-        async for raw in child.stdout:
-            line = msgspec.json.decode(raw, type=PartLine)
-            progress.advance(line.events)
-            report = line.report or report
-        status = await child.wait()
-        said = await errors
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
-        errors.cancel()
-    if status != 0 or report is None:
-        raise RebuildError(
-            f"the fold of partitions {partitions} failed (exit status {status}): {said}"
+    children: list[_Part],
+) -> None:
+    """Read the log once and hand each child the records of its partitions: the embedded
+    broker serves one reader well, but several concurrent readers of one topic stall it
+    (measured: 2 readers of 3 partitions each, 1M events, stalls of 1-15 s with the broker
+    spinning on both cores; one reader of all 6, none in 5 runs)."""
+    owner = {p: child for child in children for p in child.partitions}
+    tps = await reader.partitions(topic)
+    starts = dict.fromkeys(tps, 0)
+    limits = None if stops is None else {tp: stops.get(tp.partition, 0) for tp in tps}
+    # A batch read gives each child about a build's batch: the transactions stay as large.
+    async for batch in reader.read(starts, limits, max_records=BATCH * len(children)):
+        progress.advance(len(batch))
+        shares: dict[_Part, list[Record]] = {}
+        for record in batch:
+            shares.setdefault(owner[record.partition], []).append(record)
+        for child, records in shares.items():
+            await child.send(records)
+
+
+class _Part:
+    """A child process folding a set of partitions (services/build_part.py), fed through a
+    queue so that a child busy with SQLite does not hold up the reading for the others."""
+
+    def __init__(self, process: asyncio.subprocess.Process, partitions: list[int]):
+        self.process, self.partitions = process, partitions
+        assert process.stdin is not None
+        assert process.stderr is not None
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED)
+        self._writer = asyncio.ensure_future(self._write(process.stdin))
+        self._errors = asyncio.ensure_future(_tail(process.stderr))
+
+    @classmethod
+    async def start(cls, path: Path, topic: str, partitions: list[int]) -> _Part:
+        pipe = asyncio.subprocess.PIPE
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.build_part",
+            str(path),
+            topic,
+            stdin=pipe,
+            stdout=pipe,
+            stderr=pipe,
         )
-    return report
+        return cls(process, partitions)
+
+    async def _write(self, stdin: asyncio.StreamWriter) -> None:
+        while (data := await self._queue.get()) is not None:
+            stdin.write(data)
+            await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+
+    async def send(self, records: list[Record]) -> None:
+        await self._put(frame(records))
+
+    async def _put(self, data: bytes | None) -> None:
+        """Queue `data` for the child, unless it has failed (then it is never read)."""
+        put = asyncio.ensure_future(self._queue.put(data))
+        await asyncio.wait([put, self._writer], return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+        if self._writer.done() and data is not None:
+            raise await self._failure()  # before the end, it can only have stopped on an error
+
+    async def finish(self) -> BuildReport:
+        """The child's report, once it has folded everything it was sent."""
+        await self._put(None)
+        with contextlib.suppress(OSError):
+            await self._writer  # a child that failed broke the pipe: its status says why
+        assert self.process.stdout is not None
+        out = await self.process.stdout.read()
+        if await self.process.wait() != 0:
+            raise await self._failure()
+        return msgspec.json.decode(out, type=BuildReport)
+
+    async def _failure(self) -> RebuildError:
+        status = await self.process.wait()
+        said = await self._errors
+        return RebuildError(
+            f"the fold of partitions {self.partitions} failed (exit status {status}): {said}"
+        )
+
+    async def stop(self) -> None:
+        """Whatever state it is in: gone, and nothing of it running."""
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        for task in (self._writer, self._errors):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
 async def _tail(stream: asyncio.StreamReader) -> str:

@@ -50,9 +50,7 @@ async def rebuild_offline(
     files = SwapFiles(live)
     _take_offline(live)  # fails fast if a worker has it; checked again before the rename
     async with LogReader(bootstrap) as reader:
-        build = await parallel_build.fold(
-            files.candidate, topic, bootstrap, reader, progress, None, processes
-        )
+        build = await parallel_build.fold(files.candidate, topic, reader, progress, None, processes)
     try:
         await build.close()
         _take_offline(live)
@@ -100,7 +98,6 @@ async def rebuild_online(
             build = await parallel_build.fold(
                 files.candidate,
                 topic,
-                bootstrap,
                 reader,
                 progress,
                 live_stops(live, topic),

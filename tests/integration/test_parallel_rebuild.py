@@ -7,6 +7,7 @@ so the merge's earliest-time rule for channels is exercised."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -19,9 +20,11 @@ from aiokafka import AIOKafkaProducer
 
 from events import AnyEvent, ChannelCreated, ExpireRegistration, encode
 from events.identity import partition_key, seal
+from projections.positions import Record
 from services.broker import EmbeddedBroker
+from services.build import RebuildError
 from services.ownership import partition_for
-from services.parallel_build import split
+from services.parallel_build import _Part, split
 from tests.support import PARTITIONS, WorkerProcess, devreg
 from tests.unit.domain import APP, HOUR, NOW, Registry, register, unregister
 
@@ -164,6 +167,33 @@ async def test_given_a_broken_chain_in_one_partition_when_rebuilt_in_parts_then_
     assert forged.event_id in err
     assert live.read_bytes() == b"the live file"
     assert sorted(p.name for p in topics.data_dir.iterdir()) == ["projection.sqlite"]
+
+
+async def send_and_finish(part: _Part, records: list[Record], batches: int) -> None:
+    for _ in range(batches):
+        await part.send(records)
+    await part.finish()
+
+
+async def test_given_a_part_that_cannot_start_when_records_are_sent_then_its_reason_is_raised(
+    tmp_path: Path,
+) -> None:
+    # Given a part whose file cannot be created (its directory is a file)
+    (tmp_path / "not-a-dir").write_text("")
+    part = await _Part.start(tmp_path / "not-a-dir" / "p.sqlite", "t.events", [0, 2])
+    records = [
+        Record("t.events", 0, offset, NOW, b"k", encode(event))
+        for offset, event in enumerate(scripted_log()[0])
+    ]
+    try:
+        # When batch after batch is sent to it, more than its queue holds, and it is finished
+        with pytest.raises(RebuildError) as failed:
+            await asyncio.wait_for(send_and_finish(part, records, 20), 60)
+    finally:
+        await part.stop()
+    # Then the sending stops with the part's own reason, not a hang or a broken pipe
+    assert "the fold of partitions [0, 2] failed (exit status 1)" in str(failed.value)
+    assert "not-a-dir" in str(failed.value)
 
 
 def test_partitions_are_split_into_sets_of_about_as_many_events() -> None:
