@@ -4,7 +4,8 @@ devreg:   `python -m services rebuild --offline --quiet` with the population's t
           fresh data directory (the live worker's files are not touched). The figure is the
           events/s the command reports for its fold (read + fold + write); the wall time of
           the whole command, process start-up included, is in the notes.
-baseline: a plain aiokafka consumer reading the same events topic from offset 0.
+baseline: a plain aiokafka consumer reading the same events topic from offset 0. A note gives
+          one more run folded by one process (`--processes 1`), for comparison.
 memory:   the peak of the resident memory of the command and its processes together (a
           rebuild spreads its fold over processes, services/parallel_build.py), sampled
           every 200 ms.
@@ -62,7 +63,7 @@ async def cli_has_rebuild() -> bool:
     return "rebuild" in out.decode()
 
 
-async def rebuild_once(stack: Stack, run: int) -> Rebuilt:
+async def rebuild_once(stack: Stack, run: int, *args: str) -> Rebuilt:
     worker = stack.worker
     env = worker.environment()
     env["DEVREG_DATA_DIR"] = str(worker.data_dir.with_name(f"{worker.prefix}-rebuild{run}"))
@@ -74,6 +75,7 @@ async def rebuild_once(stack: Stack, run: int) -> Rebuilt:
         "rebuild",
         "--offline",
         "--quiet",
+        *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -112,10 +114,12 @@ async def run(session: Session) -> list[Row]:
         log.info("rebuild: %s, raw read %.0f events/s", rebuilt[-1], raw[-1])
     events = rebuilt[-1].events
     wall = Spread.of([r.events / r.wall_s for r in rebuilt]).median
+    alone = await rebuild_once(pop.stack, session.sizes.runs, "--processes", "1")
     session.note(
         f"rebuild of {events:,} events: {wall:,.0f} events/s over the whole command's wall time"
         " (Python start-up, connecting, the swap included), folded by"
-        f" {rebuilt[-1].processes} processes at once"
+        f" {rebuilt[-1].processes} processes at once; one run by one process (`--processes 1`):"
+        f" {alone.events_per_s:,.0f} events/s, peak RSS {alone.peak_rss_mib:,.0f} MiB"
     )
     return [
         Row(
