@@ -32,7 +32,7 @@ def run_main(settings: Settings, args: argparse.Namespace) -> int:
 
 def worker_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import embedded
-    from services.worker import Worker
+    from services.worker import Worker, exit_if_abandoned
 
     if settings.kafka_bootstrap is None:
         raise ConfigError("`devreg worker` needs KAFKA_BOOTSTRAP; `devreg run` starts a broker")
@@ -41,8 +41,9 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
     async def serve() -> int:
         stop = asyncio.Event()
         embedded.stop_on_signals(stop)
-        failure = await Worker(settings, bootstrap).run(stop)
-        return 1 if failure else 0
+        worker = Worker(settings, bootstrap)
+        failure = await worker.run(stop)
+        return exit_if_abandoned(worker, 1 if failure else 0)
 
     return event_loop.run(serve(), settings.event_loop)
 

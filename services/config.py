@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_idle_timeout_ms: int  # a connection without a complete request is closed after it
     http_body_timeout_ms: int  # a request body not received in full by then gets a 408
     http_write_timeout_ms: int  # a streamed answer the client stops reading: dropped after it
+    stop_timeout_ms: int  # a worker told to stop exits within about this long (services/worker.py)
     batch_size: int
     read_back_recheck_ms: int  # services/read_back.py; 0: never pause the read-back
     log_level: str
@@ -191,6 +192,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         http_idle_timeout_ms=_int(env, "DEVREG_HTTP_IDLE_TIMEOUT_MS", 15000, 100, 3600000),
         http_body_timeout_ms=_int(env, "DEVREG_HTTP_BODY_TIMEOUT_MS", 10000, 100, 600000),
         http_write_timeout_ms=_int(env, "DEVREG_HTTP_WRITE_TIMEOUT_MS", 30000, 100, 600000),
+        stop_timeout_ms=_int(env, "DEVREG_STOP_TIMEOUT_MS", 15000, 1000, 600000),
         batch_size=_int(env, "DEVREG_BATCH_SIZE", 2000, 1, 100000),
         read_back_recheck_ms=_int(env, "DEVREG_READ_BACK_RECHECK_MS", 2000, 0, 600000),
         log_level=log_level,
@@ -222,6 +224,7 @@ KNOWN_VARIABLES = frozenset(
         "DEVREG_HTTP_IDLE_TIMEOUT_MS",
         "DEVREG_HTTP_BODY_TIMEOUT_MS",
         "DEVREG_HTTP_WRITE_TIMEOUT_MS",
+        "DEVREG_STOP_TIMEOUT_MS",
         "DEVREG_BATCH_SIZE",
         "DEVREG_LOG_LEVEL",
         "DEVREG_LOG_FORMAT",

@@ -16,7 +16,7 @@ from services.broker import EmbeddedBroker
 from services.catch_up import Ends
 from services.config import Settings
 from services.topics import ensure_topics
-from services.worker import Worker
+from services.worker import Worker, exit_if_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,12 @@ async def _serve(
     def announce() -> None:
         print(_banner(settings, bootstrap), file=sys.stderr, flush=True)
 
-    failure = await Worker(settings, bootstrap, ends).run(stop, announce)
-    return 1 if failure else 0
+    worker = Worker(settings, bootstrap, ends)
+    failure = await worker.run(stop, announce)
+    code = 1 if failure else 0
+    # On an external Kafka, a stop that had to abandon a part ends the process at once; the
+    # embedded broker is this process's own, stopped (and its log exported) on the way out.
+    return code if settings.embedded else exit_if_abandoned(worker, code)
 
 
 async def run(settings: Settings) -> int:

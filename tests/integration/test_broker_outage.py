@@ -68,3 +68,41 @@ async def test_given_the_broker_stops_answering_then_503_not_ready_and_recovery(
 async def _post_ok(url: str, body: dict[str, object]) -> tuple[int, object] | None:
     status, answer = await call("POST", url, json=body)
     return (status, answer) if status == 200 else None
+
+
+async def test_given_the_broker_gone_when_the_worker_is_told_to_stop_then_it_exits_in_time(
+    tmp_path: Path,
+) -> None:
+    # Given a worker with a 2 s stop budget, on a broker of its own, holding a registration
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
+    await broker.start()
+    env = {"DEVREG_STOP_TIMEOUT_MS": "2000"}
+    worker = WorkerProcess(tmp_path / "data", broker.bootstrap, env=env)
+    try:
+        await worker.start()
+        status, _ = await call(
+            "POST", worker.url("messaging/registrations"), json=registration("kept")
+        )
+        assert status == 200
+        # When the broker stops answering and the worker is told to stop (SIGTERM)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            await wait_for(lambda: equals(readiness(worker), 503), 10, "readyz to turn false")
+            started = time.monotonic()
+            code = await worker.stop(deadline_s=20)  # fails the test if it is not gone by then
+            took = time.monotonic() - started
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+
+        # Then it exits within its budget (and a second for the stores), saying what it left
+        assert code == 0
+        assert took < 2 + 1 + 2, took
+        assert "did not stop within DEVREG_STOP_TIMEOUT_MS" in worker.log()
+        # And nothing is lost: restarted on the same files, it serves the registration
+        await worker.start()
+        status, _ = await call("GET", worker.url("messaging/registrations/kept"))
+        assert status == 200
+    finally:
+        await worker.stop()
+        await broker.stop()
