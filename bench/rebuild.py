@@ -23,9 +23,10 @@ import msgspec
 
 from bench import reading
 from bench.ingest import population
+from bench.memory import tree_rss_kib
 from bench.report import Row, Target
 from bench.session import Session, log
-from bench.stack import Stack, tree_rss_kib
+from bench.stack import Stack
 from bench.stats import Spread
 
 NOT_YET = "not yet measured (feature lands in issue 5)"

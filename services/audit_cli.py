@@ -21,7 +21,7 @@ import msgspec
 from projections.fold import ProjectionError
 from services import audit, event_loop, parallel_build, rebuild, replay, verify
 from services.build import RebuildError
-from services.cli import require_bootstrap
+from services.cli import positive_int, require_bootstrap
 from services.config import Settings
 from services.gateway import now_ms
 from services.log_reader import LogError, LogReader
@@ -166,13 +166,6 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, "as-of", work())
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
-    return value
-
-
 def raise_usage(message: str) -> NoReturn:
     print(f"devreg: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -281,7 +274,7 @@ def add_commands(sub: Any) -> dict[str, Main]:
     p.add_argument("--wait", type=float, default=15.0, help="seconds for the worker to answer")
     p.add_argument(
         "--processes",
-        type=_positive,
+        type=positive_int,
         help="processes folding the log at once, a set of partitions each (default: one per"
         f" core for a log of {parallel_build.PARALLEL_FROM:,} events or more, else one)",
     )

@@ -24,6 +24,14 @@ def require_bootstrap(settings: Settings, command: str) -> str:
     return bootstrap
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import embedded
 
@@ -32,7 +40,8 @@ def run_main(settings: Settings, args: argparse.Namespace) -> int:
 
 def worker_main(settings: Settings, args: argparse.Namespace) -> int:
     from services import embedded
-    from services.worker import Worker, exit_if_abandoned
+    from services.shutdown import exit_if_abandoned
+    from services.worker import Worker
 
     if settings.kafka_bootstrap is None:
         raise ConfigError("`devreg worker` needs KAFKA_BOOTSTRAP; `devreg run` starts a broker")
@@ -43,7 +52,7 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
         embedded.stop_on_signals(stop)
         worker = Worker(settings, bootstrap)
         failure = await worker.run(stop)
-        return exit_if_abandoned(worker, 1 if failure else 0)
+        return exit_if_abandoned(worker.abandoned, 1 if failure else 0)
 
     return event_loop.run(serve(), settings.event_loop)
 

@@ -15,8 +15,9 @@ import sys
 from services.broker import EmbeddedBroker
 from services.catch_up import Ends
 from services.config import Settings
+from services.shutdown import exit_if_abandoned
 from services.topics import ensure_topics
-from services.worker import Worker, exit_if_abandoned
+from services.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ async def _serve(
     code = 1 if failure else 0
     # On an external Kafka, a stop that had to abandon a part ends the process at once; the
     # embedded broker is this process's own, stopped (and its log exported) on the way out.
-    return code if settings.embedded else exit_if_abandoned(worker, code)
+    return code if settings.embedded else exit_if_abandoned(worker.abandoned, code)
 
 
 async def run(settings: Settings) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from projections.decisions import DecisionStore
 from projections.positions import Position
 from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
-from services import history_check
+from services import history_check, shutdown
 from services.catch_up import CatchUp, Ends, Takeover, log_ends
 from services.config import Settings
 from services.gateway import Gateway
@@ -73,35 +72,6 @@ def _producer(bootstrap: str) -> AIOKafkaProducer:
         enable_idempotence=False,
         partitioner=key_partition,
     )
-
-
-_LAST_S = 1.0  # what is left to stop once the budget is spent (the stores) still gets this
-
-
-async def _stop(resource: Any) -> None:
-    if isinstance(resource, asyncio.Future):
-        resource.cancel()
-        await asyncio.gather(resource, return_exceptions=True)
-    elif isinstance(resource, web.AppRunner):
-        await resource.cleanup()
-    elif isinstance(resource, AIOKafkaProducer):
-        await resource.stop()
-    elif hasattr(resource, "close"):
-        await resource.close()
-    else:
-        await resource.stop()
-
-
-def exit_if_abandoned(worker: Worker, code: int) -> int:
-    """`code`, or, if part of the worker was abandoned when it stopped, the end of the process
-    now: what was abandoned may never end (faust's consumer thread, a task deaf to
-    cancellation), and the interpreter would wait for it at exit. Everything that holds data
-    is closed by then (Worker.stop)."""
-    if worker.abandoned:
-        log.error("exiting without waiting for %s", ", ".join(worker.abandoned))
-        logging.shutdown()
-        os._exit(code)
-    return code
 
 
 class Worker:
@@ -265,25 +235,12 @@ class Worker:
         )
 
     async def stop(self) -> None:
-        """Stop what started, the last started first, within DEVREG_STOP_TIMEOUT_MS. A part that
-        does not stop in time (faust's consumer, waiting for a Kafka that is gone, waits on
-        for good) is abandoned, and says so; the rest still stops, the stores last and
-        always, so nothing is lost: a restart resumes from them (docs/reliability.md 12)."""
+        """Stop what started, the last started first, within DEVREG_STOP_TIMEOUT_MS
+        (services/shutdown.py): what does not stop in time is abandoned and named, the stores
+        close last and always."""
         self._ready = False
-        deadline = time.monotonic() + self.settings.stop_timeout_ms / 1000
-        for resource in reversed(self._resources):
-            stopping = asyncio.ensure_future(_stop(resource))
-            await asyncio.wait([stopping], timeout=max(deadline - time.monotonic(), _LAST_S))
-            if not stopping.done():
-                stopping.cancel()  # not awaited: it may not even end when cancelled
-                self.abandoned.append(repr(resource))
-                log.error(
-                    "%r did not stop within DEVREG_STOP_TIMEOUT_MS (%d ms): abandoned",
-                    resource,
-                    self.settings.stop_timeout_ms,
-                )
-            elif not stopping.cancelled() and stopping.exception() is not None:
-                log.error("error while stopping %r", resource, exc_info=stopping.exception())
+        budget_s = self.settings.stop_timeout_ms / 1000
+        self.abandoned += await shutdown.stop_all(self._resources[::-1], budget_s)
         self._resources.clear()
 
     async def run(
