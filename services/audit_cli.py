@@ -198,7 +198,8 @@ def verify_main(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> int:
         progress = _progress("verify", args)
-        summary = await verify.verify(live, settings.events_topic, bootstrap, progress, _print)
+        topic = settings.events_topic
+        summary = await verify.verify(live, topic, bootstrap, progress, _print, args.processes)
         progress.finish()
         _print(summary)
         return 0 if summary.verdict == "pass" else 1
@@ -279,7 +280,8 @@ def add_commands(sub: Any) -> dict[str, Main]:
         f" core for a log of {parallel_build.PARALLEL_FROM:,} events or more, else one)",
     )
 
-    sub.add_parser("verify", parents=[quiet], help="the projection equals a fold of the log")
+    p = sub.add_parser("verify", parents=[quiet], help="the projection equals a fold of the log")
+    p.add_argument("--processes", type=positive_int, help="as for rebuild")
 
     p = sub.add_parser("publish", help="send a command (JSON) and print its outcome")
     p.add_argument("--file", help="read the command from this file (default: stdin)")

@@ -107,11 +107,14 @@ class Build:
         progress: Progress,
         parts: Sequence[BuildReport],
         started: float,
+        *,
+        alone: bool,
     ) -> Build:
-        """Go on with a file merged from the builds `parts` (projections/merge.py), alone, that
-        began at `started` (time.monotonic). It has every index: later batches keep them."""
+        """Go on with a file merged from the builds `parts` (projections/merge.py) that began at
+        `started` (time.monotonic); `alone` as for `fresh`. It has every index: later batches
+        keep them."""
         store = await ProjectionStore.open(path, swappable=False, threaded=True, check=False)
-        await _execute(store, (ALONE, *BULK_PRAGMAS))
+        await _execute(store, (ALONE, *BULK_PRAGMAS) if alone else BULK_PRAGMAS)
         build = cls(store, path, topic, progress)
         build.applied = sum(part.applied for part in parts)
         build.duplicates = sum(part.duplicates for part in parts)

@@ -5,7 +5,8 @@ fresh file FILE, as a rebuild does in its own process, but leaves out the histor
 index (the merge of the parts adds it once). stdin carries frames: a 4-byte big-endian
 length, then a msgpack list of `Record`s of the events topic (a batch: one transaction); the
 end of stdin ends the fold. Once done, stdout carries the `BuildReport`; a failure exits
-with status 1 and says why on stderr.
+with status 1 (PROJECTION_ERROR for an event the fold cannot apply: a gap, a broken chain)
+and says why on stderr.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.config import load_settings
 from services.progress import Progress
 
 HEADER = 4  # bytes of a frame's length
+PROJECTION_ERROR = 3  # exit status: the log cannot be folded (the parent raises ProjectionError)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Record])
 # The next frame is read while SQLite writes this one: room for a whole frame (~10k events).
@@ -74,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = load_settings(os.environ).event_loop  # the parent's settings: same environment
     try:
         report = event_loop.run(fold_part(args.file, args.topic), loop)
-    except (ProjectionError, OSError, asyncio.IncompleteReadError) as exc:
+    except ProjectionError as exc:
+        print(exc, file=sys.stderr)
+        return PROJECTION_ERROR
+    except (OSError, asyncio.IncompleteReadError) as exc:
         print(exc, file=sys.stderr)
         return 1
     sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")

@@ -22,10 +22,19 @@ from pathlib import Path
 
 import msgspec
 
+from projections.fold import ProjectionError
 from projections.merge import MergeError, merge_into
 from projections.positions import Record
-from services.build import BATCH, Build, BuildReport, RebuildError, Stops, remove_db
-from services.build_part import frame
+from services.build import (
+    BATCH,
+    Build,
+    BuildReport,
+    RebuildError,
+    RecordFilter,
+    Stops,
+    remove_db,
+)
+from services.build_part import PROJECTION_ERROR, frame
 from services.log_reader import LogReader
 from services.progress import Progress
 
@@ -67,9 +76,13 @@ async def fold(
     progress: Progress,
     stops: Stops | None,
     processes: int | None = None,
+    *,
+    keep: RecordFilter | None = None,
+    alone: bool = True,
 ) -> Build:
-    """A fresh build of `path`, alone, folded up to `stops` (None: the end of the log) by
-    `processes` processes (see processes_for). Nothing is left behind if it fails."""
+    """A fresh build of `path` folded up to `stops` (None: the end of the log) by `processes`
+    processes (see processes_for); `keep` and `alone` as for Build. Nothing is left behind if
+    it fails."""
     tps = await reader.partitions(topic)
     if stops is None:
         ends = {tp.partition: offset for tp, offset in (await reader.end_offsets(tps)).items()}
@@ -78,10 +91,11 @@ async def fold(
     progress.total = sum(ends.values())
     sets = split(ends, processes_for(processes, progress.total))
     if len(sets) > 1:
-        return await _fold_in_parts(path, topic, reader, progress, stops, sets)
-    build = await Build.fresh(path, topic, progress, alone=True)
+        parts = _Parts(path, topic, sets, keep, alone)
+        return await parts.fold(reader, progress, stops)
+    build = await Build.fresh(path, topic, progress, alone=alone)
     try:
-        await build.extend(reader, stops)
+        await build.extend(reader, stops, keep)
     except BaseException:
         await discard(build)
         raise
@@ -94,62 +108,70 @@ async def discard(build: Build) -> None:
     remove_db(build.path)
 
 
-async def _fold_in_parts(
-    path: Path,
-    topic: str,
-    reader: LogReader,
-    progress: Progress,
-    stops: Stops | None,
-    sets: list[list[int]],
-) -> Build:
-    started = time.monotonic()
-    remove_db(path)
-    parts = [path.with_name(f"{path.name}.part{i}") for i in range(len(sets))]
-    children: list[_Part] = []
-    try:
-        for part, partitions in zip(parts, sets, strict=True):
-            children.append(await _Part.start(part, topic, partitions))
-        await _deal(reader, topic, stops, progress, children)
-        reports = [await child.finish() for child in children]
-        await asyncio.to_thread(merge_into, parts[0], parts[1:])
-        os.replace(parts[0], path)
-    except MergeError as exc:
-        raise RebuildError(f"merging the rebuilt partitions failed: {exc}") from exc
-    finally:
-        for child in children:
-            await child.stop()
-        for part in parts:
-            remove_db(part)
-    try:
-        return await Build.merged(path, topic, progress, reports, started)
-    except BaseException:
-        remove_db(path)
-        raise
+class _Parts:
+    """A fold spread over child processes, one per set of partitions, merged into `path`."""
 
+    def __init__(
+        self,
+        path: Path,
+        topic: str,
+        sets: list[list[int]],
+        keep: RecordFilter | None,
+        alone: bool,
+    ):
+        self.path, self.topic, self.sets, self.keep, self.alone = path, topic, sets, keep, alone
 
-async def _deal(
-    reader: LogReader,
-    topic: str,
-    stops: Stops | None,
-    progress: Progress,
-    children: list[_Part],
-) -> None:
-    """Read the log once and hand each child the records of its partitions: the embedded
-    broker serves one reader well, but several concurrent readers of one topic stall it
-    (measured: 2 readers of 3 partitions each, 1M events, stalls of 1-15 s with the broker
-    spinning on both cores; one reader of all 6, none in 5 runs)."""
-    owner = {p: child for child in children for p in child.partitions}
-    tps = await reader.partitions(topic)
-    starts = dict.fromkeys(tps, 0)
-    limits = None if stops is None else {tp: stops.get(tp.partition, 0) for tp in tps}
-    # A batch read gives each child about a build's batch: the transactions stay as large.
-    async for batch in reader.read(starts, limits, max_records=BATCH * len(children)):
-        progress.advance(len(batch))
-        shares: dict[_Part, list[Record]] = {}
-        for record in batch:
-            shares.setdefault(owner[record.partition], []).append(record)
-        for child, records in shares.items():
-            await child.send(records)
+    async def fold(self, reader: LogReader, progress: Progress, stops: Stops | None) -> Build:
+        started = time.monotonic()
+        remove_db(self.path)
+        files = [self.path.with_name(f"{self.path.name}.part{i}") for i in range(len(self.sets))]
+        children: list[_Part] = []
+        try:
+            for file, partitions in zip(files, self.sets, strict=True):
+                children.append(await _Part.start(file, self.topic, partitions))
+            await self._deal(reader, stops, progress, children)
+            reports = [await child.finish() for child in children]
+            await asyncio.to_thread(merge_into, files[0], files[1:])
+            os.replace(files[0], self.path)
+        except MergeError as exc:
+            raise RebuildError(f"merging the rebuilt partitions failed: {exc}") from exc
+        finally:
+            for child in children:
+                await child.stop()
+            for file in files:
+                remove_db(file)
+        try:
+            return await Build.merged(
+                self.path, self.topic, progress, reports, started, alone=self.alone
+            )
+        except BaseException:
+            remove_db(self.path)
+            raise
+
+    async def _deal(
+        self,
+        reader: LogReader,
+        stops: Stops | None,
+        progress: Progress,
+        children: list[_Part],
+    ) -> None:
+        """Read the log once and hand each child the records of its partitions: the embedded
+        broker serves one reader well, but several concurrent readers of one topic stall it
+        (measured: 2 readers of 3 partitions each, 1M events, stalls of 1-15 s with the broker
+        spinning on both cores; one reader of all 6, none in 5 runs)."""
+        owner = {p: child for child in children for p in child.partitions}
+        tps = await reader.partitions(self.topic)
+        starts = dict.fromkeys(tps, 0)
+        limits = None if stops is None else {tp: stops.get(tp.partition, 0) for tp in tps}
+        # A batch read gives each child about a build's batch: the transactions stay as large.
+        async for batch in reader.read(starts, limits, max_records=BATCH * len(children)):
+            progress.advance(len(batch))
+            kept = self.keep(batch) if self.keep is not None else batch
+            shares: dict[_Part, list[Record]] = {}
+            for record in kept:
+                shares.setdefault(owner[record.partition], []).append(record)
+            for child, records in shares.items():
+                await child.send(records)
 
 
 class _Part:
@@ -209,9 +231,13 @@ class _Part:
             raise await self._failure()
         return msgspec.json.decode(out, type=BuildReport)
 
-    async def _failure(self) -> RebuildError:
+    async def _failure(self) -> Exception:
+        """Why the child stopped: the log's fault (ProjectionError, as the fold in one process
+        raises it) or the rebuild's."""
         status = await self.process.wait()
         said = await self._errors
+        if status == PROJECTION_ERROR:
+            return ProjectionError(f"partitions {self.partitions}: {said}")
         return RebuildError(
             f"the fold of partitions {self.partitions} failed (exit status {status}): {said}"
         )

@@ -27,6 +27,7 @@ from projections.compare import differences
 from projections.fold import ProjectionError
 from projections.positions import Record
 from projections.swap import read_only_uri
+from services import parallel_build
 from services.build import Build, Stops
 from services.log_reader import LogReader
 from services.progress import Progress
@@ -127,15 +128,21 @@ async def verify(
     bootstrap: str,
     progress: Progress,
     emit: Callable[[msgspec.Struct], None],
+    processes: int | None = None,
 ) -> Summary:
+    """`processes`: how many fold the log at once, as for `devreg rebuild`
+    (services/parallel_build.py); the hash chains are checked as the log is read."""
     stops = live_stops(live, topic)
     scratch = Path(tempfile.mkdtemp(prefix=".verify-", dir=live.parent))
     differing = 0
     chains = ChainCheck(scratch / "ledger.sqlite", emit)
-    build = await Build.fresh(scratch / "rebuilt.sqlite", topic, progress)
+    build: Build | None = None
     try:
         async with LogReader(bootstrap) as reader:
-            await build.extend(reader, stops, keep=chains)
+            rebuilt = scratch / "rebuilt.sqlite"
+            build = await parallel_build.fold(
+                rebuilt, topic, reader, progress, stops, processes, keep=chains, alone=False
+            )
             async with _snapshot(build.path, live) as compare:
                 stops = await _live_positions(compare, topic)
                 await build.extend(reader, stops, keep=chains)
@@ -149,8 +156,9 @@ async def verify(
         chains.problem(ChainProblem(reason=str(exc)))
     finally:
         chains.close()
-        with contextlib.suppress(Exception):
-            await build.store.close()
+        if build is not None:
+            with contextlib.suppress(Exception):
+                await build.store.close()
         shutil.rmtree(scratch, ignore_errors=True)
     failed = differing or chains.problems
     return Summary(

@@ -97,9 +97,13 @@ async def answers(worker: WorkerProcess, device_id: str, expected: Callable[[Any
     return expected(await get_body(worker, device_id))
 
 
-async def test_given_a_scripted_history_when_verified_then_it_passes(scenario: Scenario) -> None:
-    # When verify folds the log and compares, the worker running, then it passes
-    code, out, err = await devreg(scenario.worker, "verify", "--quiet")
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_given_a_scripted_history_when_verified_then_it_passes(
+    scenario: Scenario, processes: str
+) -> None:
+    # When verify folds the log (in one process, or two) and compares, the worker running
+    code, out, err = await devreg(scenario.worker, "verify", "--quiet", "--processes", processes)
+    # Then it passes
     assert code == 0, (out, err)
     [summary] = json_lines(out)
     assert summary["verdict"] == "pass"
@@ -258,8 +262,8 @@ async def test_given_a_tampered_row_when_verified_then_it_fails_naming_the_row(
     with contextlib.closing(sqlite3.connect(live)) as db, db:
         db.execute("UPDATE devices SET device_token = 'tampered' WHERE device_id = 'a1'")
 
-    # When verified
-    code, out, err = await devreg(worker, "verify", "--quiet")
+    # When verified, the log folded by two processes
+    code, out, err = await devreg(worker, "verify", "--quiet", "--processes", "2")
 
     # Then it fails and names the table, the key, and both versions of the row
     assert code == 1, err

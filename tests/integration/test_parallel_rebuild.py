@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
@@ -20,11 +21,14 @@ from aiokafka import AIOKafkaProducer
 
 from events import AnyEvent, ChannelCreated, ExpireRegistration, encode
 from events.identity import partition_key, seal
+from projections.fold import ProjectionError
 from projections.positions import Record
 from services.broker import EmbeddedBroker
 from services.build import RebuildError
+from services.log_reader import LogReader
 from services.ownership import partition_for
-from services.parallel_build import _Part, split
+from services.parallel_build import _Part, fold, split
+from services.progress import Progress
 from tests.support import PARTITIONS, WorkerProcess, devreg
 from tests.unit.domain import APP, HOUR, NOW, Registry, register, unregister
 
@@ -167,6 +171,62 @@ async def test_given_a_broken_chain_in_one_partition_when_rebuilt_in_parts_then_
     assert forged.event_id in err
     assert live.read_bytes() == b"the live file"
     assert sorted(p.name for p in topics.data_dir.iterdir()) == ["projection.sqlite"]
+
+
+async def test_given_a_broken_chain_when_folded_in_parts_then_the_fold_raises_projection_error(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # Given a log whose partition 2 has an event that does not follow its predecessor
+    topics = WorkerProcess(tmp_path / "data", broker.bootstrap)
+    code, _, err = await devreg(topics, "topics", "--create")
+    assert code == 0, err
+    log = scripted_log()
+    where = min(i for i, e in enumerate(log[2]) if not isinstance(e, ChannelCreated))
+    first = log[2][where]
+    assert not isinstance(first, ChannelCreated)
+    log[2][where] = seal(msgspec.structs.replace(first, version=2))
+    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    # When it is folded by three processes, then the fold fails as one process's does (what
+    # `devreg verify` reports as a broken chain), naming the partition
+    async with LogReader(broker.bootstrap) as reader:
+        with pytest.raises(ProjectionError, match=r"partitions \[2\]: .*gap or a broken"):
+            await fold(
+                tmp_path / "p.sqlite",
+                f"{topics.prefix}.events",
+                reader,
+                Progress("t", quiet=True),
+                None,
+                3,
+            )
+    assert [name for name in os.listdir(tmp_path) if name.startswith("p.sqlite")] == []
+
+
+async def test_given_a_forged_event_when_verified_by_several_processes_then_it_names_it(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # Given a log with an event whose content was changed, its hash kept (the fold takes it:
+    # its links are intact), and a projection rebuilt from it
+    topics = WorkerProcess(tmp_path / "data", broker.bootstrap)
+    code, _, err = await devreg(topics, "topics", "--create")
+    assert code == 0, err
+    log = scripted_log()
+    where = max(i for i, e in enumerate(log[0]) if not isinstance(e, ChannelCreated))
+    forged = log[0][where]
+    log[0][where] = msgspec.structs.replace(forged, occurred_at=forged.occurred_at + 1)
+    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    code, _, err = await devreg(topics, "rebuild", "--offline", "--quiet")
+    assert code == 0, err
+
+    # When verified by three processes
+    code, out, err = await devreg(topics, "verify", "--quiet", "--processes", "3")
+
+    # Then it fails, naming the forged event
+    assert code == 1, (out, err)
+    lines = [json.loads(line) for line in out.splitlines()]
+    [problem] = [line for line in lines if line["kind"] == "chain"]
+    assert (problem["partition"], problem["device_id"]) == (0, forged.device_id)
+    assert "hash does not match" in problem["reason"]
+    assert (lines[-1]["verdict"], lines[-1]["differences"]) == ("fail", 0)
 
 
 async def send_and_finish(part: _Part, records: list[Record], batches: int) -> None:
