@@ -13,13 +13,14 @@ import json
 import os
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from events import AnyEvent, ChannelCreated, ExpireRegistration, encode
+from events import AnyEvent, ChannelCreated, DeviceEvent, ExpireRegistration, encode
 from events.identity import partition_key, seal
 from projections.fold import ProjectionError
 from projections.positions import Record
@@ -78,6 +79,31 @@ async def write_log(bootstrap: str, topic: str, log: Log) -> None:
         await producer.stop()
 
 
+Change = Callable[[DeviceEvent], AnyEvent]
+
+
+def forged_log(partition: int, pick: Callable[[list[int]], int], change: Change) -> Log:
+    """The scripted log with one device event of `partition` (`pick`ed among their indexes)
+    replaced by `change` of it."""
+    log = scripted_log()
+    events = log[partition]
+    where = pick([i for i, e in enumerate(events) if not isinstance(e, ChannelCreated)])
+    original = events[where]
+    assert not isinstance(original, ChannelCreated)
+    events[where] = change(original)
+    return log
+
+
+async def on_new_topics(broker: EmbeddedBroker, data_dir: Path, log: Log) -> WorkerProcess:
+    """Topics of their own with `log` on them (no worker runs): the environment of devreg
+    commands that read them."""
+    topics = WorkerProcess(data_dir, broker.bootstrap)
+    code, _, err = await devreg(topics, "topics", "--create")
+    assert code == 0, err
+    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    return topics
+
+
 def rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every table's rows in a stable order, and every index by name."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -96,13 +122,10 @@ async def logged(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[WorkerProcess, Log]:
     """Topics of their own with the scripted log on them (no worker runs)."""
-    topics = WorkerProcess(tmp_path_factory.mktemp("parallel") / "data", broker.bootstrap)
-    code, _, err = await devreg(topics, "topics", "--create")
-    assert code == 0, err
     log = scripted_log()
     assert len(log) == PARTITIONS  # every partition has devices
-    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
-    return topics, log
+    data_dir = tmp_path_factory.mktemp("parallel") / "data"
+    return await on_new_topics(broker, data_dir, log), log
 
 
 async def rebuilt(
@@ -148,15 +171,9 @@ async def test_given_a_broken_chain_in_one_partition_when_rebuilt_in_parts_then_
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     # Given a log whose partition 1 holds a forged event (its hash no longer follows)
-    topics = WorkerProcess(tmp_path / "data", broker.bootstrap)
-    code, _, err = await devreg(topics, "topics", "--create")
-    assert code == 0, err
-    log = scripted_log()
-    where = max(i for i, e in enumerate(log[1]) if not isinstance(e, ChannelCreated))
-    forged = log[1][where]
-    assert not isinstance(forged, ChannelCreated)
-    log[1][where] = seal(msgspec.structs.replace(forged, prev_hash="0" * 64))
-    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    log = forged_log(1, max, lambda e: seal(msgspec.structs.replace(e, prev_hash="0" * 64)))
+    forged = log[1][max(i for i, e in enumerate(log[1]) if not isinstance(e, ChannelCreated))]
+    topics = await on_new_topics(broker, tmp_path / "data", log)
     # and a live projection file the rebuild would replace
     live = topics.data_dir / "projection.sqlite"
     topics.data_dir.mkdir(parents=True)
@@ -177,15 +194,8 @@ async def test_given_a_broken_chain_when_folded_in_parts_then_the_fold_raises_pr
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     # Given a log whose partition 2 has an event that does not follow its predecessor
-    topics = WorkerProcess(tmp_path / "data", broker.bootstrap)
-    code, _, err = await devreg(topics, "topics", "--create")
-    assert code == 0, err
-    log = scripted_log()
-    where = min(i for i, e in enumerate(log[2]) if not isinstance(e, ChannelCreated))
-    first = log[2][where]
-    assert not isinstance(first, ChannelCreated)
-    log[2][where] = seal(msgspec.structs.replace(first, version=2))
-    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    log = forged_log(2, min, lambda e: seal(msgspec.structs.replace(e, version=2)))
+    topics = await on_new_topics(broker, tmp_path / "data", log)
     # When it is folded by three processes, then the fold fails as one process's does (what
     # `devreg verify` reports as a broken chain), naming the partition
     async with LogReader(broker.bootstrap) as reader:
@@ -206,14 +216,9 @@ async def test_given_a_forged_event_when_verified_by_several_processes_then_it_n
 ) -> None:
     # Given a log with an event whose content was changed, its hash kept (the fold takes it:
     # its links are intact), and a projection rebuilt from it
-    topics = WorkerProcess(tmp_path / "data", broker.bootstrap)
-    code, _, err = await devreg(topics, "topics", "--create")
-    assert code == 0, err
-    log = scripted_log()
-    where = max(i for i, e in enumerate(log[0]) if not isinstance(e, ChannelCreated))
-    forged = log[0][where]
-    log[0][where] = msgspec.structs.replace(forged, occurred_at=forged.occurred_at + 1)
-    await write_log(broker.bootstrap, f"{topics.prefix}.events", log)
+    log = forged_log(0, max, lambda e: msgspec.structs.replace(e, occurred_at=e.occurred_at + 1))
+    forged = log[0][max(i for i, e in enumerate(log[0]) if not isinstance(e, ChannelCreated))]
+    topics = await on_new_topics(broker, tmp_path / "data", log)
     code, _, err = await devreg(topics, "rebuild", "--offline", "--quiet")
     assert code == 0, err
 
