@@ -46,7 +46,10 @@ _QUEUED = 2  # frames waiting for a child: it reads the next while SQLite writes
 
 
 def available_cores() -> int:
-    return len(os.sched_getaffinity(0))
+    """The cores this process may run on (macOS has no affinity: all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def processes_for(requested: int | None, events: int) -> int:
