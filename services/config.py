@@ -40,9 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_idle_timeout_ms: int  # a connection without a complete request is closed after it
     http_body_timeout_ms: int  # a request body not received in full by then gets a 408
     http_write_timeout_ms: int  # a streamed answer the client stops reading: dropped after it
-    stop_timeout_ms: (
-        int  # a worker told to stop exits within about this long (services/shutdown.py)
-    )
+    stop_timeout_ms: int  # a stop is over within about this long (services/shutdown.py)
     batch_size: int
     read_back_recheck_ms: int  # services/read_back.py; 0: never pause the read-back
     log_level: str

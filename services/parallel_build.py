@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import msgspec
+from aiokafka import TopicPartition
 
 from projections.fold import ProjectionError
 from projections.merge import MergeError, merge_into
@@ -95,7 +96,7 @@ async def fold(
     sets = split(ends, processes_for(processes, progress.total))
     if len(sets) > 1:
         parts = _Parts(path, topic, sets, keep, alone)
-        return await parts.fold(reader, progress, stops)
+        return await parts.fold(reader, tps, progress, stops)
     build = await Build.fresh(path, topic, progress, alone=alone)
     try:
         await build.extend(reader, stops, keep)
@@ -124,7 +125,13 @@ class _Parts:
     ):
         self.path, self.topic, self.sets, self.keep, self.alone = path, topic, sets, keep, alone
 
-    async def fold(self, reader: LogReader, progress: Progress, stops: Stops | None) -> Build:
+    async def fold(
+        self,
+        reader: LogReader,
+        tps: list[TopicPartition],
+        progress: Progress,
+        stops: Stops | None,
+    ) -> Build:
         started = time.monotonic()
         remove_db(self.path)
         files = [self.path.with_name(f"{self.path.name}.part{i}") for i in range(len(self.sets))]
@@ -132,7 +139,7 @@ class _Parts:
         try:
             for file, partitions in zip(files, self.sets, strict=True):
                 children.append(await _Part.start(file, self.topic, partitions))
-            await self._deal(reader, stops, progress, children)
+            await self._deal(reader, tps, stops, progress, children)
             reports = [await child.finish() for child in children]
             await asyncio.to_thread(merge_into, files[0], files[1:])
             os.replace(files[0], self.path)
@@ -154,6 +161,7 @@ class _Parts:
     async def _deal(
         self,
         reader: LogReader,
+        tps: list[TopicPartition],
         stops: Stops | None,
         progress: Progress,
         children: list[_Part],
@@ -163,7 +171,6 @@ class _Parts:
         (measured: 2 readers of 3 partitions each, 1M events, stalls of 1-15 s with the broker
         spinning on both cores; one reader of all 6, none in 5 runs)."""
         owner = {p: child for child in children for p in child.partitions}
-        tps = await reader.partitions(self.topic)
         starts = dict.fromkeys(tps, 0)
         limits = None if stops is None else {tp: stops.get(tp.partition, 0) for tp in tps}
         # A batch read gives each child about a build's batch: the transactions stay as large.
