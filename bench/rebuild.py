@@ -7,7 +7,7 @@ devreg:   `python -m services rebuild --offline --quiet` with the population's t
 baseline: a plain aiokafka consumer reading the same events topic from offset 0. A note gives
           one more run folded by one process (`--processes 1`), for comparison.
 memory:   the peak of the resident memory of the command and its processes together (a
-          rebuild spreads its fold over processes, services/parallel_build.py), sampled
+          rebuild spreads its fold over processes, services/rebuild/parallel.py), sampled
           every 200 ms.
 Measured only once the subcommand exists (issue 5); until then the row says so.
 """

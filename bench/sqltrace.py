@@ -23,8 +23,8 @@ from typing import Any
 import aiosqlite.core
 
 from projections.sqlite import InlineConnection
-from services import processor, projector
 from services.cli import main as devreg_main
+from services.stream import processor, projector
 
 _sql_seconds: dict[str, float] = {}
 _sql_calls: Counter[str] = Counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.memory import memory_kib
-from services.broker import EmbeddedBroker, free_port
+from services.log.broker import EmbeddedBroker, free_port
 
 APP_ID, API_KEY = "bench-app", "bench-key"
 PARTITIONS = 6  # devreg's default (DEVREG_PARTITIONS)

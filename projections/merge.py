@@ -1,6 +1,6 @@
 """Merging projection files folded from disjoint sets of partitions into one.
 
-A parallel rebuild (services/parallel_build.py) folds each set of partitions into its own
+A parallel rebuild (services/rebuild/parallel.py) folds each set of partitions into its own
 file. Every device's events are in one partition (DESIGN.md §2), so the files hold disjoint
 devices, subscriptions, history and positions: their rows are simply copied. A channel may
 be announced on several partitions; its earliest time stands, the fold's own rule
@@ -43,7 +43,7 @@ def tables(db: sqlite3.Connection, schema: str = "main") -> set[str]:
 
 def merge_into(target: Path, parts: Sequence[Path]) -> None:
     """Copy the rows of `parts` into `target` (all of one schema), a transaction per part, then
-    build the history's unique index, which a rebuild's parts leave out (services/build.py).
+    build the history's unique index, which a rebuild's parts leave out (services/rebuild/build.py).
     Like the files of a rebuild, `target` gets no journal: the caller throws a failed merge
     away. (Built here rather than when the store opens the file in WAL mode: 0.5 s instead of
     1.5 s at 1M events, the index's pages written once.)"""

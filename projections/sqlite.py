@@ -23,7 +23,8 @@ _PRAGMAS = (
     "PRAGMA busy_timeout=5000",
 )
 
-# For a file nobody serves yet (a rebuild's, services/build.py; a merge, projections/merge.py):
+# For a file nobody serves yet (a rebuild's, services/rebuild/build.py; a merge,
+# projections/merge.py):
 # every page written once (no WAL to checkpoint, no journal) and never fsynced: ~10% faster.
 # Nothing can be rolled back, which is fine for a file that is thrown away if anything fails.
 # The exclusive lock, held until the file is closed, lets SQLite keep its page cache from one

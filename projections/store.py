@@ -130,7 +130,7 @@ class ProjectionStore:
     async def apply_next(self, records: Sequence[Record]) -> ApplyResult | None:
         """Apply the partitions of `records` that continue exactly from the stored positions:
         the command processor's own events, just acknowledged by Kafka, folded without
-        waiting to read them back (services/processor.py). A partition with a gap (the
+        waiting to read them back (services/stream/processor.py). A partition with a gap (the
         projector is behind, or another writer came in between) is left to the projector,
         which reads it from the log; the copies it reads later are below the position."""
         async with self.lock:

@@ -14,7 +14,7 @@ from projections.fold import Changes
 #    are too large for a WITHOUT ROWID b-tree; a 1M-event rebuild is ~8% faster
 SCHEMA_VERSION = 4
 # The history's unique index, apart: a rebuild builds it once, after the load
-# (services/build.py; projections/merge.py for a rebuild in parts).
+# (services/rebuild/build.py; projections/merge.py for a rebuild in parts).
 HISTORY_INDEX = "device_events_by_device"
 HISTORY_INDEX_DDL = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS {HISTORY_INDEX}"

@@ -58,8 +58,8 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def export_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services import archive
     from services.embedded import topic_names
+    from services.log import archive
 
     bootstrap = require_bootstrap(settings, "export")
     summary = event_loop.run(
@@ -70,8 +70,8 @@ def export_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def import_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services import archive
-    from services.topics import ensure_topics
+    from services.log import archive
+    from services.log.topics import ensure_topics
 
     bootstrap = require_bootstrap(settings, "import")
 
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("path", help="archive file to write")
     imp = sub.add_parser("import", help="re-publish an archive into empty topics, same offsets")
     imp.add_argument("path", help="archive file to read")
-    from services.audit_cli import add_commands  # imports this module: not at the top
+    from services.audit.commands import add_commands  # imports this module: not at the top
 
     _MAINS.update(add_commands(sub))
     return parser

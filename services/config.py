@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_write_timeout_ms: int  # a streamed answer the client stops reading: dropped after it
     stop_timeout_ms: int  # a stop is over within about this long (services/shutdown.py)
     batch_size: int
-    read_back_recheck_ms: int  # services/read_back.py; 0: never pause the read-back
+    read_back_recheck_ms: int  # services/stream/read_back.py; 0: never pause the read-back
     log_level: str
     log_format: str  # "text" or "json"
     event_loop: str  # "uvloop" or "asyncio" (services/event_loop.py says why)

@@ -12,11 +12,11 @@ import logging
 import signal
 import sys
 
-from services.broker import EmbeddedBroker
-from services.catch_up import Ends
 from services.config import Settings
+from services.log.broker import EmbeddedBroker
+from services.log.topics import ensure_topics
 from services.shutdown import exit_if_abandoned
-from services.topics import ensure_topics
+from services.stream.catch_up import Ends
 from services.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ async def run(settings: Settings) -> int:
     if not settings.embedded:
         assert settings.kafka_bootstrap is not None
         return await _serve(settings, settings.kafka_bootstrap, stop)
-    from services import archive
+    from services.log import archive
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(port=settings.broker_port, log_path=settings.data_dir / "tansu.log")

@@ -12,27 +12,28 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from projections.decisions import DecisionStore
 from projections.positions import Position
 from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
-from services import history_check, shutdown
-from services.catch_up import CatchUp, Ends, Takeover, log_ends
+from services import shutdown
 from services.config import Settings
-from services.gateway import Gateway
-from services.health import BrokerHealth
-from services.http_api import LINGER_S, Api
+from services.http.api import LINGER_S, Api
+from services.http.app import build_http_app
+from services.http.command_gateway import Gateway
+from services.http.forwarding import Router
+from services.kafka.faust_app import EventsReader, build_app
+from services.kafka.health import BrokerHealth
+from services.log import store_check as history_check
+from services.log.topics import ensure_topics
 from services.metrics import Metrics
-from services.ownership import CoPartitionedAssignor, Ownership, key_partition
-from services.processor import CommandProcessor
-from services.projector import Projector
-from services.read_back import ReadBack
-from services.routes import build_http_app
-from services.routing import Router
-from services.scheduler import ExpiryScheduler
-from services.streams import EventsReader, build_app
-from services.topics import ensure_topics
-from services.visibility import Visibility
+from services.stream.catch_up import CatchUp, Ends, Takeover, log_ends
+from services.stream.decision_store import DecisionStore
+from services.stream.ownership import CoPartitionedAssignor, Ownership, key_partition
+from services.stream.processor import CommandProcessor
+from services.stream.projector import Projector
+from services.stream.read_back import ReadBack
+from services.stream.scheduler import ExpiryScheduler
+from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 
 
 # The processor hands each partition's events and outcomes of a decided batch to Kafka as one
-# record batch (services/batch_sender.py), and the scheduler its expiry commands, sent at once,
-# without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch over
+# record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
+# once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch over
 # the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
 # keeps the log's batches large: the embedded broker reads a log of small ones slowly
 # (docs/audit.md).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess
 
 

@@ -1,5 +1,5 @@
-"""aiokafka's BatchBuilder, as far as devreg's record batches use it (services/record_batches.py):
-for hand-written producers in tests."""
+"""aiokafka's BatchBuilder, as far as devreg's record batches use it
+(services/stream/record_batches.py): for hand-written producers in tests."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from events import AnyCommand, AnyEvent, decode_event, encode
 from events.identity import partition_key
-from services.broker import free_port
+from services.log.broker import free_port
 
 T = TypeVar("T")
 APPS = {"app-a": "key-a", "app-b": "key-b"}

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from events import RegisterDevice
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import APPS, WorkerProcess, now_ms, publish_commands
 
 PARTITIONS = 6

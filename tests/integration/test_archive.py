@@ -19,8 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.archive import ArchivedRecord, ArchiveError, export_log, import_log
-from services.broker import EmbeddedBroker, free_port
+from services.log.archive import ArchivedRecord, ArchiveError, export_log, import_log
+from services.log.broker import EmbeddedBroker, free_port
 
 PARTITIONS = 3
 PER_PARTITION = 2_000  # more than one progress report in all

@@ -21,8 +21,8 @@ import pytest
 
 from projections.device_lookup import DeviceView
 from projections.store import ProjectionStore
-from services import wire
-from services.broker import EmbeddedBroker
+from services.http import wire
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, devreg, now_ms, registration, wait_for
 
 DEVICES = ("a1", "a2", "a3", "brief", "late")

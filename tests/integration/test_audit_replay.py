@@ -28,7 +28,7 @@ from events import (
     encode,
 )
 from events.identity import event_id, partition_key, registration_id, seal
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess
 
 T0 = 1_700_000_000_000

@@ -1,5 +1,6 @@
 """The command processor's sender hands each partition's records to Kafka as record batches
-(services/batch_sender.py), and works out where every event landed from the batch's base offset.
+(services/stream/batch_sender.py), and works out where every event landed from the batch's base
+offset.
 
 What it reports is what the write-through folds and what read-your-writes waits for, so it must
 be exactly what the log holds: the same offsets, keys and values, batch after batch, and across
@@ -18,13 +19,13 @@ from aiokafka import AIOKafkaProducer
 from events import RegisterDevice, decide, empty_state
 from events.identity import partition_key
 from projections.positions import Record
-from services.batch_sender import BatchSender, Emission
-from services.broker import EmbeddedBroker
 from services.config import Settings, load_settings
+from services.log.broker import EmbeddedBroker
+from services.log.topics import ensure_topics
 from services.metrics import Metrics
-from services.ownership import Ownership, key_partition
-from services.topics import ensure_topics
-from services.visibility import Visibility
+from services.stream.batch_sender import BatchSender, Emission
+from services.stream.ownership import Ownership, key_partition
+from services.stream.visibility import Visibility
 from tests.support import PARTITIONS, now_ms, read_records
 
 APP = "app"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, equals, registration, wait_for
 
 

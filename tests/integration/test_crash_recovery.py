@@ -28,7 +28,7 @@ from events import (
 )
 from events.identity import partition_key
 from projections.store import ProjectionStore
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.log_checks import assert_chains, committed
 from tests.support import APPS, WorkerProcess, devreg, read_records, sized, wait_for
 

@@ -6,7 +6,7 @@ import signal
 import socket
 from pathlib import Path
 
-from services.broker import free_port
+from services.log.broker import free_port
 from tests.support import WorkerProcess, call, registration, wait_for
 
 

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from events import AnyEvent, RegisterDevice, RegistrationExpired, encode
 from events.identity import partition_key
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, equals, now_ms, read_events, registration, wait_for
 
 

@@ -30,7 +30,7 @@ from events import (
     decode_outcome,
 )
 from projections.positions import Record
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.log_checks import LogTail, assert_chains, committed
 from tests.support import APPS, WorkerProcess, devreg, now_ms, publish_commands, sized, wait_for
 

@@ -32,8 +32,8 @@ from events import (
     encode,
 )
 from events.identity import partition_key, registration_id
-from services.broker import EmbeddedBroker
-from services.ownership import Ownership
+from services.log.broker import EmbeddedBroker
+from services.stream.ownership import Ownership
 from tests.support import (
     PARTITIONS,
     WorkerProcess,

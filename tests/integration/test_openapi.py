@@ -11,9 +11,9 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from services.http_api import Api
-from services.openapi import build_document
-from services.routes import build_http_app
+from services.http.api import Api
+from services.http.app import build_http_app
+from services.http.openapi import build_document
 from tests.support import WorkerProcess
 
 

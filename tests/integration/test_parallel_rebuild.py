@@ -1,4 +1,4 @@
-"""A rebuild spread over processes (services/parallel_build.py), on the real broker: the same
+"""A rebuild spread over processes (services/rebuild/parallel.py), on the real broker: the same
 file, row for row, as one process folds; a part that fails fails the whole rebuild.
 
 The log is written here straight to a fresh events topic: every partition announces the
@@ -24,12 +24,12 @@ from events import AnyEvent, ChannelCreated, DeviceEvent, ExpireRegistration, en
 from events.identity import partition_key, seal
 from projections.fold import ProjectionError
 from projections.positions import Record
-from services.broker import EmbeddedBroker
-from services.build import RebuildError
-from services.log_reader import LogReader
-from services.ownership import partition_for
-from services.parallel_build import _Part, fold, split
+from services.log.broker import EmbeddedBroker
+from services.log.reader import LogReader
 from services.progress import Progress
+from services.rebuild.build import RebuildError
+from services.rebuild.parallel import _Part, fold, split
+from services.stream.ownership import partition_for
 from tests.support import PARTITIONS, WorkerProcess, devreg
 from tests.unit.domain import APP, HOUR, NOW, Registry, register, unregister
 

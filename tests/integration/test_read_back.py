@@ -1,7 +1,7 @@
 """A worker pauses reading its own events back, and reads again when the log holds more.
 
 Write-through folds the worker's events as soon as Kafka has them; an events partition whose
-read-back brings only those copies is paused (services/read_back.py). An event the worker did
+read-back brings only those copies is paused (services/stream/read_back.py). An event the worker did
 not write (a stale worker after a partition move, say) must still reach the projection: at
 once when the worker next writes on that partition (the gap), and within the recheck interval
 when it does not write again.
@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 
 from events import ChannelCreated, encode
 from events.identity import event_id, seal
-from services.broker import EmbeddedBroker
-from services.ownership import Ownership
+from services.log.broker import EmbeddedBroker
+from services.stream.ownership import Ownership
 from tests.support import PARTITIONS, WorkerProcess, call, now_ms, registration, wait_for
 
 OWNERSHIP = Ownership("http://unused", PARTITIONS)

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from events import DeviceRegistered, RegisterDevice, decode_event, encode
 from events.identity import partition_key
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, read_records, registration, wait_for
 
 

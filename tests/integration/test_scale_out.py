@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.integration.scale_group import (
     CHANNEL_GROUPS,
     PARTITIONS,

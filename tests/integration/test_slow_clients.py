@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from events import RegisterDevice
-from services.broker import EmbeddedBroker
-from services.http_api import LINGER_S, MAX_BODY_BYTES
+from services.http.api import LINGER_S, MAX_BODY_BYTES
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, equals, publish_commands, registration, wait_for
 
 IDLE_S = 4.0  # no complete request on a connection within this: closed

@@ -1,5 +1,5 @@
 """The expiry scheduler on a real projection file, with a clock the test moves
-(services/scheduler.py)."""
+(services/stream/scheduler.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from events import ExpireRegistration, RegisterDevice, decide, decode_command, e
 from projections.positions import Record
 from projections.store import ProjectionStore
 from services.metrics import Metrics
-from services.scheduler import ExpiryScheduler
+from services.stream.scheduler import ExpiryScheduler
 from tests.fake_batches import FakeBatch
 from tests.support import wait_for
 

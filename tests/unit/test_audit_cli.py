@@ -7,9 +7,9 @@ import io
 import pytest
 
 from events import ChannelCreated, DeviceUnregistered
-from services.audit_cli import _from_offsets
+from services.audit.commands import _from_offsets
+from services.audit.replay import Filter, event_type_tags, parse_time
 from services.progress import Progress
-from services.replay import Filter, event_type_tags, parse_time
 
 
 def test_given_times_in_each_form_when_parsed_then_ms_since_the_epoch() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.catch_up import CatchUp, Takeover
+from services.stream.catch_up import CatchUp, Takeover
 
 EVENTS = "devreg.events"
 

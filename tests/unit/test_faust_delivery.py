@@ -1,5 +1,5 @@
 """faust's consumer delivering a message without a race when the delivery need not wait
-(services/faust_delivery.py)."""
+(services/kafka/faust_delivery.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import faust
 import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 
-from services import faust_delivery
+from services.kafka import faust_delivery
 
 
 @pytest.fixture

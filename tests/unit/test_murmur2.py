@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from events.identity import partition_key
-from services.ownership import Ownership, key_partition, murmur2
+from services.stream.ownership import Ownership, key_partition, murmur2
 
 
 @given(st.binary(max_size=300))

@@ -14,15 +14,15 @@ from aiokafka.structs import RecordMetadata
 
 from events import DeviceRegistered, RegisterDevice, decode_event, encode
 from events.identity import partition_key
-from projections.decisions import DecisionStore
 from projections.positions import Record
 from projections.store import ProjectionStore
 from services.config import load_settings
 from services.metrics import Metrics
-from services.processor import CommandProcessor
-from services.projector import Projector
-from services.read_back import ReadBack
-from services.visibility import Visibility
+from services.stream.decision_store import DecisionStore
+from services.stream.processor import CommandProcessor
+from services.stream.projector import Projector
+from services.stream.read_back import ReadBack
+from services.stream.visibility import Visibility
 from tests.fake_batches import FakeBatch
 from tests.support import wait_for
 

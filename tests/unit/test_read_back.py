@@ -1,4 +1,5 @@
-"""Pausing the read-back of a worker's own events, and reading again (services/read_back.py)."""
+"""Pausing the read-back of a worker's own events, and reading again
+(services/stream/read_back.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 from collections.abc import Mapping
 
 from services.metrics import Metrics
-from services.read_back import ReadBack
+from services.stream.read_back import ReadBack
 from tests.support import wait_for
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events import RegisterDevice, rules
-from services import wire
+from services.http import wire
 
 NOW = 1_800_000_000_000
 text = st.text(min_size=1, max_size=700)

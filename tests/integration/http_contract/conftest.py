@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess
 
 

@@ -10,7 +10,7 @@ import aiohttp
 from aiokafka import ConsumerRecord
 
 from events import DeviceRegistered, DeviceUnregistered, decode_event
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.integration.http_contract.registration_api import (
     assert_success_body,
     new_device,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.integration.kafka_commands.outside_producer import Topics
 from tests.support import WorkerProcess
 

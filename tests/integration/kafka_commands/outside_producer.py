@@ -18,7 +18,7 @@ from events import (
     encode,
 )
 from events.identity import partition_key
-from services.ownership import Ownership
+from services.stream.ownership import Ownership
 from tests.support import PARTITIONS, WorkerProcess, call, now_ms, read_topic
 
 APP = "app-a"

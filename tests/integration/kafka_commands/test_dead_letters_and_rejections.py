@@ -8,7 +8,7 @@ import uuid
 from aiokafka import AIOKafkaProducer
 
 from events import UnregisterDevice
-from services.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker
 from tests.integration.kafka_commands.outside_producer import (
     APP,
     Records,

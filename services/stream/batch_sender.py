@@ -1,6 +1,6 @@
 """Sending a decided batch to Kafka, and collecting what Kafka acknowledged.
 
-The command processor (services/processor.py) decides; this hands every event, outcome and
+The command processor (services/stream/processor.py) decides; this hands every event, outcome and
 dead letter of a batch to the producer in order, then turns the acknowledgements into the
 records the log now holds (for the projection's write-through) and each command's last event
 position (for read-your-writes).
@@ -20,8 +20,8 @@ from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
-from services.record_batches import RecordBatches, Slot
-from services.visibility import Visibility
+from services.stream.record_batches import RecordBatches, Slot
+from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 
 from events import AnyCommand, Outcome, encode
 from events.identity import partition_key
-from services.visibility import Visibility
+from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Reading the worker's own events back from the log only while that brings something new.
 
 The command processor folds its events into the projection as soon as Kafka acknowledges them
-(write-through, services/processor.py). The projector's agent then reads the same events back
+(write-through, services/stream/processor.py). The projector's agent then reads the same events back
 from the log and finds every one applied already: faust's per-message work for nothing, ~20%
 of a worker's CPU in an ingest (measured: 6.5k → 8.3k commands/s without it). So an events
 partition whose reader delivers nothing but such copies is paused (in the aiokafka consumer
-faust runs: services/streams.py EventsReader says why there), and it reads again:
+faust runs: services/kafka/faust_app.py EventsReader says why there), and it reads again:
 
 - at once, when write-through meets events of a paused partition that it cannot apply
   because they do not follow the stored position (something it did not write came first);
@@ -13,7 +13,7 @@ faust runs: services/streams.py EventsReader says why there), and it reads again
   nobody announced (a stale worker after a partition move) waits seconds, not until the
   next write of our own;
 - after every rebalance: aiokafka's new partition states are not paused, and
-  services/streams.py seeks every assigned partition to its store's position.
+  services/kafka/faust_app.py seeks every assigned partition to its store's position.
 
 A resumed partition first seeks to the stored position, so the copies in between are skipped
 without being read. Only `only_copies` pauses, and it records what it paused; only `_resume`
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Reader(Protocol):
-    """The events partitions of faust's consumer (services/streams.py EventsReader)."""
+    """The events partitions of faust's consumer (services/kafka/faust_app.py EventsReader)."""
 
     async def pause(self, partitions: set[int]) -> None: ...
 

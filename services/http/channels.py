@@ -17,9 +17,9 @@ from yarl import URL
 
 from events import rules
 from projections.queries import ChannelCount, ChannelDevice
-from services.gateway import now_ms
-from services.http_api import Api
-from services.wire import Freshness, WireError, json_response
+from services.http.api import Api
+from services.http.command_gateway import now_ms
+from services.http.wire import Freshness, WireError, json_response
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

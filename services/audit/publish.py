@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from events import AnyCommand, Outcome, decode_command, decode_outcome, encode
 from events.identity import partition_key
-from services.log_reader import LogError, LogReader
+from services.log.reader import LogError, LogReader
 
 
 class PublishError(RuntimeError):

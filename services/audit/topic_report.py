@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from services.config import Settings
-from services.log_reader import LogError, LogReader
-from services.topics import ensure_topics
+from services.log.reader import LogError, LogReader
+from services.log.topics import ensure_topics
 
 END_NOTE = (
     "end offsets are what the broker reports; the embedded Tansu broker under-reports them"

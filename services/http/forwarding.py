@@ -11,8 +11,8 @@ import aiohttp
 from aiohttp import web
 
 from events import rules
-from services.ownership import Ownership
-from services.wire import WireError
+from services.http.wire import WireError
+from services.stream.ownership import Ownership
 
 log = logging.getLogger(__name__)
 FORWARDED = "X-Devreg-Forwarded"  # a forwarded request is never forwarded again

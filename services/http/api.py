@@ -14,11 +14,17 @@ from aiohttp.typedefs import Middleware
 
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
 from projections.store import ProjectionStore
-from services import wire
-from services.gateway import Gateway, NotVisibleInTime, Unavailable, new_command_id, now_ms
+from services.http import wire
+from services.http.command_gateway import (
+    Gateway,
+    NotVisibleInTime,
+    Unavailable,
+    new_command_id,
+    now_ms,
+)
+from services.http.forwarding import Router
+from services.http.wire import WireError, error_response, json_response
 from services.metrics import Metrics
-from services.routing import Router
-from services.wire import WireError, error_response, json_response
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024

@@ -10,7 +10,7 @@ of small acyclic objects), and the history's unique index built once after the l
 Measured and left out, no gain beyond the noise here: dropping the secondary indexes during
 the load (an earlier session), skipping the row lookup of devices not seen yet (a Bloom
 filter), and fetching the next batch while SQLite writes the current one.
-A rebuild spreads this over processes, a set of partitions each (services/parallel_build.py).
+A rebuild spreads this over processes, a set of partitions each (services/rebuild/parallel.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from projections.positions import Record
 from projections.sqlite import ALONE, BULK_PRAGMAS
 from projections.store import ProjectionStore
 from projections.tables import HISTORY_INDEX, HISTORY_INDEX_DDL
-from services.log_reader import LogReader
+from services.log.reader import LogReader
 from services.progress import Progress
 
 BATCH = 10_000  # events per transaction: half the commits of 5000, ~10% faster, +20 MiB

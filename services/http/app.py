@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.history_api import History
-from services.http_api import MAX_BODY_BYTES, Api, backendless_errors, timed
-from services.openapi import openapi_handler
-from services.targeting import Targeting
+from services.http.api import MAX_BODY_BYTES, Api, backendless_errors, timed
+from services.http.channels import Targeting
+from services.http.device_history import History
+from services.http.openapi import openapi_handler
 
 CLASSIC = "/{app_id}/{api_key}"
 # The custom-domain form: registered first, so "/api/…" is never read as an app id.

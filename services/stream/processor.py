@@ -30,13 +30,13 @@ from events import (
     evolve,
     rules,
 )
-from projections.decisions import DecisionBatch, DecisionStore
 from projections.positions import Record, last_positions
-from services.batch_sender import BatchSender, Dead, Emission, Sent
 from services.config import Settings
 from services.metrics import Metrics
-from services.pending_decisions import PendingDecisions
-from services.visibility import Decided, Visibility
+from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
+from services.stream.decision_store import DecisionBatch, DecisionStore
+from services.stream.pending_decisions import PendingDecisions
+from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]

@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.history_api import HistoryPage
-from services.targeting import ChannelsAnswer, DevicesAnswer
-from services.wire import (
+from services.http.channels import ChannelsAnswer, DevicesAnswer
+from services.http.device_history import HistoryPage
+from services.http.wire import (
     ErrorBody,
     RegisterBody,
     RegisterResponse,

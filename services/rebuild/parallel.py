@@ -5,7 +5,7 @@ thread (SQLite) take turns on the GIL, so a second thread does not help, and the
 be split across batches (each depends on the rows the one before wrote). It can be split
 across partitions: every device's events are in one partition (DESIGN.md §2). So this
 process reads the log once and deals each batch's records out to children
-(services/build_part.py), one per set of partitions, each running the very same build into
+(services/rebuild/part.py), one per set of partitions, each running the very same build into
 a file of its own; the files are then merged (projections/merge.py). Figures in
 docs/benchmarks.md.
 """
@@ -26,7 +26,9 @@ from aiokafka import TopicPartition
 from projections.fold import ProjectionError
 from projections.merge import MergeError, merge_into
 from projections.positions import Record
-from services.build import (
+from services.log.reader import LogReader
+from services.progress import Progress
+from services.rebuild.build import (
     BATCH,
     Build,
     BuildReport,
@@ -35,9 +37,7 @@ from services.build import (
     Stops,
     remove_db,
 )
-from services.build_part import PROJECTION_ERROR, frame
-from services.log_reader import LogReader
-from services.progress import Progress
+from services.rebuild.part import PROJECTION_ERROR, frame
 
 # Below this many events, one process: starting others costs about what sharing saves. At 100k
 # events two processes were already faster here (1.54-1.67 s vs 1.98-2.02 s, three pairs).
@@ -185,7 +185,7 @@ class _Parts:
 
 
 class _Part:
-    """A child process folding a set of partitions (services/build_part.py), fed through a
+    """A child process folding a set of partitions (services/rebuild/part.py), fed through a
     queue so that a child busy with SQLite does not hold up the reading for the others."""
 
     def __init__(self, process: asyncio.subprocess.Process, partitions: list[int]):
@@ -202,7 +202,7 @@ class _Part:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "services.build_part",
+            "services.rebuild.part",
             str(path),
             topic,
             stdin=pipe,

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from projections.positions import Record
 from projections.store import ApplyResult, ProjectionStore
 from services.metrics import Metrics
-from services.read_back import ReadBack
-from services.visibility import Visibility
+from services.stream.read_back import ReadBack
+from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 

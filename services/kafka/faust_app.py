@@ -17,9 +17,9 @@ from aiokafka import TopicPartition
 from faust.sensors.monitor import Monitor
 
 from projections.positions import Record
-from services import faust_delivery
 from services.config import Settings
-from services.ownership import CoPartitionedAssignor
+from services.kafka import faust_delivery
+from services.stream.ownership import CoPartitionedAssignor
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
@@ -94,7 +94,7 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
 
 
 class EventsReader:
-    """The events topic's partitions in faust's consumer, for services/read_back.py.
+    """The events topic's partitions in faust's consumer, for services/stream/read_back.py.
 
     Paused in the aiokafka consumer faust runs (on its thread), not with faust's own
     pause_partitions: faust's only stops handing records over, while aiokafka goes on fetching

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from events import DeviceEvent, decode_event, empty_state, evolve, rules
 from projections.device_lookup import DeviceView
-from services import wire
-from services.http_api import Api
-from services.wire import WireError, json_response
+from services.http import wire
+from services.http.api import Api
+from services.http.wire import WireError, json_response
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

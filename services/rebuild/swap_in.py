@@ -1,5 +1,6 @@
-"""`devreg rebuild`: a projection folded afresh from the log (services/build.py, over several
-processes when the log is large: services/parallel_build.py), swapped in for the live one.
+"""`devreg rebuild`: a projection folded afresh from the log (services/rebuild/build.py, over
+several processes when the log is large: services/rebuild/parallel.py), swapped in for the live
+one.
 
 Online (a worker serves the live file), the rebuilt file is swapped in through the handshake
 of projections/swap.py. Offline (no worker), it simply replaces the live file.
@@ -25,10 +26,10 @@ from projections.swap import (
     now_ms,
     stored_positions,
 )
-from services import parallel_build
-from services.build import Build, BuildReport, RebuildError, Stops, remove_db
-from services.log_reader import LogReader
+from services.log.reader import LogReader
 from services.progress import Progress
+from services.rebuild import parallel as parallel_build
+from services.rebuild.build import Build, BuildReport, RebuildError, Stops, remove_db
 
 CATCH_UP_ROUNDS = 3  # folds to the live positions before asking: the last pause is then short
 
@@ -46,7 +47,7 @@ async def rebuild_offline(
     live: Path, topic: str, bootstrap: str, progress: Progress, processes: int | None = None
 ) -> BuildReport:
     """Fold the whole log into a new file, then replace the live one (no worker may run).
-    `processes`: see services/parallel_build.py processes_for."""
+    `processes`: see services/rebuild/parallel.py processes_for."""
     files = SwapFiles(live)
     _take_offline(live)  # fails fast if a worker has it; checked again before the rename
     async with LogReader(bootstrap) as reader:

@@ -1,6 +1,6 @@
 """Decisions published but not committed yet, which the next batch must decide on top of.
 
-The command processor overlaps batches (services/processor.py): while batch N waits for
+The command processor overlaps batches (services/stream/processor.py): while batch N waits for
 Kafka's acknowledgement and its SQLite commit, batch N+1 is decided. N+1 must then see N's
 device states, outcomes and channels although the decision store does not have them yet:
 they are kept here from the moment N is decided until N is committed.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from events import DeviceState, Outcome
-from projections.decisions import DecisionBatch
+from services.stream.decision_store import DecisionBatch
 
 Key = tuple[str, str]
 

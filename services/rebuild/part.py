@@ -1,6 +1,6 @@
-"""One process's share of a parallel rebuild (services/parallel_build.py starts it).
+"""One process's share of a parallel rebuild (services/rebuild/parallel.py starts it).
 
-`python -m services.build_part FILE TOPIC` folds the records it is sent on stdin into the
+`python -m services.rebuild.part FILE TOPIC` folds the records it is sent on stdin into the
 fresh file FILE, as a rebuild does in its own process, but leaves out the history's unique
 index (the merge of the parts adds it once). stdin carries frames: a 4-byte big-endian
 length, then a msgpack list of `Record`s of the events topic (a batch: one transaction); the
@@ -23,9 +23,9 @@ import msgspec
 from projections.fold import ProjectionError
 from projections.positions import Record
 from services import event_loop
-from services.build import Build, BuildReport
 from services.config import load_settings
 from services.progress import Progress
+from services.rebuild.build import Build, BuildReport
 
 HEADER = 4  # bytes of a frame's length
 PROJECTION_ERROR = 3  # exit status: the log cannot be folded (the parent raises ProjectionError)
@@ -69,7 +69,7 @@ async def fold_part(path: Path, topic: str) -> BuildReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.build_part", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m services.rebuild.part", description=__doc__)
     parser.add_argument("file", type=Path)
     parser.add_argument("topic")
     args = parser.parse_args(argv)

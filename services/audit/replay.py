@@ -2,7 +2,7 @@
 
 Times are event times (`occurred_at`). `--since` starts each partition at the broker's answer
 to offsets-for-times when that answer checks out against the records, else at the beginning
-(services/log_reader.py); this relies on an event being recorded after it occurred. The end is
+(services/log/reader.py); this relies on an event being recorded after it occurred. The end is
 always read: a command may carry an older `issued_at` than its neighbours, so no offset bounds
 `--until` safely.
 """
@@ -19,8 +19,8 @@ import msgspec
 
 from events import EVENT_TYPES, AnyEvent, ChannelCreated, decode_event
 from projections.positions import Record
-from services.gateway import now_ms
-from services.log_reader import LogReader
+from services.http.command_gateway import now_ms
+from services.log.reader import LogReader
 from services.progress import Progress
 
 log = logging.getLogger(__name__)

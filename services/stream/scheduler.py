@@ -21,9 +21,9 @@ from events import ExpireRegistration, encode
 from events.identity import partition_key
 from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
-from services.gateway import now_ms
+from services.http.command_gateway import now_ms
 from services.metrics import Metrics
-from services.record_batches import RecordBatches
+from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 _START: ExpiryCursor = (-(2**63), "", "")

@@ -19,15 +19,19 @@ from typing import Any, NoReturn
 import msgspec
 
 from projections.fold import ProjectionError
-from services import audit, event_loop, parallel_build, rebuild, replay, verify
-from services.build import RebuildError
+from services import event_loop
+from services.audit import device as audit
+from services.audit import replay, verify
+from services.audit.publish import PublishError, command_from_json, publish
+from services.audit.topic_report import describe
 from services.cli import positive_int, require_bootstrap
 from services.config import Settings
-from services.gateway import now_ms
-from services.log_reader import LogError, LogReader
+from services.http.command_gateway import now_ms
+from services.log.reader import LogError, LogReader
 from services.progress import Progress
-from services.publish import PublishError, command_from_json, publish
-from services.topic_report import describe
+from services.rebuild import parallel as parallel_build
+from services.rebuild import swap_in as rebuild
+from services.rebuild.build import RebuildError
 
 Main = Callable[[Settings, argparse.Namespace], int]
 # What a user can cause or meet (a wrong prefix, a broken log, a busy file): a message, not a

@@ -1,7 +1,7 @@
 """Audits from the log: a device's history with its hash chain, and the registry as of a time.
 
-Both read the events topic from the start with a plain consumer (services/log_reader.py).
-The registry as of T is the same fold as the live projection (services/rebuild.py), run over
+Both read the events topic from the start with a plain consumer (services/log/reader.py).
+The registry as of T is the same fold as the live projection (services/rebuild/swap_in.py), run over
 the events that had happened by T, into a file with the live schema.
 """
 
@@ -20,9 +20,9 @@ from projections.chain import Checked, Position, Verdict, check_chain
 from projections.device_lookup import DeviceView
 from projections.positions import Record
 from projections.queries import ChannelDevice
-from services.build import Build, BuildReport, remove_db
-from services.log_reader import LogReader
+from services.log.reader import LogReader
 from services.progress import Progress
+from services.rebuild.build import Build, BuildReport, remove_db
 
 _key_decoder = msgspec.json.Decoder(tuple[str, ...])
 DeviceKey = tuple[str, str]

@@ -27,11 +27,11 @@ from projections.compare import differences
 from projections.fold import ProjectionError
 from projections.positions import Record
 from projections.swap import read_only_uri
-from services import parallel_build
-from services.build import Build, Stops
-from services.log_reader import LogReader
+from services.log.reader import LogReader
 from services.progress import Progress
-from services.rebuild import live_stops
+from services.rebuild import parallel as parallel_build
+from services.rebuild.build import Build, Stops
+from services.rebuild.swap_in import live_stops
 
 MAX_REPORTED = 1000  # differences and chain problems printed; the counts stay exact
 
@@ -131,7 +131,7 @@ async def verify(
     processes: int | None = None,
 ) -> Summary:
     """`processes`: how many fold the log at once, as for `devreg rebuild`
-    (services/parallel_build.py); the hash chains are checked as the log is read."""
+    (services/rebuild/parallel.py); the hash chains are checked as the log is read."""
     stops = live_stops(live, topic)
     scratch = Path(tempfile.mkdtemp(prefix=".verify-", dir=live.parent))
     differing = 0
