@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import aiosqlite
 import msgspec
@@ -38,8 +38,20 @@ import msgspec
 from projections.fold import ProjectionError
 from projections.positions import Position
 
-if TYPE_CHECKING:
-    from projections.store import ProjectionStore
+
+class Swappable(Protocol):
+    """What a swap needs of the live store (projections/store.py ProjectionStore)."""
+
+    lock: asyncio.Lock
+
+    async def positions(self) -> list[Position]: ...
+
+    def release_file(self) -> None: ...
+
+    def reclaim_file(self) -> None: ...
+
+    def swap_connection(self, conn: aiosqlite.Connection) -> None: ...
+
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # how often an idle worker looks for a request: a stat() call
@@ -134,9 +146,7 @@ def position_key(position: Position) -> tuple[str, int]:
 class SwapWatcher:
     """Runs in the worker, beside its ProjectionStore: answers swap requests."""
 
-    def __init__(
-        self, store: ProjectionStore, conn: aiosqlite.Connection, live: Path, connect: Connect
-    ):
+    def __init__(self, store: Swappable, conn: aiosqlite.Connection, live: Path, connect: Connect):
         self._store, self._files, self._connect = store, SwapFiles(live), connect
         self._conn = conn  # the store's connection: only this watcher ever replaces it
         self._retiring: set[asyncio.Task[None]] = set()

@@ -10,26 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services import event_loop, logs
-from services.config import ConfigError, Settings, load_settings
-
-
-def require_bootstrap(settings: Settings, command: str) -> str:
-    """The broker to talk to: KAFKA_BOOTSTRAP, or the one `devreg run` started."""
-    bootstrap = settings.resolve_bootstrap()
-    if bootstrap is None:
-        raise ConfigError(
-            f"`devreg {command}` needs KAFKA_BOOTSTRAP (host:port of a broker), or a running"
-            f" `devreg run` with the same DEVREG_DATA_DIR ({settings.data_dir})"
-        )
-    return bootstrap
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of 1 or more."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
-    return value
+from services.audit.commands import add_commands
+from services.config import ConfigError, Settings, load_settings, require_bootstrap
 
 
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -99,8 +81,6 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("path", help="archive file to write")
     imp = sub.add_parser("import", help="re-publish an archive into empty topics, same offsets")
     imp.add_argument("path", help="archive file to read")
-    from services.audit.commands import add_commands  # imports this module: not at the top
-
     _MAINS.update(add_commands(sub))
     return parser
 

@@ -234,3 +234,14 @@ KNOWN_VARIABLES = frozenset(
         "DEVREG_ADVERTISED_URL",
     }
 )
+
+
+def require_bootstrap(settings: Settings, command: str) -> str:
+    """The broker to talk to: KAFKA_BOOTSTRAP, or the one `devreg run` started."""
+    bootstrap = settings.resolve_bootstrap()
+    if bootstrap is None:
+        raise ConfigError(
+            f"`devreg {command}` needs KAFKA_BOOTSTRAP (host:port of a broker), or a running"
+            f" `devreg run` with the same DEVREG_DATA_DIR ({settings.data_dir})"
+        )
+    return bootstrap

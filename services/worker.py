@@ -19,16 +19,17 @@ from services import shutdown
 from services.config import Settings
 from services.http.api import LINGER_S, Api
 from services.http.app import build_http_app
-from services.http.command_gateway import Gateway
-from services.http.forwarding import Router
+from services.http.command_gateway import CommandGateway
+from services.http.forwarding import Forwarder
 from services.kafka.faust_app import EventsReader, build_app
 from services.kafka.health import BrokerHealth
+from services.kafka.partitioner import key_partition
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Ends, Takeover, log_ends
 from services.stream.decision_store import DecisionStore
-from services.stream.ownership import CoPartitionedAssignor, Ownership, key_partition
+from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
 from services.stream.read_back import ReadBack
@@ -57,8 +58,8 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 
 # The processor hands each partition's events and outcomes of a decided batch to Kafka as one
 # record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
-# once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch over
-# the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
+# once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch
+# over the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
 # keeps the log's batches large: the embedded broker reads a log of small ones slowly
 # (docs/audit.md).
 BATCH_BYTES = 512 * 1024
@@ -198,9 +199,11 @@ class Worker:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
-        self.router = Router(self.ownership, self.takeover.caught_up)
-        self._resources.append(self.router)
-        gateway = Gateway(self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms)
+        self.forwarder = Forwarder(self.ownership, self.takeover.caught_up)
+        self._resources.append(self.forwarder)
+        gateway = CommandGateway(
+            self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
+        )
         api = Api(
             s.apps,
             gateway,
@@ -209,7 +212,7 @@ class Worker:
             self._is_ready,
             s.default_app,
             self._broker_reachable,
-            self.router,
+            self.forwarder,
             visibility.lag,
             s.http_body_timeout_ms / 1000,
             s.http_write_timeout_ms / 1000,

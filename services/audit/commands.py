@@ -20,18 +20,25 @@ import msgspec
 
 from projections.fold import ProjectionError
 from services import event_loop
-from services.audit import device as audit
-from services.audit import replay, verify
+from services.audit import as_of, history, replay, verify
 from services.audit.publish import PublishError, command_from_json, publish
 from services.audit.topic_report import describe
-from services.cli import positive_int, require_bootstrap
-from services.config import Settings
-from services.http.command_gateway import now_ms
+from services.clock import now_ms
+from services.config import Settings, require_bootstrap
 from services.log.reader import LogError, LogReader
 from services.progress import Progress
 from services.rebuild import parallel as parallel_build
 from services.rebuild import swap_in as rebuild
 from services.rebuild.build import RebuildError
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
 
 Main = Callable[[Settings, argparse.Namespace], int]
 # What a user can cause or meet (a wrong prefix, a broken log, a busy file): a message, not a
@@ -123,7 +130,7 @@ def history_main(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> int:
         progress = _progress("history", args)
-        found = await audit.history(
+        found = await history.history(
             bootstrap, settings.events_topic, args.app, args.device, progress
         )
         progress.finish()
@@ -150,15 +157,15 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         progress = _progress("as-of", args)
         if out is not None:
-            report = await audit.as_of_file(bootstrap, topic, audit.AsOf(at_ms), out, progress)
+            report = await as_of.as_of_file(bootstrap, topic, as_of.AsOf(at_ms), out, progress)
             _print({"as_of": at_ms, "file": str(out), "build": report})
         elif args.device is not None:
-            device = await audit.device_as_of(
+            device = await as_of.device_as_of(
                 bootstrap, topic, args.app, args.device, at_ms, progress
             )
             _print({"as_of": at_ms, "app_id": args.app, "device_id": args.device, "device": device})
         else:
-            devices = await audit.channel_as_of(
+            devices = await as_of.channel_as_of(
                 bootstrap, topic, args.app, args.channel, at_ms, progress
             )
             _print(

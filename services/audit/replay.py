@@ -19,7 +19,7 @@ import msgspec
 
 from events import EVENT_TYPES, AnyEvent, ChannelCreated, decode_event
 from projections.positions import Record
-from services.http.command_gateway import now_ms
+from services.clock import now_ms
 from services.log.reader import LogReader
 from services.progress import Progress
 

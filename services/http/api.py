@@ -5,46 +5,42 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
 from projections.store import ProjectionStore
+from services.clock import now_ms
 from services.http import wire
 from services.http.command_gateway import (
-    Gateway,
+    CommandGateway,
     NotVisibleInTime,
     Unavailable,
     new_command_id,
-    now_ms,
 )
-from services.http.forwarding import Router
-from services.http.wire import WireError, error_response, json_response
+from services.http.forwarding import Forwarder
+from services.http.wire import WireError, json_response
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 64 * 1024
 # After answering before a body was read whole (408, 413, 401), aiohttp reads and discards
 # what the client still sends for this long, so the client can read the answer, then closes.
 # Its default (10 s) would let a stalled client hold the connection that long on top.
 LINGER_S = 2.0
-CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: counted apart from answers and errors
 
 
 @dataclass
 class Api:
     apps: dict[str, str]
-    gateway: Gateway
+    gateway: CommandGateway
     projection: ProjectionStore
     metrics: Metrics
     ready: Callable[[], bool]
     default_app: str
     broker_reachable: Callable[[], bool]
-    router: Router
+    forwarder: Forwarder
     lag: Callable[[], dict[int, int]]  # events partition -> events emitted, not yet applied
     body_timeout_s: float  # a body not received in full by then is refused with a 408
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
@@ -100,7 +96,7 @@ class Api:
         # Same rules the processor applies, checked here first so a bad request costs nothing.
         if rejection := rules.check(command, issued_at):
             raise WireError(rejection.code, rejection.message)
-        if forwarded := await self.router.to_owner(request, app_id, body.deviceId, raw):
+        if forwarded := await self.forwarder.to_owner(request, app_id, body.deviceId, raw):
             return forwarded  # the owner decides, so its read-your-writes holds
         outcome = await self.submit(command)
         if not outcome.accepted:
@@ -111,7 +107,7 @@ class Api:
     async def retrieve(self, request: web.Request) -> web.Response:
         app_id = self.authorize(request)
         device_id = request.match_info["device_id"]
-        if forwarded := await self.router.to_owner(request, app_id, device_id):
+        if forwarded := await self.forwarder.to_owner(request, app_id, device_id):
             return forwarded
         device = await self.projection.get_device(app_id, device_id, now_ms())
         if device is None:
@@ -133,7 +129,7 @@ class Api:
         )
         if rejection := rules.check(command, now_ms()):
             raise WireError(rejection.code, rejection.message)
-        if forwarded := await self.router.to_owner(request, app_id, command.device_id):
+        if forwarded := await self.forwarder.to_owner(request, app_id, command.device_id):
             return forwarded
         outcome = await self.submit(command)
         if not outcome.accepted:
@@ -150,7 +146,7 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.ready()
-        ownership = self.router.ownership
+        ownership = self.forwarder.ownership
         body = {
             "ready": ready,
             "partitions": ownership.owned(),
@@ -163,54 +159,3 @@ class Api:
         for partition, lag in self.lag().items():
             self.metrics.set("devreg_projection_lag_events", lag, partition=str(partition))
         return web.Response(text=self.metrics.render(), content_type="text/plain")
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def timed(metrics: Metrics) -> Middleware:
-    """Latency histogram per route template and method (templates: bounded label values)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        response = await handler(request)
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.observe(
-            "devreg_http_request_duration_ms",
-            elapsed_ms,
-            method=request.method,
-            route=route,
-            status=str(response.status),
-        )
-        return response
-
-    return middleware
-
-
-@web.middleware
-async def backendless_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as a Backendless-style body; nothing a client sends can cause a 500."""
-    try:
-        return await handler(request)
-    except WireError as exc:
-        return error_response(exc.code, exc.message, exc.status)
-    except ConnectionResetError:
-        # The client went away before its request was read whole: no one to answer, and not
-        # a server error (logging it as one would let any client flood the error log).
-        log.debug("client went away during %s %s", request.method, request.path)
-        return web.Response(status=CLIENT_CLOSED_REQUEST)
-    except web.HTTPRequestEntityTooLarge:
-        limit = f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes"
-        return error_response(rules.INVALID_REGISTRATION, limit, 413)
-    except web.HTTPMethodNotAllowed as exc:
-        response = error_response(exc.status, exc.reason, exc.status)
-        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
-        return response
-    except web.HTTPException as exc:
-        return error_response(exc.status, exc.reason, exc.status)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "Internal server error", 500)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.http.api import MAX_BODY_BYTES, Api, backendless_errors, timed
+from services.http.api import Api
 from services.http.channels import Targeting
 from services.http.device_history import History
+from services.http.middleware import MAX_BODY_BYTES, backendless_errors, timed
 from services.http.openapi import openapi_handler
 
 CLASSIC = "/{app_id}/{api_key}"

@@ -17,8 +17,8 @@ from yarl import URL
 
 from events import rules
 from projections.queries import ChannelCount, ChannelDevice
+from services.clock import now_ms
 from services.http.api import Api
-from services.http.command_gateway import now_ms
 from services.http.wire import Freshness, WireError, json_response
 
 MAX_PAGE = 1000
@@ -68,7 +68,7 @@ class Targeting:
 
     def freshness(self) -> Freshness:
         """What the answer reflects: the applied position of each events partition served."""
-        local = self.api.router.ownership.local()
+        local = self.api.forwarder.ownership.local()
         applied = {
             str(partition): offset
             for (topic, partition), offset in sorted(self.api.projection.next_offsets().items())
@@ -78,11 +78,13 @@ class Targeting:
 
     async def channels(self, request: web.Request) -> web.Response:
         app_id = self.api.authorize(request)
-        local = self.api.router.ownership.local()
+        local = self.api.forwarder.ownership.local()
         counts = await self.api.projection.channel_counts(app_id, now_ms(), local)
         answer = ChannelsAnswer(channels=counts, freshness=self.freshness())
-        if self.api.router.fan_out(request):
-            peers = [_channels_decoder.decode(b) for b in await self.api.router.ask_peers(request)]
+        if self.api.forwarder.fan_out(request):
+            peers = [
+                _channels_decoder.decode(b) for b in await self.api.forwarder.ask_peers(request)
+            ]
             answer = _merge_channels([answer, *peers])
         return json_response(answer)
 
@@ -91,18 +93,18 @@ class Targeting:
     ) -> DevicesAnswer:
         """A page from this worker's partitions, merged with every peer's when fanning out."""
         channel = request.match_info["channel"]
-        local = self.api.router.ownership.local()
+        local = self.api.forwarder.ownership.local()
         page = await self.api.projection.channel_devices(
             app_id, channel, now_ms(), after, limit, os_name, local
         )
         answer = DevicesAnswer(devices=page, nextCursor=None, freshness=self.freshness())
-        if self.api.router.fan_out(request):
+        if self.api.forwarder.fan_out(request):
             query = {"limit": str(limit), "cursor": encode_cursor(after) if after else ""}
             if os_name:
                 query["os"] = os_name
             base = request.path.removesuffix(".ndjson")
             path_qs = str(URL(base).with_query({k: v for k, v in query.items() if v}))
-            peers = await self.api.router.ask_peers(request, path_qs)
+            peers = await self.api.forwarder.ask_peers(request, path_qs)
             answer = _merge_pages([answer, *(_devices_decoder.decode(b) for b in peers)], limit)
         devices = answer.devices
         cursor = encode_cursor(devices[-1].deviceId) if len(devices) == limit else None

@@ -29,11 +29,7 @@ def new_command_id() -> str:
     return uuid.uuid4().hex
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class Gateway:
+class CommandGateway:
     def __init__(
         self,
         producer: AIOKafkaProducer,

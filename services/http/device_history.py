@@ -52,7 +52,7 @@ class History:
     async def history(self, request: web.Request) -> web.Response:
         app_id = self.api.authorize(request)
         device_id = request.match_info["device_id"]
-        if forwarded := await self.api.router.to_owner(request, app_id, device_id):
+        if forwarded := await self.api.forwarder.to_owner(request, app_id, device_id):
             return forwarded
         limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         after = _int_param(request, "after", 0, 0, 2**62)
@@ -67,7 +67,7 @@ class History:
         """The registration as GET would have answered it at that instant."""
         app_id = self.api.authorize(request)
         device_id = request.match_info["device_id"]
-        if forwarded := await self.api.router.to_owner(request, app_id, device_id):
+        if forwarded := await self.api.forwarder.to_owner(request, app_id, device_id):
             return forwarded
         instant = parse_instant(request.match_info["instant"])
         state = empty_state(app_id, device_id)

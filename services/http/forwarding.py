@@ -29,7 +29,7 @@ def _moving(partition: int) -> WireError:
     )
 
 
-class Router:
+class Forwarder:
     def __init__(self, ownership: Ownership, caught_up: Callable[[int], bool]):
         self.ownership = ownership
         self._caught_up = caught_up  # False while a partition just handed over catches up

@@ -9,7 +9,6 @@ whole partition → URL map in its assignment. Nothing home-made decides members
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Iterable, Mapping
 
 import msgspec
@@ -20,44 +19,9 @@ from aiokafka.coordinator.protocol import (
 )
 
 from events.identity import partition_key
+from services.kafka.partitioner import partition_for
 
 log = logging.getLogger(__name__)
-_M = 0x5BD1E995  # murmur2's mixing constant
-_U32 = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (the Java client's Utils.murmur2), as aiokafka's DefaultPartitioner
-    computes it but ~2x faster (1.3 vs 2.4 µs for a device key): one struct call reads every
-    4-byte word, and each step masks once. Every command pays it twice (its producer picks
-    the partition, the processor checks it): ~8% of a worker's CPU in an expiry burst."""
-    length = len(data)
-    h = (0x9747B28C ^ length) & _U32
-    for k in struct.unpack_from(f"<{length // 4}I", data):
-        k = (k * _M) & _U32
-        k = ((k ^ (k >> 24)) * _M) & _U32
-        h = ((h * _M) & _U32) ^ k
-    tail, extra = length & ~3, length & 3
-    if extra >= 3:
-        h ^= data[tail + 2] << 16
-    if extra >= 2:
-        h ^= data[tail + 1] << 8
-    if extra >= 1:
-        h = ((h ^ data[tail]) * _M) & _U32
-    h = ((h ^ (h >> 13)) * _M) & _U32
-    return h ^ (h >> 15)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives `key` among `partitions`."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def key_partition(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-    """aiokafka's partitioner interface, for devreg's keys (never None): the partition Kafka's
-    default partitioner picks, so HTTP, the scheduler and any Kafka client agree."""
-    assert key is not None, "devreg keys every record"
-    return all_partitions[partition_for(key, len(all_partitions))]
 
 
 class Ownership:

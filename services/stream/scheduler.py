@@ -21,7 +21,7 @@ from events import ExpireRegistration, encode
 from events.identity import partition_key
 from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
-from services.http.command_gateway import now_ms
+from services.clock import now_ms
 from services.metrics import Metrics
 from services.stream.record_batches import RecordBatches
 

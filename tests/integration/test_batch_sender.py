@@ -20,11 +20,12 @@ from events import RegisterDevice, decide, empty_state
 from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings, load_settings
+from services.kafka.partitioner import key_partition
 from services.log.broker import EmbeddedBroker
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Emission
-from services.stream.ownership import Ownership, key_partition
+from services.stream.ownership import Ownership
 from services.stream.visibility import Visibility
 from tests.support import PARTITIONS, now_ms, read_records
 

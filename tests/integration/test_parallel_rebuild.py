@@ -24,12 +24,12 @@ from events import AnyEvent, ChannelCreated, DeviceEvent, ExpireRegistration, en
 from events.identity import partition_key, seal
 from projections.fold import ProjectionError
 from projections.positions import Record
+from services.kafka.partitioner import partition_for
 from services.log.broker import EmbeddedBroker
 from services.log.reader import LogReader
 from services.progress import Progress
 from services.rebuild.build import RebuildError
 from services.rebuild.parallel import _Part, fold, split
-from services.stream.ownership import partition_for
 from tests.support import PARTITIONS, WorkerProcess, devreg
 from tests.unit.domain import APP, HOUR, NOW, Registry, register, unregister
 

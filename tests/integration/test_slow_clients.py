@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 
 from events import RegisterDevice
-from services.http.api import LINGER_S, MAX_BODY_BYTES
+from services.http.api import LINGER_S
+from services.http.middleware import MAX_BODY_BYTES
 from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess, call, equals, publish_commands, registration, wait_for
 

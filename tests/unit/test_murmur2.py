@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from events.identity import partition_key
-from services.stream.ownership import Ownership, key_partition, murmur2
+from services.kafka.partitioner import key_partition, murmur2
+from services.stream.ownership import Ownership
 
 
 @given(st.binary(max_size=300))

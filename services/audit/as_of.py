@@ -1,8 +1,7 @@
-"""Audits from the log: a device's history with its hash chain, and the registry as of a time.
+"""The registry as it was at an instant, from the log (`devreg as-of`).
 
-Both read the events topic from the start with a plain consumer (services/log/reader.py).
-The registry as of T is the same fold as the live projection (services/rebuild/swap_in.py), run over
-the events that had happened by T, into a file with the live schema.
+The same fold as the live projection (services/rebuild/build.py), run over the events that had
+happened by then, into a file with the live schema.
 """
 
 from __future__ import annotations
@@ -14,53 +13,17 @@ from pathlib import Path
 
 import msgspec
 
-from events import AnyEvent, decode_event
 from events.identity import partition_key
-from projections.chain import Checked, Position, Verdict, check_chain
 from projections.device_lookup import DeviceView
 from projections.positions import Record
 from projections.queries import ChannelDevice
+from services.audit.history import event_of
 from services.log.reader import LogReader
 from services.progress import Progress
 from services.rebuild.build import Build, BuildReport, remove_db
 
 _key_decoder = msgspec.json.Decoder(tuple[str, ...])
 DeviceKey = tuple[str, str]
-
-
-class History(msgspec.Struct, frozen=True, kw_only=True):
-    app_id: str
-    device_id: str
-    chain: Verdict
-    events: list[Checked]
-
-
-async def history(
-    bootstrap: str, topic: str, app_id: str, device_id: str, progress: Progress
-) -> History:
-    """Every event keyed by the device (its own, and the channels it created), checked."""
-    key = partition_key(app_id, device_id)
-    found: list[tuple[Position, AnyEvent]] = []
-    async with LogReader(bootstrap) as reader:
-        tps = await reader.partitions(topic)
-        progress.total = sum((await reader.end_offsets(tps)).values())
-        # Every partition, not just the key's: a producer with another partitioner (kcat's
-        # default is not Java's) puts a device's commands, and so its events, elsewhere.
-        async for batch in reader.read(dict.fromkeys(tps, 0)):
-            progress.advance(len(batch))
-            for r in batch:
-                if r.key == key:
-                    found.append((Position(r.partition, r.offset, r.timestamp), _event(r)))
-    events, verdict = check_chain(found)
-    return History(app_id=app_id, device_id=device_id, chain=verdict, events=events)
-
-
-def _event(record: Record) -> AnyEvent:
-    try:
-        return decode_event(record.value or b"")
-    except msgspec.DecodeError as exc:
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        raise ValueError(f"undecodable event at {where}: {exc}") from exc
 
 
 class AsOf:
@@ -86,7 +49,7 @@ class AsOf:
         for record in batch:
             if not self._wanted(record):
                 continue
-            event = _event(record)
+            event = event_of(record)
             device = getattr(event, "device_id", None)
             key = (event.app_id, device or "")
             if device is not None and key in self._cut:
