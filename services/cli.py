@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services import event_loop, logs
 from services.audit.commands import add_commands
-from services.config import ConfigError, Settings, load_settings, require_bootstrap
+from services.config import ConfigError, Settings, load_settings, require_kafka
 
 
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -27,12 +27,12 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.kafka_bootstrap is None:
         raise ConfigError("`devreg worker` needs KAFKA_BOOTSTRAP; `devreg run` starts a broker")
-    bootstrap = settings.kafka_bootstrap
+    kafka = settings.kafka_at(settings.kafka_bootstrap)
 
     async def serve() -> int:
         stop = asyncio.Event()
         embedded.stop_on_signals(stop)
-        worker = Worker(settings, bootstrap)
+        worker = Worker(settings, kafka)
         failure = await worker.run(stop)
         return exit_if_abandoned(worker.abandoned, 1 if failure else 0)
 
@@ -43,9 +43,9 @@ def export_main(settings: Settings, args: argparse.Namespace) -> int:
     from services.embedded import topic_names
     from services.log import archive
 
-    bootstrap = require_bootstrap(settings, "export")
+    kafka = require_kafka(settings, "export")
     summary = event_loop.run(
-        archive.export_log(bootstrap, topic_names(settings), Path(args.path)), settings.event_loop
+        archive.export_log(kafka, topic_names(settings), Path(args.path)), settings.event_loop
     )
     print(summary, file=sys.stderr)
     return 0
@@ -55,11 +55,11 @@ def import_main(settings: Settings, args: argparse.Namespace) -> int:
     from services.log import archive
     from services.log.topics import ensure_topics
 
-    bootstrap = require_bootstrap(settings, "import")
+    kafka = require_kafka(settings, "import")
 
     async def restore() -> object:
-        await ensure_topics(settings, bootstrap)
-        return await archive.import_log(bootstrap, Path(args.path))
+        await ensure_topics(settings, kafka)
+        return await archive.import_log(kafka, Path(args.path))
 
     print(event_loop.run(restore(), settings.event_loop), file=sys.stderr)
     return 0

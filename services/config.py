@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from services.kafka.clients import KafkaAccess
+
 DEMO_APP_ID = "demo-app"
 DEMO_REST_KEY = "demo-rest-key"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -88,12 +90,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         """Written by `devreg run` while its embedded broker is up: where to find it."""
         return self.data_dir / "embedded-broker.address"
 
-    def resolve_bootstrap(self) -> str | None:
+    def kafka_at(self, bootstrap: str) -> KafkaAccess:
+        """How every devreg client reaches the brokers at `bootstrap`."""
+        return KafkaAccess(bootstrap)
+
+    def resolve_kafka(self) -> KafkaAccess | None:
         """KAFKA_BOOTSTRAP, else the running embedded broker of this data directory."""
         if self.kafka_bootstrap:
-            return self.kafka_bootstrap
+            return self.kafka_at(self.kafka_bootstrap)
         if self.bootstrap_file.exists():
-            return self.bootstrap_file.read_text().strip() or None
+            address = self.bootstrap_file.read_text().strip()
+            return self.kafka_at(address) if address else None
         return None
 
     @property
@@ -236,12 +243,12 @@ KNOWN_VARIABLES = frozenset(
 )
 
 
-def require_bootstrap(settings: Settings, command: str) -> str:
+def require_kafka(settings: Settings, command: str) -> KafkaAccess:
     """The broker to talk to: KAFKA_BOOTSTRAP, or the one `devreg run` started."""
-    bootstrap = settings.resolve_bootstrap()
-    if bootstrap is None:
+    kafka = settings.resolve_kafka()
+    if kafka is None:
         raise ConfigError(
             f"`devreg {command}` needs KAFKA_BOOTSTRAP (host:port of a broker), or a running"
             f" `devreg run` with the same DEVREG_DATA_DIR ({settings.data_dir})"
         )
-    return bootstrap
+    return kafka

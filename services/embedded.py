@@ -13,10 +13,10 @@ import signal
 import sys
 
 from services.config import Settings
+from services.kafka.clients import Ends, KafkaAccess
 from services.log.broker import EmbeddedBroker
 from services.log.topics import ensure_topics
 from services.shutdown import exit_if_abandoned
-from services.stream.catch_up import Ends
 from services.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,12 @@ def _banner(settings: Settings, bootstrap: str) -> str:
 
 
 async def _serve(
-    settings: Settings, bootstrap: str, stop: asyncio.Event, ends: Ends | None = None
+    settings: Settings, kafka: KafkaAccess, stop: asyncio.Event, ends: Ends | None = None
 ) -> int:
     def announce() -> None:
-        print(_banner(settings, bootstrap), file=sys.stderr, flush=True)
+        print(_banner(settings, kafka.bootstrap), file=sys.stderr, flush=True)
 
-    worker = Worker(settings, bootstrap, ends)
+    worker = Worker(settings, kafka, ends)
     failure = await worker.run(stop, announce)
     code = 1 if failure else 0
     # On an external Kafka, a stop that had to abandon a part ends the process at once; the
@@ -75,7 +75,7 @@ async def run(settings: Settings) -> int:
     stop_on_signals(stop)
     if not settings.embedded:
         assert settings.kafka_bootstrap is not None
-        return await _serve(settings, settings.kafka_bootstrap, stop)
+        return await _serve(settings, settings.kafka_at(settings.kafka_bootstrap), stop)
     from services.log import archive
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -83,18 +83,17 @@ async def run(settings: Settings) -> int:
     await broker.start()
     # So `devreg export`, `replay`, … run beside `make run` find the broker without configuration.
     settings.bootstrap_file.write_text(broker.bootstrap)
+    kafka = settings.kafka_at(broker.bootstrap)
     try:
-        await ensure_topics(settings, broker.bootstrap)
+        await ensure_topics(settings, kafka)
         # A fresh broker: the log ends where the archive ends (nothing else has written yet).
         ends: Ends = {}
         if settings.archive_path.exists():
-            summary = await archive.import_log(broker.bootstrap, settings.archive_path)
+            summary = await archive.import_log(kafka, settings.archive_path)
             log.info("restored the log from %s: %s", settings.archive_path, summary)
             ends = {(t, p): n for t, parts in summary.records.items() for p, n in parts.items()}
-        code = await _serve(settings, broker.bootstrap, stop, ends)
-        exported = await archive.export_log(
-            broker.bootstrap, topic_names(settings), settings.archive_path
-        )
+        code = await _serve(settings, kafka, stop, ends)
+        exported = await archive.export_log(kafka, topic_names(settings), settings.archive_path)
         log.info("saved the log to %s: %s", settings.archive_path, exported)
         return code
     finally:

@@ -21,13 +21,15 @@ from services.http.api import LINGER_S, Api
 from services.http.app import build_http_app
 from services.http.command_gateway import CommandGateway
 from services.http.forwarding import Forwarder
+from services.kafka import clients
+from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import EventsReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
-from services.stream.catch_up import CatchUp, Ends, Takeover, log_ends
+from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
 from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
@@ -39,7 +41,7 @@ from services.stream.visibility import Visibility
 log = logging.getLogger(__name__)
 
 
-async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
+async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
     """Open a store; if it is corrupt, or the broker does not hold the history it claims,
     discard it (loudly) and start a fresh one, which the log then rebuilds."""
     try:
@@ -48,7 +50,7 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
         history_check.discard(path, [str(exc)])
         return await opener(path)
     positions: list[Position] = await store.positions()
-    reasons = await history_check.mismatches(bootstrap, positions)
+    reasons = await history_check.mismatches(kafka, positions)
     if not reasons:
         return store
     await store.close()
@@ -65,23 +67,18 @@ async def _open_checked(path: Path, opener: Any, bootstrap: str) -> Any:
 BATCH_BYTES = 512 * 1024
 
 
-def _producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=1,
-        max_batch_size=BATCH_BYTES,
-        enable_idempotence=False,
-        partitioner=key_partition,
+def _producer(kafka: KafkaAccess) -> AIOKafkaProducer:
+    return clients.producer(
+        kafka, linger_ms=1, max_batch_size=BATCH_BYTES, partitioner=key_partition
     )
 
 
 class Worker:
     """One process: command processor, projector, HTTP API (and later the scheduler)."""
 
-    def __init__(self, settings: Settings, bootstrap: str, known_ends: Ends | None = None):
+    def __init__(self, settings: Settings, kafka: KafkaAccess, known_ends: Ends | None = None):
         self.settings = settings
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self._known_ends = known_ends  # the log's exact end, when the caller knows it
         self.metrics = Metrics()
         self._ready = False
@@ -123,7 +120,7 @@ class Worker:
         if handed:
             try:
                 ends = await asyncio.wait_for(
-                    log_ends(self.bootstrap, {topic: self.ownership.partitions}), 10
+                    clients.log_ends(self.kafka, {topic: self.ownership.partitions}), 10
                 )
             except Exception as exc:  # the seek must go on: serve ungated, as before the gate
                 log.warning("partitions %s served ungated: no end offsets: %r", handed, exc)
@@ -135,23 +132,23 @@ class Worker:
         started = time.monotonic()
         self.failure = asyncio.get_running_loop().create_future()
         s = self.settings
-        counts = await ensure_topics(s, self.bootstrap)
+        counts = await ensure_topics(s, self.kafka)
         self.ownership = Ownership(s.advertised_url, counts[s.commands_topic])
         stream_topics = {t: counts[t] for t in (s.commands_topic, s.events_topic)}
-        ends = self._known_ends or await log_ends(self.bootstrap, stream_topics)
+        ends = self._known_ends or await clients.log_ends(self.kafka, stream_topics)
         streams = {k: v for k, v in ends.items() if k[0] in stream_topics}
         self.catch_up = CatchUp(streams, self._positions)
         self.takeover = Takeover(s.events_topic, self._positions)
         self.decisions, self.projection = await asyncio.gather(
-            _open_checked(s.decisions_path, DecisionStore.open, self.bootstrap),
-            _open_checked(s.projection_path, ProjectionStore.open, self.bootstrap),
+            _open_checked(s.decisions_path, DecisionStore.open, self.kafka),
+            _open_checked(s.projection_path, ProjectionStore.open, self.kafka),
         )
         self._resources += [self.decisions, self.projection]
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        self.producer = _producer(self.bootstrap)  # events and outcomes
-        self.command_producer = _producer(self.bootstrap)  # commands: HTTP, scheduler
+        self.producer = _producer(self.kafka)  # events and outcomes
+        self.command_producer = _producer(self.kafka)  # commands: HTTP, scheduler
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
@@ -184,7 +181,7 @@ class Worker:
         self._resources.append(self.processor)  # closed (drained) after faust stops
         self.faust = build_app(
             s,
-            self.bootstrap,
+            self.kafka,
             self.processor.handle,
             projector.handle,
             self._assigned,

@@ -18,6 +18,7 @@ from projections.device_lookup import DeviceView
 from projections.positions import Record
 from projections.queries import ChannelDevice
 from services.audit.history import event_of
+from services.kafka.clients import KafkaAccess
 from services.log.reader import LogReader
 from services.progress import Progress
 from services.rebuild.build import Build, BuildReport, remove_db
@@ -63,11 +64,11 @@ class AsOf:
 
 
 async def as_of_file(
-    bootstrap: str, topic: str, at: AsOf, path: Path, progress: Progress
+    kafka: KafkaAccess, topic: str, at: AsOf, path: Path, progress: Progress
 ) -> BuildReport:
     build = await Build.fresh(path, topic, progress)
     try:
-        async with LogReader(bootstrap) as reader:
+        async with LogReader(kafka) as reader:
             await build.extend(reader, None, keep=at)
     except BaseException:
         await build.store.close()
@@ -79,12 +80,12 @@ async def as_of_file(
 
 @contextlib.asynccontextmanager
 async def _as_of_store(
-    bootstrap: str, topic: str, at: AsOf, progress: Progress
+    kafka: KafkaAccess, topic: str, at: AsOf, progress: Progress
 ) -> AsyncIterator[Build]:
     with tempfile.TemporaryDirectory(prefix="devreg-as-of-") as tmp:
         build = await Build.fresh(Path(tmp) / "as-of.sqlite", topic, progress)
         try:
-            async with LogReader(bootstrap) as reader:
+            async with LogReader(kafka) as reader:
                 await build.extend(reader, None, keep=at)
             yield build
         finally:
@@ -92,20 +93,20 @@ async def _as_of_store(
 
 
 async def device_as_of(
-    bootstrap: str, topic: str, app_id: str, device_id: str, at_ms: int, progress: Progress
+    kafka: KafkaAccess, topic: str, app_id: str, device_id: str, at_ms: int, progress: Progress
 ) -> DeviceView | None:
     at = AsOf(at_ms, app_id, device_id)
-    async with _as_of_store(bootstrap, topic, at, progress) as build:
+    async with _as_of_store(kafka, topic, at, progress) as build:
         # The live query, at that instant: a passed expiration is not shown.
         return await build.store.get_device(app_id, device_id, at_ms)
 
 
 async def channel_as_of(
-    bootstrap: str, topic: str, app_id: str, channel: str, at_ms: int, progress: Progress
+    kafka: KafkaAccess, topic: str, app_id: str, channel: str, at_ms: int, progress: Progress
 ) -> list[ChannelDevice]:
     at = AsOf(at_ms, app_id)
     devices: list[ChannelDevice] = []
-    async with _as_of_store(bootstrap, topic, at, progress) as build:
+    async with _as_of_store(kafka, topic, at, progress) as build:
         after = ""
         while page := await build.store.channel_devices(app_id, channel, at_ms, after, 1000, None):
             devices.extend(page)

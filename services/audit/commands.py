@@ -24,7 +24,7 @@ from services.audit import as_of, history, replay, verify
 from services.audit.publish import PublishError, command_from_json, publish
 from services.audit.topic_report import describe
 from services.clock import now_ms
-from services.config import Settings, require_bootstrap
+from services.config import Settings, require_kafka
 from services.log.reader import LogError, LogReader
 from services.progress import Progress
 from services.rebuild import parallel as parallel_build
@@ -109,11 +109,11 @@ def replay_main(settings: Settings, args: argparse.Namespace) -> int:
         from_offsets = _from_offsets(args.from_offset)
     except ValueError as exc:
         raise_usage(str(exc))
-    bootstrap = require_bootstrap(settings, "replay")
+    kafka = require_kafka(settings, "replay")
 
     async def work() -> int:
         progress = _progress("replay", args)
-        async with LogReader(bootstrap) as reader:
+        async with LogReader(kafka) as reader:
             run = replay.Replay(reader, settings.events_topic, where, sys.stdout.buffer)
             starts = await run.starts(from_offsets, args.scan)
             try:
@@ -126,13 +126,11 @@ def replay_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def history_main(settings: Settings, args: argparse.Namespace) -> int:
-    bootstrap = require_bootstrap(settings, "history")
+    kafka = require_kafka(settings, "history")
 
     async def work() -> int:
         progress = _progress("history", args)
-        found = await history.history(
-            bootstrap, settings.events_topic, args.app, args.device, progress
-        )
+        found = await history.history(kafka, settings.events_topic, args.app, args.device, progress)
         progress.finish()
         _print(found)
         return 0 if found.chain.intact else 1
@@ -149,7 +147,7 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
         raise_usage("as-of needs --out FILE, or --app with --device or --channel")
     if (args.device or args.channel) and not args.app:
         raise_usage("--device and --channel need --app")
-    bootstrap, topic = require_bootstrap(settings, "as-of"), settings.events_topic
+    kafka, topic = require_kafka(settings, "as-of"), settings.events_topic
     out = Path(args.out) if args.out is not None else None
     if out is not None and out.exists() and not args.force:
         raise_usage(f"{out} exists (use --force to replace it)")
@@ -157,16 +155,14 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         progress = _progress("as-of", args)
         if out is not None:
-            report = await as_of.as_of_file(bootstrap, topic, as_of.AsOf(at_ms), out, progress)
+            report = await as_of.as_of_file(kafka, topic, as_of.AsOf(at_ms), out, progress)
             _print({"as_of": at_ms, "file": str(out), "build": report})
         elif args.device is not None:
-            device = await as_of.device_as_of(
-                bootstrap, topic, args.app, args.device, at_ms, progress
-            )
+            device = await as_of.device_as_of(kafka, topic, args.app, args.device, at_ms, progress)
             _print({"as_of": at_ms, "app_id": args.app, "device_id": args.device, "device": device})
         else:
             devices = await as_of.channel_as_of(
-                bootstrap, topic, args.app, args.channel, at_ms, progress
+                kafka, topic, args.app, args.channel, at_ms, progress
             )
             _print(
                 {"as_of": at_ms, "app_id": args.app, "channel": args.channel, "devices": devices}
@@ -183,17 +179,17 @@ def raise_usage(message: str) -> NoReturn:
 
 
 def rebuild_main(settings: Settings, args: argparse.Namespace) -> int:
-    bootstrap, live = require_bootstrap(settings, "rebuild"), settings.projection_path
+    kafka, live = require_kafka(settings, "rebuild"), settings.projection_path
 
     async def work() -> int:
         progress = _progress("rebuild", args)
         if args.offline:
             report = await rebuild.rebuild_offline(
-                live, settings.events_topic, bootstrap, progress, args.processes
+                live, settings.events_topic, kafka, progress, args.processes
             )
         else:
             report = await rebuild.rebuild_online(
-                live, settings.events_topic, bootstrap, progress, args.wait, args.processes
+                live, settings.events_topic, kafka, progress, args.wait, args.processes
             )
         progress.finish()
         _print(report)
@@ -203,14 +199,14 @@ def rebuild_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def verify_main(settings: Settings, args: argparse.Namespace) -> int:
-    bootstrap, live = require_bootstrap(settings, "verify"), settings.projection_path
+    kafka, live = require_kafka(settings, "verify"), settings.projection_path
     if not live.exists():
         raise_usage(f"no live projection at {live}")
 
     async def work() -> int:
         progress = _progress("verify", args)
         topic = settings.events_topic
-        summary = await verify.verify(live, topic, bootstrap, progress, _print, args.processes)
+        summary = await verify.verify(live, topic, kafka, progress, _print, args.processes)
         progress.finish()
         _print(summary)
         return 0 if summary.verdict == "pass" else 1
@@ -219,7 +215,7 @@ def verify_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def publish_main(settings: Settings, args: argparse.Namespace) -> int:
-    bootstrap = require_bootstrap(settings, "publish")
+    kafka = require_kafka(settings, "publish")
     raw = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
     try:
         command = command_from_json(raw, now_ms())
@@ -229,7 +225,7 @@ def publish_main(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> int:
         topics = (settings.commands_topic, settings.outcomes_topic)
-        outcome = await publish(bootstrap, *topics, command, args.wait)
+        outcome = await publish(kafka, *topics, command, args.wait)
         _print(outcome)
         return 0 if outcome.accepted else 1
 
@@ -237,10 +233,10 @@ def publish_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def topics_main(settings: Settings, args: argparse.Namespace) -> int:
-    bootstrap = require_bootstrap(settings, "topics")
+    kafka = require_kafka(settings, "topics")
 
     async def work() -> int:
-        _print(await describe(settings, bootstrap, args.create))
+        _print(await describe(settings, kafka, args.create))
         return 0
 
     return _run(settings, "topics", work())

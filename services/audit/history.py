@@ -12,6 +12,7 @@ from events import AnyEvent, decode_event
 from events.identity import partition_key
 from projections.chain import Checked, Position, Verdict, check_chain
 from projections.positions import Record
+from services.kafka.clients import KafkaAccess
 from services.log.reader import LogReader
 from services.progress import Progress
 
@@ -24,12 +25,12 @@ class History(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def history(
-    bootstrap: str, topic: str, app_id: str, device_id: str, progress: Progress
+    kafka: KafkaAccess, topic: str, app_id: str, device_id: str, progress: Progress
 ) -> History:
     """Every event keyed by the device (its own, and the channels it created), checked."""
     key = partition_key(app_id, device_id)
     found: list[tuple[Position, AnyEvent]] = []
-    async with LogReader(bootstrap) as reader:
+    async with LogReader(kafka) as reader:
         tps = await reader.partitions(topic)
         progress.total = sum((await reader.end_offsets(tps)).values())
         # Every partition, not just the key's: a producer with another partitioner (kcat's

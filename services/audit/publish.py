@@ -13,11 +13,13 @@ import uuid
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from events import AnyCommand, Outcome, decode_command, decode_outcome, encode
 from events.identity import partition_key
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
 from services.log.reader import LogError, LogReader
 
 
@@ -42,14 +44,12 @@ def command_from_json(raw: bytes, now_ms: int) -> AnyCommand:
 
 
 async def publish(
-    bootstrap: str, commands_topic: str, outcomes_topic: str, command: AnyCommand, wait_s: float
+    kafka: KafkaAccess, commands_topic: str, outcomes_topic: str, command: AnyCommand, wait_s: float
 ) -> Outcome:
-    async with LogReader(bootstrap) as reader:
+    async with LogReader(kafka) as reader:
         outcome_tps = await reader.partitions(outcomes_topic)
         before = await reader.end_offsets(outcome_tps)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False
-        )
+        producer = clients.producer(kafka)
         try:
             await producer.start()
             sent = await producer.send_and_wait(

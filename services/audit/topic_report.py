@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from services.config import Settings
+from services.kafka.clients import KafkaAccess
 from services.log.reader import LogError, LogReader
 from services.log.topics import ensure_topics
 
@@ -42,11 +43,11 @@ def topic_names(settings: Settings) -> list[str]:
     ]
 
 
-async def describe(settings: Settings, bootstrap: str, create: bool) -> TopicsReport:
+async def describe(settings: Settings, kafka: KafkaAccess, create: bool) -> TopicsReport:
     if create:
-        await ensure_topics(settings, bootstrap)
+        await ensure_topics(settings, kafka)
     topics: dict[str, TopicReport] = {}
-    async with LogReader(bootstrap) as reader:
+    async with LogReader(kafka) as reader:
         for name in topic_names(settings):
             try:
                 tps = await reader.partitions(name)
@@ -62,4 +63,4 @@ async def describe(settings: Settings, bootstrap: str, create: bool) -> TopicsRe
                 records=sum(o.end - o.beginning for o in offsets.values()),
                 offsets=offsets,
             )
-    return TopicsReport(bootstrap=bootstrap, created=create, note=END_NOTE, topics=topics)
+    return TopicsReport(bootstrap=kafka.bootstrap, created=create, note=END_NOTE, topics=topics)

@@ -27,6 +27,7 @@ from projections.compare import differences
 from projections.fold import ProjectionError
 from projections.positions import Record
 from projections.swap import read_only_uri
+from services.kafka.clients import KafkaAccess
 from services.log.reader import LogReader
 from services.progress import Progress
 from services.rebuild import parallel as parallel_build
@@ -125,7 +126,7 @@ def _problem(r: Record, event: Any, reason: str) -> ChainProblem:
 async def verify(
     live: Path,
     topic: str,
-    bootstrap: str,
+    kafka: KafkaAccess,
     progress: Progress,
     emit: Callable[[msgspec.Struct], None],
     processes: int | None = None,
@@ -138,7 +139,7 @@ async def verify(
     chains = ChainCheck(scratch / "ledger.sqlite", emit)
     build: Build | None = None
     try:
-        async with LogReader(bootstrap) as reader:
+        async with LogReader(kafka) as reader:
             rebuilt = scratch / "rebuilt.sqlite"
             build = await parallel_build.fold(
                 rebuilt, topic, reader, progress, stops, processes, keep=chains, alone=False

@@ -19,6 +19,7 @@ from faust.sensors.monitor import Monitor
 from projections.positions import Record
 from services.config import Settings
 from services.kafka import faust_delivery
+from services.kafka.clients import KafkaAccess
 from services.stream.ownership import CoPartitionedAssignor
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class _QuietMonitor(Monitor):
 
 def build_app(
     settings: Settings,
-    bootstrap: str,
+    kafka: KafkaAccess,
     on_commands: Handler,
     on_events: Handler,
     positions: Positions,
@@ -169,7 +170,7 @@ def build_app(
 ) -> faust.App:
     app = faust.App(
         settings.group_id,
-        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker=[f"kafka://{server}" for server in kafka.bootstrap.split(",")],
         store="memory://",
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),

@@ -21,8 +21,10 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
+
 _PROGRESS_EVERY = 5_000
-_FETCH_MAX_WAIT_MS = 10  # Tansu holds every fetch this long, even when data is there
 _IDLE_MS = 200  # drained: a window of many empty fetches, not one slow one, brought nothing
 _STALL_S = 30.0  # nothing at all arrives although a partition is below its end offset
 _IMPORT_CHUNK = 10_000  # records read, published and acknowledged at a time
@@ -91,36 +93,26 @@ def _partitions(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[Topic
     return [TopicPartition(t, p) for t, partitions in found.items() for p in sorted(partitions)]
 
 
-async def _stop(consumer: AIOKafkaConsumer) -> None:
-    # aiokafka 0.14's stop() raises CancelledError if the group-less coordinator task that
-    # start() created has not run yet (we stop at once when a topic is missing): yield once.
-    await asyncio.sleep(0)
-    await consumer.stop()
-
-
 async def export_log(
-    bootstrap: str,
+    kafka: KafkaAccess,
     topics: Sequence[str],
     path: Path,
     on_progress: Callable[[int], None] | None = None,
 ) -> ExportSummary:
     """Write every record of `topics` to `path`; a failure leaves any previous file intact."""
     progress = _Progress(on_progress)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
-    )
+    consumer = clients.consumer(kafka)
     try:
         await consumer.start()
         tps = _partitions(consumer, topics)
         with _replacing(path) as out:
             written = await _drain(consumer, tps, out, progress) if tps else {}
     except KafkaError as exc:
-        raise ArchiveError(f"cannot export {', '.join(topics)} from {bootstrap}: {exc!r}") from exc
+        raise ArchiveError(
+            f"cannot export {', '.join(topics)} from {kafka.bootstrap}: {exc!r}"
+        ) from exc
     finally:
-        await _stop(consumer)
+        await clients.stop_consumer(consumer)
     progress.callback(progress.count)
     return ExportSummary(_by_topic(written), progress.count)
 
@@ -149,8 +141,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 async def _drain(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition], out: IO[bytes], progress: _Progress
 ) -> dict[TopicPartition, int]:
-    # A lower bound only: Tansu under-reports it when the last batch has several records.
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    ends = await clients.end_offsets(consumer, tps)
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     counts, pending, last_record = dict.fromkeys(tps, 0), set(tps), time.monotonic()
@@ -164,18 +155,11 @@ async def _drain(
             last_record = time.monotonic()
             continue
         # A whole window brought nothing for any pending partition: those at their end are done.
-        pending = {tp for tp in pending if not await _at_end(consumer, tp, ends[tp])}
+        pending = {tp for tp in pending if not await clients.at_end(consumer, tp, ends[tp])}
         if pending and time.monotonic() - last_record > _STALL_S:
             stuck = ", ".join(f"{_name(tp)} (end offset {ends[tp]})" for tp in sorted(pending))
             raise ArchiveError(f"no records for {_STALL_S:.0f}s below the end of {stuck}")
     return counts
-
-
-async def _at_end(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
-    position: int = await consumer.position(tp)
-    # From the last fetch response for the partition; None until one arrived at all.
-    highwater: int | None = consumer.highwater(tp)
-    return position >= end and highwater is not None and highwater <= position
 
 
 def _archived(r: Any) -> ArchivedRecord:
@@ -183,7 +167,7 @@ def _archived(r: Any) -> ArchivedRecord:
 
 
 async def import_log(
-    bootstrap: str, path: Path, on_progress: Callable[[int], None] | None = None
+    kafka: KafkaAccess, path: Path, on_progress: Callable[[int], None] | None = None
 ) -> ImportSummary:
     """Re-publish an archive into existing, empty topics, each record at its archived offset."""
     # The whole file is checked first, so a bad line cannot leave the target half imported.
@@ -192,10 +176,10 @@ async def import_log(
         return ImportSummary({}, 0)
     progress = _Progress(on_progress)
     try:
-        await _check_target(bootstrap, layout)
-        await _publish(bootstrap, path, progress)
+        await _check_target(kafka, layout)
+        await _publish(kafka, path, progress)
     except KafkaError as exc:
-        raise ArchiveError(f"cannot import {path} into {bootstrap}: {exc!r}") from exc
+        raise ArchiveError(f"cannot import {path} into {kafka.bootstrap}: {exc!r}") from exc
     progress.callback(progress.count)
     return ImportSummary(_by_topic(layout), progress.count)
 
@@ -223,30 +207,25 @@ def _scan(path: Path) -> dict[TopicPartition, int]:
     return next_offset
 
 
-async def _check_target(bootstrap: str, layout: dict[TopicPartition, int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _check_target(kafka: KafkaAccess, layout: dict[TopicPartition, int]) -> None:
+    consumer = clients.consumer(kafka)
     try:
         await consumer.start()
         existing = set(_partitions(consumer, {tp.topic for tp in layout}))
         absent = [_name(tp) for tp in sorted(layout) if tp not in existing]
         if absent:
             raise ArchiveError(f"the target has too few partitions for {', '.join(absent)}")
-        # Under-reported on Tansu, but never 0 for a partition that holds a record.
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(sorted(layout))
+        # A lower bound on Tansu, but never 0 for a partition that holds a record.
+        ends = await clients.end_offsets(consumer, sorted(layout))
     finally:
-        await _stop(consumer)
+        await clients.stop_consumer(consumer)
     full = [f"{_name(tp)} (next offset {n})" for tp, n in sorted(ends.items()) if n != 0]
     if full:
         raise ArchiveError(f"target partitions not empty, offsets would shift: {', '.join(full)}")
 
 
-async def _publish(bootstrap: str, path: Path, progress: _Progress) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=False,  # Tansu has none (DESIGN.md §10)
-        max_batch_size=_MAX_BATCH_BYTES,
-    )
+async def _publish(kafka: KafkaAccess, path: Path, progress: _Progress) -> None:
+    producer = clients.producer(kafka, max_batch_size=_MAX_BATCH_BYTES)
     try:
         await producer.start()
         with path.open("rb") as lines:

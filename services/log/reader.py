@@ -9,7 +9,6 @@ projection's kafka_offsets.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -18,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from projections.positions import Record
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
 
 FETCH_MAX_WAIT_MS = 10  # Tansu holds every fetch this long, even when data is there
 IDLE_MS = 200  # drained: a window of many empty fetches, not one slow one, brought nothing
@@ -34,15 +35,12 @@ def _record(r: Any) -> Record:
 
 
 class LogReader:
-    """`async with LogReader(bootstrap) as log:` then `log.read(...)` batches of Records."""
+    """`async with LogReader(kafka) as log:` then `log.read(...)` batches of Records."""
 
-    def __init__(self, bootstrap: str):
-        self._bootstrap = bootstrap
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    def __init__(self, kafka: KafkaAccess):
+        self._bootstrap = kafka.bootstrap
+        self._consumer = clients.consumer(
+            kafka,
             # Larger fetches than the 1 MiB default: a rebuild reads ~20% faster.
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=64 << 20,
@@ -60,10 +58,7 @@ class LogReader:
         await self._stop()
 
     async def _stop(self) -> None:
-        # aiokafka 0.14's stop() raises CancelledError if the group-less coordinator task that
-        # start() created has not run yet: yield once first.
-        await asyncio.sleep(0)
-        await self._consumer.stop()
+        await clients.stop_consumer(self._consumer)
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -79,8 +74,7 @@ class LogReader:
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """What the broker reports: a lower bound on the embedded broker."""
-        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
-        return ends
+        return await clients.end_offsets(self._consumer, tps)
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         starts: dict[TopicPartition, int] = await self._consumer.beginning_offsets(tps)
@@ -184,7 +178,4 @@ class LogReader:
         return found
 
     async def _at_end(self, tp: TopicPartition, end: int) -> bool:
-        position: int = await self._consumer.position(tp)
-        # From the last fetch response for the partition; None until one arrived at all.
-        highwater: int | None = self._consumer.highwater(tp)
-        return position >= end and highwater is not None and highwater <= position
+        return await clients.at_end(self._consumer, tp, end)

@@ -12,24 +12,24 @@ import logging
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from projections.positions import Position, fingerprint
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
 
 log = logging.getLogger(__name__)
 _ABSENT = "absent"
 
 
 async def mismatches(
-    bootstrap: str, positions: list[Position], deadline_s: float = 5.0
+    kafka: KafkaAccess, positions: list[Position], deadline_s: float = 5.0
 ) -> list[str]:
     """Reasons the broker's log does not back `positions` (empty when it does)."""
     wanted = {TopicPartition(p.topic, p.partition): p for p in positions if p.next_offset > 0}
     if not wanted:
         return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-    )
+    consumer = clients.consumer(kafka, fetch_max_wait_ms=50)
     await consumer.start()
     found: dict[TopicPartition, str] = {}
     try:

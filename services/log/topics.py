@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from services.config import Settings
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
 
 log = logging.getLogger(__name__)
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
@@ -31,9 +33,9 @@ def wanted_topics(settings: Settings) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(settings: Settings, bootstrap: str) -> dict[str, int]:
+async def ensure_topics(settings: Settings, kafka: KafkaAccess) -> dict[str, int]:
     """Create what is missing; check commands and events are co-partitioned. Returns counts."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = clients.admin(kafka)
     await admin.start()
     try:
         response = await admin.create_topics(wanted_topics(settings))

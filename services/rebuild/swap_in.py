@@ -26,6 +26,7 @@ from projections.swap import (
     now_ms,
     stored_positions,
 )
+from services.kafka.clients import KafkaAccess
 from services.log.reader import LogReader
 from services.progress import Progress
 from services.rebuild import parallel as parallel_build
@@ -44,13 +45,13 @@ def live_stops(live: Path, topic: str) -> Stops:
 
 
 async def rebuild_offline(
-    live: Path, topic: str, bootstrap: str, progress: Progress, processes: int | None = None
+    live: Path, topic: str, kafka: KafkaAccess, progress: Progress, processes: int | None = None
 ) -> BuildReport:
     """Fold the whole log into a new file, then replace the live one (no worker may run).
     `processes`: see services/rebuild/parallel.py processes_for."""
     files = SwapFiles(live)
     _take_offline(live)  # fails fast if a worker has it; checked again before the rename
-    async with LogReader(bootstrap) as reader:
+    async with LogReader(kafka) as reader:
         build = await parallel_build.fold(files.candidate, topic, reader, progress, None, processes)
     try:
         await build.close()
@@ -84,7 +85,7 @@ def _take_offline(live: Path) -> None:
 async def rebuild_online(
     live: Path,
     topic: str,
-    bootstrap: str,
+    kafka: KafkaAccess,
     progress: Progress,
     wait_s: float,
     processes: int | None = None,
@@ -95,7 +96,7 @@ async def rebuild_online(
     request = SwapMessage(id=new_id(), at_ms=now_ms(), candidate=str(files.candidate))
     build: Build | None = None
     try:
-        async with LogReader(bootstrap) as reader:
+        async with LogReader(kafka) as reader:
             build = await parallel_build.fold(
                 files.candidate,
                 topic,

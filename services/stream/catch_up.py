@@ -11,21 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-Ends = dict[tuple[str, int], int]
-
-
-async def log_ends(bootstrap: str, topics: Mapping[str, int]) -> Ends:
-    """End offsets of every partition of `topics` (name → partition count)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+from services.kafka.clients import Ends
 
 
 class CatchUp:

@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.kafka.clients import KafkaAccess
 from services.log.archive import ArchivedRecord, ArchiveError, export_log, import_log
 from services.log.broker import EmbeddedBroker, free_port
 
@@ -140,7 +141,7 @@ async def exported(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFact
     expected = await _produce(broker.bootstrap, topic, PER_PARTITION)
     path = tmp_path_factory.mktemp("archive") / "log.ndjson"
     progress: list[int] = []
-    summary = await export_log(broker.bootstrap, [topic], path, on_progress=progress.append)
+    summary = await export_log(broker.kafka, [topic], path, on_progress=progress.append)
     assert summary.records == {topic: dict.fromkeys(range(PARTITIONS), PER_PARTITION)}
     return Exported(topic, path, expected, progress)
 
@@ -165,7 +166,7 @@ async def test_given_an_archive_when_imported_into_a_fresh_broker_then_records_a
         await _create_topics(fresh.bootstrap, {exported.topic: PARTITIONS})
 
         progress: list[int] = []
-        summary = await import_log(fresh.bootstrap, exported.path, on_progress=progress.append)
+        summary = await import_log(fresh.kafka, exported.path, on_progress=progress.append)
 
         assert summary.records == {exported.topic: dict.fromkeys(range(PARTITIONS), PER_PARTITION)}
         assert progress[-1] == summary.total == PARTITIONS * PER_PARTITION
@@ -188,7 +189,7 @@ async def test_given_a_non_empty_target_partition_when_imported_then_nothing_is_
         await producer.stop()
 
     with pytest.raises(ArchiveError, match=rf"{topic}\[2\] \(next offset 1\)"):
-        await import_log(broker.bootstrap, archive)
+        await import_log(broker.kafka, archive)
 
     untouched = [TopicPartition(topic, p) for p in (0, 1)]
     consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
@@ -208,7 +209,7 @@ async def test_given_an_archive_with_an_offset_gap_when_imported_then_it_is_refu
     archive.write_bytes(msgspec.json.Encoder().encode_lines(records))
 
     with pytest.raises(ArchiveError, match=rf"{topic}\[0\] has offset 3 where 2 was expected"):
-        await import_log(broker.bootstrap, archive)
+        await import_log(broker.kafka, archive)
 
 
 async def test_given_missing_topics_or_partitions_when_imported_then_it_is_refused(
@@ -222,11 +223,11 @@ async def test_given_missing_topics_or_partitions_when_imported_then_it_is_refus
     missing.write_bytes(encoder.encode_lines([_record(absent, 0, 0)]))
 
     with pytest.raises(ArchiveError, match=rf"too few partitions for {small}\[1\]"):
-        await import_log(broker.bootstrap, too_wide)
+        await import_log(broker.kafka, too_wide)
     with pytest.raises(ArchiveError, match=rf"topics do not exist: {absent}"):
-        await import_log(broker.bootstrap, missing)
+        await import_log(broker.kafka, missing)
     with pytest.raises(ArchiveError, match="no archive at"):
-        await import_log(broker.bootstrap, tmp_path / "never-written.ndjson")
+        await import_log(broker.kafka, tmp_path / "never-written.ndjson")
 
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
@@ -243,8 +244,8 @@ async def test_given_an_empty_topic_when_exported_then_the_archive_is_empty_and_
     await _create_topics(broker.bootstrap, {topic: 2})
     path = tmp_path / "empty.ndjson"
 
-    exported = await export_log(broker.bootstrap, [topic], path)
-    imported = await import_log(broker.bootstrap, path)
+    exported = await export_log(broker.kafka, [topic], path)
+    imported = await import_log(broker.kafka, path)
 
     assert exported.records == {topic: {0: 0, 1: 0}}
     assert path.read_bytes() == b""
@@ -264,16 +265,16 @@ async def test_given_an_old_archive_when_an_export_fails_then_the_old_archive_is
 ) -> None:
     path = tmp_path / "log.ndjson"
     path.write_bytes(b"the previous archive\n")
-    nobody_listens = f"127.0.0.1:{free_port()}"
+    nobody_listens = KafkaAccess(f"127.0.0.1:{free_port()}")
 
     async with asyncio.timeout(DEADLINE_S):
         with pytest.raises(ArchiveError, match="cannot export"):
             await export_log(nobody_listens, ["devreg.events"], path)
         with pytest.raises(ArchiveError, match="topics do not exist"):
-            await export_log(broker.bootstrap, [_topic("absent")], path)
+            await export_log(broker.kafka, [_topic("absent")], path)
         # While writing: the first progress report comes before the file is complete.
         with pytest.raises(Interrupted):
-            await export_log(broker.bootstrap, [exported.topic], path, on_progress=_interrupt)
+            await export_log(broker.kafka, [exported.topic], path, on_progress=_interrupt)
 
     assert path.read_bytes() == b"the previous archive\n"
     assert os.listdir(tmp_path) == ["log.ndjson"]  # no temporary file left behind

@@ -43,7 +43,7 @@ async def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         "DEVREG_PARTITIONS": str(PARTITIONS),
     }
     settings = load_settings(env)
-    await ensure_topics(settings, broker.bootstrap)
+    await ensure_topics(settings, broker.kafka)
     return settings
 
 

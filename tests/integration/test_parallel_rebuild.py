@@ -198,7 +198,7 @@ async def test_given_a_broken_chain_when_folded_in_parts_then_the_fold_raises_pr
     topics = await on_new_topics(broker, tmp_path / "data", log)
     # When it is folded by three processes, then the fold fails as one process's does (what
     # `devreg verify` reports as a broken chain), naming the partition
-    async with LogReader(broker.bootstrap) as reader:
+    async with LogReader(broker.kafka) as reader:
         with pytest.raises(ProjectionError, match=r"partitions \[2\]: .*gap or a broken"):
             await fold(
                 tmp_path / "p.sqlite",

@@ -1,0 +1,106 @@
+"""The aiokafka adapter: every Kafka client devreg creates is built here, and the embedded
+broker's quirks are handled here, not in the callers.
+
+Producers, consumers and admin clients of the worker and of the CLI all come from one
+`KafkaAccess` (where the brokers are, and how to connect to them), so a connection setting
+reaches every client at once. faust builds its own clients from the same access
+(services/kafka/faust_app.py).
+
+The embedded Tansu broker's quirks (docs/design.md, "Broker facts") handled here:
+- End offsets are only a lower bound: under-reported when a partition's last record batch
+  holds several records (but never 0 for a partition that holds a record). `end_offsets`
+  answers them as such; `at_end` decides "read to the end" from the fetch position and the
+  high-water mark of the last fetch as well, after a whole idle window brought nothing.
+- Every fetch is held for the consumer's full max-wait, even when data is there: consumers get
+  a 10 ms wait unless they ask for another.
+- No idempotent producer and no transactions: producers never enable them, and nothing in
+  devreg relies on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+FETCH_MAX_WAIT_MS = 10  # Tansu holds every fetch this long, even when data is there
+Ends = dict[tuple[str, int], int]
+
+
+class KafkaAccess(msgspec.Struct, frozen=True):
+    """Where Kafka is and how every devreg client connects to it."""
+
+    bootstrap: str
+
+    def options(self) -> dict[str, Any]:
+        """Constructor arguments shared by aiokafka's producers, consumers and admin clients."""
+        return {"bootstrap_servers": self.bootstrap}
+
+
+def producer(access: KafkaAccess, **options: Any) -> AIOKafkaProducer:
+    """`acks=all`; never idempotent (the embedded broker has no idempotent producer, and
+    nothing in devreg depends on it: readers skip re-sent events by version)."""
+    settings: dict[str, Any] = {"acks": "all", **options, "enable_idempotence": False}
+    return AIOKafkaProducer(**access.options(), **settings)
+
+
+def consumer(access: KafkaAccess, **options: Any) -> AIOKafkaConsumer:
+    """A consumer with no group and no commits unless asked (devreg keeps its positions in
+    SQLite), reading from the earliest record, with a short fetch wait."""
+    settings: dict[str, Any] = {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+        **options,
+    }
+    return AIOKafkaConsumer(**access.options(), **settings)
+
+
+def admin(access: KafkaAccess) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**access.options())
+
+
+def client(access: KafkaAccess, **options: Any) -> AIOKafkaClient:
+    """A bare client (metadata requests only)."""
+    return AIOKafkaClient(**access.options(), **options)
+
+
+async def stop_consumer(kafka_consumer: AIOKafkaConsumer) -> None:
+    # aiokafka 0.14's stop() raises CancelledError if the group-less coordinator task that
+    # start() created has not run yet (a consumer stopped at once, a topic missing): yield once.
+    await asyncio.sleep(0)
+    await kafka_consumer.stop()
+
+
+async def end_offsets(
+    kafka_consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The broker's end offsets: exact on Apache Kafka, a lower bound on the embedded broker
+    (never 0 for a partition that holds a record)."""
+    ends: dict[TopicPartition, int] = await kafka_consumer.end_offsets(tps)
+    return ends
+
+
+async def at_end(kafka_consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
+    """After a whole idle window brought nothing for `tp`: whether its reading is over. The
+    position must have reached the reported `end` (a lower bound) and the high-water mark of
+    the last fetch response (None until one arrived at all)."""
+    position: int = await kafka_consumer.position(tp)
+    highwater: int | None = kafka_consumer.highwater(tp)
+    return position >= end and highwater is not None and highwater <= position
+
+
+async def log_ends(access: KafkaAccess, topics: Mapping[str, int]) -> Ends:
+    """End offsets of every partition of `topics` (name → partition count)."""
+    kafka_consumer = consumer(access)
+    await kafka_consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
+        ends = await end_offsets(kafka_consumer, partitions)
+    finally:
+        await stop_consumer(kafka_consumer)
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
