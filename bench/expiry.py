@@ -10,7 +10,7 @@ Then, from this process:
   RegistrationExpired events are seen, for two lags per device: occurred_at - expiration
   (the time the scheduler asked; a repeated expiry command keeps the first one's time, so
   this cannot show a slow pipeline) and the record's timestamp - expiration (when the event
-  was appended to the log: "expiry lands in the log within a second", DESIGN.md §7).
+  was appended to the log: "expiry lands in the log within a second", docs/design.md §7).
 Queries hide a passed expiration even before its event lands, so neither lag is visible to
 clients; they measure how long the log and the projection take to say so.
 """

@@ -1,6 +1,6 @@
 """Reading a topic from the beginning with a plain aiokafka consumer.
 
-End offsets are never asked for: the embedded broker under-reports them (DESIGN.md §10).
+End offsets are never asked for: the embedded broker under-reports them (docs/design.md §10).
 The reader is told how many records (or which ones) it waits for, and stops there.
 """
 

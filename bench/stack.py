@@ -79,7 +79,7 @@ class Worker:
             DEVREG_GROUP_ID=f"{self.prefix}-group",
             DEVREG_APPS=f"{APP_ID}:{API_KEY}",
             DEVREG_PARTITIONS=str(PARTITIONS),
-            # Tansu holds a group join for half the session timeout (DESIGN.md §10).
+            # Tansu holds a group join for half the session timeout (docs/design.md §10).
             DEVREG_SESSION_TIMEOUT_MS="2000",
             DEVREG_LOG_LEVEL="info",
             DEVREG_ADVERTISED_URL=self.base_url,

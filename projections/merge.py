@@ -1,7 +1,7 @@
 """Merging projection files folded from disjoint sets of partitions into one.
 
 A parallel rebuild (services/rebuild/parallel.py) folds each set of partitions into its own
-file. Every device's events are in one partition (DESIGN.md §2), so the files hold disjoint
+file. Every device's events are in one partition (docs/design.md §2), so the files hold disjoint
 devices, subscriptions, history and positions: their rows are simply copied. A channel may
 be announced on several partitions; its earliest time stands, the fold's own rule
 (projections/fold.py `_channel_created`). A duplicate key anywhere else means the files were

@@ -1,7 +1,7 @@
 """Kafka positions stored beside the rows they produced, in the same transaction.
 
 `next_offset` is where to resume; `fingerprint` identifies the last applied record, so a
-store can prove the broker still holds the history it claims (DESIGN.md §10).
+store can prove the broker still holds the history it claims (docs/design.md §10).
 """
 
 from __future__ import annotations

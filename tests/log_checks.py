@@ -48,7 +48,7 @@ def assert_chains(events: Iterable[AnyEvent]) -> None:
 
 class LogTail:
     """Every record of some topics, read from the start as they grow, handed to `seen` as
-    they arrive. End offsets are never asked for (DESIGN.md §10): `drain` reads until a fetch
+    they arrive. End offsets are never asked for (docs/design.md §10): `drain` reads until a fetch
     comes back empty, which is the end only while nothing writes (the worker is dead, or idle).
     """
 

@@ -242,7 +242,7 @@ async def read_from_start(
     with `drain`, on until a fetch comes back empty, so that what already sits after it (a
     duplicate, say) is read too.
 
-    End offsets are never asked for (Tansu under-reports them, DESIGN.md §10): the caller
+    End offsets are never asked for (Tansu under-reports them, docs/design.md §10): the caller
     names what it waits for, and the read fails at the deadline if that has not come.
     """
     consumer = AIOKafkaConsumer(

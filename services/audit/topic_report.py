@@ -11,7 +11,7 @@ from services.log.topics import ensure_topics
 
 END_NOTE = (
     "end offsets are what the broker reports; the embedded Tansu broker under-reports them"
-    " when the last batch of a partition holds several records (DESIGN.md §10)"
+    " when the last batch of a partition holds several records (docs/design.md §10)"
 )
 
 

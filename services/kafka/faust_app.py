@@ -61,9 +61,9 @@ def _tune_consumer(app: faust.App, wait_ms: int, assignor: CoPartitionedAssignor
     """Two settings faust-streaming 0.15 does not expose, set on the aiokafka consumer it
     creates, before it starts:
     - the fetch wait, hard-coded to 1500 ms, which Tansu honours even when data is waiting
-      (DESIGN.md §10): freshness would be ~1.5 s;
+      (docs/design.md §10): freshness would be ~1.5 s;
     - the partition assignor: faust's round robin may split partition p of the commands and
-      events topics between workers; devreg needs them together (DESIGN.md §2)."""
+      events topics between workers; devreg needs them together (docs/design.md §2)."""
     consumer: Any = app.consumer
     thread = consumer._thread
     create = thread._create_worker_consumer

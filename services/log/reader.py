@@ -1,7 +1,7 @@
 """Reading devreg's topics with a plain aiokafka consumer: no group, no faust, no commits.
 
 replay, history, as-of, rebuild and verify all read through this. End offsets are never
-trusted for correctness (the embedded broker under-reports them, DESIGN.md §10): a read "to
+trusted for correctness (the embedded broker under-reports them, docs/design.md §10): a read "to
 the end" stops only when a whole idle window brings nothing and the position has reached at
 least the reported end; a read "to positions" stops at offsets it was given, such as a
 projection's kafka_offsets.
@@ -126,7 +126,7 @@ class LogReader:
     ) -> tuple[dict[TopicPartition, int], list[TopicPartition]]:
         """Where the records stamped at or after `ts` begin, from the broker's time index when
         its answer checks out against the records themselves; else from the partition's
-        beginning (a scan: the embedded broker's answers are wrong, DESIGN.md §10). Returns
+        beginning (a scan: the embedded broker's answers are wrong, docs/design.md §10). Returns
         the start offsets and the partitions that are scanned."""
         beginnings = await self.beginning_offsets(tps)
         try:

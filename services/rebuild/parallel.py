@@ -3,7 +3,7 @@
 Why: one build is one core's work. Its loop (reading, decoding, folding) and aiosqlite's
 thread (SQLite) take turns on the GIL, so a second thread does not help, and the fold cannot
 be split across batches (each depends on the rows the one before wrote). It can be split
-across partitions: every device's events are in one partition (DESIGN.md §2). So this
+across partitions: every device's events are in one partition (docs/design.md §2). So this
 process reads the log once and deals each batch's records out to children
 (services/rebuild/part.py), one per set of partitions, each running the very same build into
 a file of its own; the files are then merged (projections/merge.py). Figures in

@@ -4,7 +4,7 @@ started, for the partitions the worker owns.
 The log's end is taken from the broker's end offsets (right on Apache Kafka), except where
 devreg knows it exactly: after `devreg run` re-publishes its archive into a fresh embedded
 broker, the archive's record counts are the end. (The embedded broker under-reports end
-offsets, DESIGN.md §10; elsewhere on it they are only a lower bound.)
+offsets, docs/design.md §10; elsewhere on it they are only a lower bound.)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Takeover:
     is answered 5902 (retry), never from rows another worker has moved past.
 
     The end is the broker's end offset at the handover: exact on Apache Kafka; on the
-    embedded broker a lower bound (DESIGN.md §10), so there the gate may open a little early.
+    embedded broker a lower bound (docs/design.md §10), so there the gate may open a little early.
     """
 
     def __init__(self, events_topic: str, positions: Callable[[], Mapping[tuple[str, int], int]]):

@@ -1,4 +1,4 @@
-"""The command processor's decision state in SQLite (not in faust tables: DESIGN.md §2).
+"""The command processor's decision state in SQLite (not in faust tables: docs/design.md §2).
 
 Device states, each app's known channels, and the outcome of every command id (the
 idempotency record) are written with the commands-topic positions in one transaction.

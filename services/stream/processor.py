@@ -1,4 +1,4 @@
-"""The command processor: the only writer of device events (DESIGN.md §2, §4).
+"""The command processor: the only writer of device events (docs/design.md §2, §4).
 
 Per batch: decode, look up state, decide, publish events and outcomes and wait for Kafka to
 acknowledge them, and only then commit the new decision state with the commands positions.

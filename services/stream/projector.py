@@ -38,7 +38,7 @@ class Projector:
 
     async def handle_own(self, records: Sequence[Record]) -> None:
         """Events the command processor has just had acknowledged, folded at once: they are
-        visible without a second trip through the consumer (DESIGN.md §2 still holds: the
+        visible without a second trip through the consumer (docs/design.md §2 still holds: the
         fold, the positions and the transaction are the same as for events read back)."""
         result = await self._store.apply_next(records)
         if result is not None:

@@ -1,6 +1,6 @@
 """Handing records to Kafka as record batches, one per (topic, partition), in order.
 
-aiokafka's `send_batch` costs a third of a `send` per record (DESIGN.md §10). A closed batch is
+aiokafka's `send_batch` costs a third of a `send` per record (docs/design.md §10). A closed batch is
 sent at once (it does not linger), and several batches queued for one partition keep their
 order: aiokafka holds a second one until the first has gone out.
 """

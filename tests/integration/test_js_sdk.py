@@ -1,5 +1,5 @@
 """Wire compatibility with the official Backendless JS SDK (npm ``backendless``, pinned in
-``tests/js/package.json``), DESIGN.md §5.
+``tests/js/package.json``), docs/design.md §5.
 
 ``tests/js/sdk_flow.js`` drives a running devreg worker through the SDK's public API
 (``initApp`` → ``setupDevice`` → ``Messaging.registerDevice`` / ``getRegistrations`` /

@@ -1,4 +1,4 @@
-"""The Backendless Device Registration wire contract (DESIGN.md §5), over real HTTP.
+"""The Backendless Device Registration wire contract (docs/design.md §5), over real HTTP.
 
 Every test talks to a real devreg worker process on the session's Tansu broker and checks the
 bodies byte-for-byte where the SDKs depend on them: status, `{code, message, errorData}` on

@@ -1,4 +1,4 @@
-"""Commands published straight to Kafka (DESIGN.md §4): outcomes, dead letters, idempotency.
+"""Commands published straight to Kafka (docs/design.md §4): outcomes, dead letters, idempotency.
 
 A producer outside devreg publishes to `<prefix>.commands` with the device's partition key;
 the tests read `<prefix>.outcomes`, `<prefix>.events` and `<prefix>.commands.dlq` from the

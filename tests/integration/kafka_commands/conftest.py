@@ -23,7 +23,7 @@ async def devreg_worker(
 
 @pytest.fixture(scope="package")
 async def producer(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
-    # Tansu has no idempotent producer (DESIGN.md §10).
+    # Tansu has no idempotent producer (docs/design.md §10).
     client = AIOKafkaProducer(
         bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False
     )
