@@ -1,66 +1,109 @@
-"""Counters, gauges and histograms for /metrics, in the Prometheus text format."""
+"""The worker's metrics, served at /metrics by prometheus_client (HELP and TYPE lines, labels,
+histograms in seconds).
+
+Every metric is declared once, below, with its help text and label names; a call that names an
+undeclared metric or other labels fails at once. Each worker has a registry of its own (tests
+run several in one process). docs/operations.md lists them all.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
-BUCKETS_MS: tuple[float, ...] = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.registry import Collector
+
+# Request latencies and expiry lag, in seconds: from 1 ms to 10 s.
+BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "devreg_commands_total": ("Commands decided: accepted, rejected, or repeated", ("result",)),
+    "devreg_outcomes_total": ("Outcomes published, by Backendless code (0: accepted)", ("code",)),
+    "devreg_commands_dead_lettered_total": ("Records that were not a command (to the DLQ)", ()),
+    "devreg_events_emitted_total": ("Events published by this worker's processor", ()),
+    "devreg_events_applied_total": ("Events applied to the projection", ()),
+    "devreg_events_applied_at_once_total": (
+        "Of those, events applied as soon as Kafka acknowledged them (write-through)",
+        (),
+    ),
+    "devreg_events_duplicate_total": ("Re-emitted events skipped by the projection", ()),
+    "devreg_expiry_commands_total": ("Expiry commands sent by the scheduler", ()),
+    "devreg_handler_failures_total": ("Handler failures that stopped the worker", ()),
+    "devreg_http_exports_cut_total": ("Streamed exports cut off: the client stopped reading", ()),
+    "devreg_read_back_pauses_total": ("Events partitions paused: only own events to read", ()),
+    "devreg_read_back_resumes_total": ("Events partitions read again, by reason", ("reason",)),
+}
+GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "devreg_expirations_pending": ("Subscriptions with an expiration still to come", ()),
+    "devreg_projection_lag_events": (
+        "Events this worker emitted and its projection has not applied yet",
+        ("partition",),
+    ),
+    "devreg_read_back_paused_partitions": ("Events partitions whose read-back is paused", ()),
+}
+HISTOGRAMS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "devreg_http_request_duration_seconds": (
+        "HTTP request latency, by method, route template and status",
+        ("method", "route", "status"),
+    ),
+    "devreg_expiry_send_lag_seconds": (
+        "From an expiration to its expiry command being sent",
+        (),
+    ),
+}
 Labels = tuple[tuple[str, str], ...]
-
-
-def _labels(labels: Labels, extra: str = "") -> str:
-    parts = [f'{k}="{v}"' for k, v in labels] + ([extra] if extra else [])
-    return "{" + ",".join(parts) + "}" if parts else ""
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._counters: Counter[tuple[str, Labels]] = Counter()
-        self._gauges: dict[tuple[str, Labels], float] = {}
-        # Per histogram: one count per bucket, then the +Inf count, then the sum.
-        self._histograms: dict[tuple[str, Labels], list[float]] = {}
+        # A `_created` series per counter tells nobody anything here, and doubles the page.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._families: dict[str, Any] = {}
+        for name, (doc, labels) in COUNTERS.items():
+            self._declare(name, Counter(name, doc, labels, registry=self.registry))
+        for name, (doc, labels) in GAUGES.items():
+            self._declare(name, Gauge(name, doc, labels, registry=self.registry))
+        for name, (doc, labels) in HISTOGRAMS.items():
+            family = Histogram(name, doc, labels, registry=self.registry, buckets=BUCKETS_S)
+            self._declare(name, family)
+        # A labelled child per label values, looked up once: .labels() costs more than .inc().
+        self._children: dict[tuple[str, Labels], Any] = {}
+
+    def _declare(self, name: str, family: Collector) -> None:
+        self._families[name] = family
+
+    def _child(self, name: str, labels: dict[str, str]) -> Any:
+        key = (name, tuple(sorted(labels.items())))
+        child = self._children.get(key)
+        if child is None:
+            family = self._families[name]
+            child = family.labels(**labels) if labels else family
+            self._children[key] = child
+        return child
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
-        self._counters[(name, tuple(sorted(labels.items())))] += amount
+        self._child(name, labels).inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        self._gauges[(name, tuple(sorted(labels.items())))] = value
+        self._child(name, labels).set(value)
 
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        """One observation of a histogram in milliseconds."""
-        key = (name, tuple(sorted(labels.items())))
-        counts = self._histograms.setdefault(key, [0.0] * (len(BUCKETS_MS) + 2))
-        for i, bound in enumerate(BUCKETS_MS):
-            if value <= bound:
-                counts[i] += 1
-        counts[-2] += 1
-        counts[-1] += value
+    def observe(self, name: str, seconds: float, **labels: str) -> None:
+        self._child(name, labels).observe(seconds)
 
-    def value(self, name: str, **labels: str) -> int:
-        return self._counters[(name, tuple(sorted(labels.items())))]
+    def value(self, name: str, **labels: str) -> float:
+        """A counter's or gauge's current value (0 if never touched)."""
+        sample = name if name in GAUGES else name.removesuffix("_total") + "_total"
+        found = self.registry.get_sample_value(sample, labels or None)
+        return found or 0.0
 
-    def render(self) -> str:
-        lines: list[str] = []
-        typed: set[str] = set()
-
-        def header(name: str, kind: str) -> None:
-            if name not in typed:
-                typed.add(name)
-                lines.append(f"# TYPE {name} {kind}")
-
-        for (name, labels), count in sorted(self._counters.items()):
-            header(name, "counter")
-            lines.append(f"{name}{_labels(labels)} {count}")
-        for (name, labels), value in sorted(self._gauges.items()):
-            header(name, "gauge")
-            lines.append(f"{name}{_labels(labels)} {value:g}")
-        for (name, labels), counts in sorted(self._histograms.items()):
-            header(name, "histogram")
-            for bound, hits in zip(BUCKETS_MS, counts, strict=False):
-                le = 'le="%g"' % bound  # noqa: UP031 (Python 3.11: no nested quotes in f-strings)
-                lines.append(f"{name}_bucket{_labels(labels, le)} {int(hits)}")
-            inf = 'le="+Inf"'
-            lines.append(f"{name}_bucket{_labels(labels, inf)} {int(counts[-2])}")
-            lines.append(f"{name}_count{_labels(labels)} {int(counts[-2])}")
-            lines.append(f"{name}_sum{_labels(labels)} {counts[-1]:g}")
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
 from projections.store import ProjectionStore
@@ -158,4 +159,6 @@ class Api:
         self.metrics.set("devreg_expirations_pending", await self.projection.pending_expirations())
         for partition, lag in self.lag().items():
             self.metrics.set("devreg_projection_lag_events", lag, partition=str(partition))
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

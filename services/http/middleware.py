@@ -31,10 +31,9 @@ def timed(metrics: Metrics) -> Middleware:
         response = await handler(request)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.observe(
-            "devreg_http_request_duration_ms",
-            elapsed_ms,
+            "devreg_http_request_duration_seconds",
+            time.perf_counter() - started,
             method=request.method,
             route=route,
             status=str(response.status),

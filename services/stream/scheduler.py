@@ -154,5 +154,5 @@ class ExpiryScheduler:
             assert command.issued_at is not None
             lag = command.issued_at - command.expiration
             self._metrics.inc("devreg_expiry_commands_total")
-            self._metrics.observe("devreg_expiry_send_lag_ms", lag)
+            self._metrics.observe("devreg_expiry_send_lag_seconds", lag / 1000)
         log.info("sent %d expiry commands", len(commands))

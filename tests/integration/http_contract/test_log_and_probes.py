@@ -84,7 +84,7 @@ async def test_given_a_running_worker_when_probing_then_health_readiness_and_met
         assert response.content_type == "text/plain"
         text = await response.text()
     assert "# TYPE devreg_commands_total counter" in text.splitlines()
-    assert re.search(r'^devreg_commands_total\{result="accepted"\} [1-9]\d*$', text, re.M), text
+    assert re.search(r'^devreg_commands_total\{result="accepted"\} [1-9]\d*\.0$', text, re.M), text
 
 
 async def test_given_every_success_route_when_called_then_no_body_has_code_and_message(
