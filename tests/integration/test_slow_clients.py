@@ -127,10 +127,11 @@ async def request_counts(worker: WorkerProcess) -> dict[str, int]:
     ):
         text = await response.text()
     counts: dict[str, int] = {}
+    histogram = "devreg_http_request_duration_seconds_count{"
     for line in text.splitlines():
-        if line.startswith("devreg_http_request_duration_ms_count{") and "registrations" in line:
+        if line.startswith(histogram) and "registrations" in line:
             status = line.split('status="')[1].split('"')[0]
-            counts[status] = counts.get(status, 0) + int(line.rsplit(" ", 1)[1])
+            counts[status] = counts.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
     return counts
 
 
