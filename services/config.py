@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from services.kafka.clients import KafkaAccess
 
 DEMO_APP_ID = "demo-app"
 DEMO_REST_KEY = "demo-rest-key"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class ConfigError(ValueError):
@@ -108,26 +110,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "log-archive.ndjson"
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]")
-    return value
-
-
-def _name(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
-    if not _NAME.match(value):
-        raise ConfigError(f"{name}={value!r} must match {_NAME.pattern}")
-    return value
-
-
 def parse_apps(raw: str) -> dict[str, str]:
     """`app-id:rest-key[,app-id:rest-key…]` to a dict; raises ConfigError naming DEVREG_APPS."""
     apps: dict[str, str] = {}
@@ -145,8 +127,71 @@ def parse_apps(raw: str) -> dict[str, str]:
     return apps
 
 
-def _bootstrap(env: Mapping[str, str]) -> str | None:
-    raw = env.get("KAFKA_BOOTSTRAP", "").strip()
+Ms = int
+_PORT = Meta(ge=0, le=65535)
+
+
+def _ms(low: int, high: int) -> Meta:
+    return Meta(ge=low, le=high)
+
+
+class Environment(msgspec.Struct, kw_only=True, rename="upper"):
+    """Every variable devreg reads, with its type, range and default: read with msgspec from
+    the environment (an empty value counts as unset). Field names are the variables' names."""
+
+    kafka_bootstrap: str = ""
+    devreg_apps: str = ""
+    devreg_broker_port: Annotated[int, _PORT] = 0
+    devreg_http_host: str = "127.0.0.1"
+    devreg_http_port: Annotated[int, _PORT] = 8080
+    devreg_data_dir: str = "./data"
+    devreg_partitions: Annotated[int, Meta(ge=1, le=1000)] = 6
+    devreg_topic_prefix: Annotated[str, Meta(pattern=NAME_PATTERN)] = "devreg"
+    devreg_group_id: Annotated[str, Meta(pattern=NAME_PATTERN)] = "devreg"
+    # Tansu holds a group join for half the session timeout, so the embedded broker gets a
+    # short one (2 s); Apache Kafka refuses sessions below group.min.session.timeout.ms (6 s),
+    # so elsewhere it is 10 s. None: the default for the broker in use.
+    devreg_session_timeout_ms: Annotated[Ms, _ms(1000, 300000)] | None = None
+    devreg_heartbeat_interval_ms: Annotated[Ms, _ms(100, 60000)] = 500
+    devreg_rebalance_timeout_ms: Annotated[Ms, _ms(1000, 600000)] = 6000
+    devreg_fetch_max_wait_ms: Annotated[Ms, _ms(1, 10000)] = 10
+    devreg_visible_timeout_ms: Annotated[Ms, _ms(100, 600000)] = 5000
+    devreg_http_idle_timeout_ms: Annotated[Ms, _ms(100, 3600000)] = 15000
+    devreg_http_body_timeout_ms: Annotated[Ms, _ms(100, 600000)] = 10000
+    devreg_http_write_timeout_ms: Annotated[Ms, _ms(100, 600000)] = 30000
+    devreg_stop_timeout_ms: Annotated[Ms, _ms(1000, 600000)] = 15000
+    devreg_batch_size: Annotated[int, Meta(ge=1, le=100000)] = 2000
+    devreg_read_back_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 2000
+    devreg_log_level: Literal["debug", "info", "warn", "error"] = "info"
+    devreg_log_format: Literal["text", "json"] = "text"
+    devreg_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    devreg_replication_factor: Annotated[int, Meta(ge=1, le=10)] = 1
+    devreg_min_insync_replicas: Annotated[int, Meta(ge=1, le=10)] = 1
+    devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
+
+
+# Every variable load_settings reads: deployment files are checked against this list.
+KNOWN_VARIABLES = frozenset(f.encode_name for f in msgspec.structs.fields(Environment))
+# Values compared case-insensitively.
+_LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP"}
+_AT = re.compile(r"at `\$\.(\w+)`")
+
+
+def read_environment(env: Mapping[str, str]) -> Environment:
+    """The variables devreg reads, typed and checked; ConfigError names the variable."""
+    given = {name: env[name].strip() for name in KNOWN_VARIABLES if env.get(name, "").strip()}
+    for name in _LOWERED & set(given):
+        given[name] = given[name].lower()
+    try:
+        return msgspec.convert(given, Environment, strict=False)
+    except msgspec.ValidationError as exc:
+        where = _AT.search(str(exc))
+        name = where.group(1) if where else "the environment"
+        reason = str(exc).split(" - at ")[0]
+        raise ConfigError(f"{name}={given.get(name, '')!r}: {reason}") from None
+
+
+def _bootstrap(raw: str) -> str | None:
     if not raw:
         return None
     for server in raw.split(","):
@@ -158,89 +203,45 @@ def _bootstrap(env: Mapping[str, str]) -> str | None:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping (pass `os.environ`)."""
-    bootstrap = _bootstrap(env)
-    apps_raw = env.get("DEVREG_APPS", "").strip()
-    apps = parse_apps(apps_raw) if apps_raw else {DEMO_APP_ID: DEMO_REST_KEY}
-    # Tansu holds a group join for half the session timeout, so the embedded broker gets a
-    # short one; Apache Kafka refuses sessions below group.min.session.timeout.ms (6 s).
+    e = read_environment(env)
+    bootstrap = _bootstrap(e.kafka_bootstrap)
+    apps = parse_apps(e.devreg_apps) if e.devreg_apps else {DEMO_APP_ID: DEMO_REST_KEY}
     session_default = 2000 if bootstrap is None else 10000
-    session = _int(env, "DEVREG_SESSION_TIMEOUT_MS", session_default, 1000, 300000)
-    log_level = env.get("DEVREG_LOG_LEVEL", "info").strip().lower()
-    if log_level not in {"debug", "info", "warn", "error"}:
-        raise ConfigError(f"DEVREG_LOG_LEVEL={log_level!r} must be debug, info, warn or error")
-    log_format = env.get("DEVREG_LOG_FORMAT", "").strip().lower() or "text"
-    if log_format not in {"text", "json"}:
-        raise ConfigError(f"DEVREG_LOG_FORMAT={log_format!r} must be text or json")
-    event_loop = env.get("DEVREG_EVENT_LOOP", "").strip().lower() or "uvloop"
-    if event_loop not in {"uvloop", "asyncio"}:
-        raise ConfigError(f"DEVREG_EVENT_LOOP={event_loop!r} must be uvloop or asyncio")
-    http_host = env.get("DEVREG_HTTP_HOST", "").strip() or "127.0.0.1"
-    http_port = _int(env, "DEVREG_HTTP_PORT", 8080, 0, 65535)
-    replication = _int(env, "DEVREG_REPLICATION_FACTOR", 1, 1, 10)
-    advertised = env.get("DEVREG_ADVERTISED_URL", "").strip() or f"http://{http_host}:{http_port}"
-    if not advertised.startswith(("http://", "https://")):
-        raise ConfigError(f"DEVREG_ADVERTISED_URL={advertised!r} must start with http(s)://")
+    if e.devreg_min_insync_replicas > e.devreg_replication_factor:
+        raise ConfigError(
+            f"DEVREG_MIN_INSYNC_REPLICAS={e.devreg_min_insync_replicas} is above"
+            f" DEVREG_REPLICATION_FACTOR={e.devreg_replication_factor}"
+        )
+    advertised = e.devreg_advertised_url or f"http://{e.devreg_http_host}:{e.devreg_http_port}"
     return Settings(
         kafka_bootstrap=bootstrap,
-        broker_port=_int(env, "DEVREG_BROKER_PORT", 0, 0, 65535),
-        http_host=http_host,
-        http_port=http_port,
-        data_dir=Path(env.get("DEVREG_DATA_DIR", "").strip() or "./data"),
+        broker_port=e.devreg_broker_port,
+        http_host=e.devreg_http_host,
+        http_port=e.devreg_http_port,
+        data_dir=Path(e.devreg_data_dir),
         apps=apps,
-        demo_app=not apps_raw,
-        partitions=_int(env, "DEVREG_PARTITIONS", 6, 1, 1000),
-        topic_prefix=_name(env, "DEVREG_TOPIC_PREFIX", "devreg"),
-        group_id=_name(env, "DEVREG_GROUP_ID", "devreg"),
-        session_timeout_ms=session,
-        heartbeat_interval_ms=_int(env, "DEVREG_HEARTBEAT_INTERVAL_MS", 500, 100, 60000),
-        rebalance_timeout_ms=_int(env, "DEVREG_REBALANCE_TIMEOUT_MS", 6000, 1000, 600000),
-        fetch_max_wait_ms=_int(env, "DEVREG_FETCH_MAX_WAIT_MS", 10, 1, 10000),
-        visible_timeout_ms=_int(env, "DEVREG_VISIBLE_TIMEOUT_MS", 5000, 100, 600000),
-        http_idle_timeout_ms=_int(env, "DEVREG_HTTP_IDLE_TIMEOUT_MS", 15000, 100, 3600000),
-        http_body_timeout_ms=_int(env, "DEVREG_HTTP_BODY_TIMEOUT_MS", 10000, 100, 600000),
-        http_write_timeout_ms=_int(env, "DEVREG_HTTP_WRITE_TIMEOUT_MS", 30000, 100, 600000),
-        stop_timeout_ms=_int(env, "DEVREG_STOP_TIMEOUT_MS", 15000, 1000, 600000),
-        batch_size=_int(env, "DEVREG_BATCH_SIZE", 2000, 1, 100000),
-        read_back_recheck_ms=_int(env, "DEVREG_READ_BACK_RECHECK_MS", 2000, 0, 600000),
-        log_level=log_level,
-        log_format=log_format,
-        event_loop=event_loop,
-        replication_factor=replication,
-        min_insync_replicas=_int(env, "DEVREG_MIN_INSYNC_REPLICAS", 1, 1, replication),
+        demo_app=not e.devreg_apps,
+        partitions=e.devreg_partitions,
+        topic_prefix=e.devreg_topic_prefix,
+        group_id=e.devreg_group_id,
+        session_timeout_ms=e.devreg_session_timeout_ms or session_default,
+        heartbeat_interval_ms=e.devreg_heartbeat_interval_ms,
+        rebalance_timeout_ms=e.devreg_rebalance_timeout_ms,
+        fetch_max_wait_ms=e.devreg_fetch_max_wait_ms,
+        visible_timeout_ms=e.devreg_visible_timeout_ms,
+        http_idle_timeout_ms=e.devreg_http_idle_timeout_ms,
+        http_body_timeout_ms=e.devreg_http_body_timeout_ms,
+        http_write_timeout_ms=e.devreg_http_write_timeout_ms,
+        stop_timeout_ms=e.devreg_stop_timeout_ms,
+        batch_size=e.devreg_batch_size,
+        read_back_recheck_ms=e.devreg_read_back_recheck_ms,
+        log_level=e.devreg_log_level,
+        log_format=e.devreg_log_format,
+        event_loop=e.devreg_event_loop,
+        replication_factor=e.devreg_replication_factor,
+        min_insync_replicas=e.devreg_min_insync_replicas,
         advertised_url=advertised.rstrip("/"),
     )
-
-
-# Every variable load_settings reads: deployment files are checked against this list.
-KNOWN_VARIABLES = frozenset(
-    {
-        "KAFKA_BOOTSTRAP",
-        "DEVREG_APPS",
-        "DEVREG_BROKER_PORT",
-        "DEVREG_HTTP_HOST",
-        "DEVREG_HTTP_PORT",
-        "DEVREG_DATA_DIR",
-        "DEVREG_PARTITIONS",
-        "DEVREG_TOPIC_PREFIX",
-        "DEVREG_GROUP_ID",
-        "DEVREG_SESSION_TIMEOUT_MS",
-        "DEVREG_HEARTBEAT_INTERVAL_MS",
-        "DEVREG_REBALANCE_TIMEOUT_MS",
-        "DEVREG_FETCH_MAX_WAIT_MS",
-        "DEVREG_VISIBLE_TIMEOUT_MS",
-        "DEVREG_HTTP_IDLE_TIMEOUT_MS",
-        "DEVREG_HTTP_BODY_TIMEOUT_MS",
-        "DEVREG_HTTP_WRITE_TIMEOUT_MS",
-        "DEVREG_STOP_TIMEOUT_MS",
-        "DEVREG_BATCH_SIZE",
-        "DEVREG_LOG_LEVEL",
-        "DEVREG_LOG_FORMAT",
-        "DEVREG_EVENT_LOOP",
-        "DEVREG_REPLICATION_FACTOR",
-        "DEVREG_MIN_INSYNC_REPLICAS",
-        "DEVREG_ADVERTISED_URL",
-    }
-)
 
 
 def require_kafka(settings: Settings, command: str) -> KafkaAccess:

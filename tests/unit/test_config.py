@@ -34,3 +34,18 @@ def test_given_an_unknown_loop_then_the_error_names_the_variable() -> None:
 def test_every_variable_devreg_reads_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     assert [v for v in sorted(KNOWN_VARIABLES) if f"`{v}`" not in readme] == []
+
+
+@pytest.mark.parametrize("name", sorted(v for v in KNOWN_VARIABLES if v.endswith(("_MS", "_PORT"))))
+def test_given_a_number_that_is_not_one_then_the_error_names_the_variable(name: str) -> None:
+    # Given Unicode digits, a sign, a fraction: none is a whole number of milliseconds or a port.
+    for raw in ("٣", "-5", "1.5", "10" * 10):
+        with pytest.raises(ConfigError, match=f"^{name}="):
+            load_settings({name: raw})
+
+
+def test_given_values_with_spaces_and_case_then_read_as_meant() -> None:
+    settings = load_settings({"DEVREG_PARTITIONS": " 3 ", "DEVREG_LOG_LEVEL": "WARN"})
+    assert (settings.partitions, settings.log_level) == (3, "warn")
+    assert load_settings({}).session_timeout_ms == 2000  # the embedded broker's
+    assert load_settings({"KAFKA_BOOTSTRAP": "k:9092"}).session_timeout_ms == 10000
