@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client.parser import text_string_to_metric_families
 
 from events import AnyCommand, AnyEvent, decode_event, encode
 from events.identity import partition_key
@@ -310,3 +311,18 @@ async def read_events(
     """The events of `topic` from the start, until `done(events)` holds, and any that already
     sit after (a test that counts expiries sees a duplicate)."""
     return await read_from_start(bootstrap, topic, as_event, done, deadline_s, drain=True)
+
+
+async def metric(worker: WorkerProcess, sample: str, **labels: str) -> float:
+    """A sample's value on the worker's /metrics page (0 when absent), e.g.
+    `metric(w, "devreg_read_back_resumes_total", reason="gap")`."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{worker.base_url}/metrics") as response,
+    ):
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    return 0.0

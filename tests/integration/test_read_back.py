@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -21,19 +20,17 @@ from events import ChannelCreated, encode
 from events.identity import event_id, seal
 from services.log.broker import EmbeddedBroker
 from services.stream.ownership import Ownership
-from tests.support import PARTITIONS, WorkerProcess, call, now_ms, registration, wait_for
+from tests.support import (
+    PARTITIONS,
+    WorkerProcess,
+    call,
+    metric,
+    now_ms,
+    registration,
+    wait_for,
+)
 
 OWNERSHIP = Ownership("http://unused", PARTITIONS)
-
-
-async def metric(worker: WorkerProcess, line_start: str) -> float:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{worker.base_url}/metrics") as response,
-    ):
-        text = await response.text()
-    found = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(line_start)]
-    return float(found[0]) if found else 0.0
 
 
 async def register(worker: WorkerProcess, device: str) -> None:
@@ -74,8 +71,8 @@ async def foreign_channel(broker: EmbeddedBroker, worker: WorkerProcess, partiti
     return channel
 
 
-async def counted(worker: WorkerProcess, line_start: str) -> bool:
-    return await metric(worker, line_start) >= 1
+async def counted(worker: WorkerProcess, sample: str) -> bool:
+    return await metric(worker, sample) >= 1
 
 
 async def shows(worker: WorkerProcess, channel: str) -> bool:
@@ -109,7 +106,7 @@ async def test_given_a_paused_partition_when_a_foreign_event_precedes_the_next_w
     worker, first = no_recheck, f"rb-{uuid.uuid4().hex[:8]}"
     partition = OWNERSHIP.partition_of(worker.app_id, first)
     await register(worker, first)
-    await wait_for(lambda: counted(worker, "devreg_read_back_paused_partitions "), 20)
+    await wait_for(lambda: counted(worker, "devreg_read_back_paused_partitions"), 20)
 
     # When: an event the worker did not write lands there, then the worker writes after it
     channel = await foreign_channel(broker, worker, partition)
@@ -118,7 +115,7 @@ async def test_given_a_paused_partition_when_a_foreign_event_precedes_the_next_w
     # Then: the registration became visible (the POST answered 200) and the foreign event is
     # in the projection too: the gap made the worker read the partition again
     assert channel in await channels(worker)
-    assert await metric(worker, 'devreg_read_back_resumes_total{reason="gap"}') >= 1
+    assert await metric(worker, "devreg_read_back_resumes_total", reason="gap") >= 1
 
 
 async def test_given_a_paused_partition_when_a_foreign_event_lands_then_the_recheck_reads_it(
@@ -127,7 +124,7 @@ async def test_given_a_paused_partition_when_a_foreign_event_lands_then_the_rech
     # Given
     worker, device = quick_recheck, f"rb-{uuid.uuid4().hex[:8]}"
     await register(worker, device)
-    await wait_for(lambda: counted(worker, "devreg_read_back_pauses_total "), 20)
+    await wait_for(lambda: counted(worker, "devreg_read_back_pauses_total"), 20)
 
     # When: an event the worker did not write, and no write of its own after it
     channel = await foreign_channel(broker, worker, OWNERSHIP.partition_of(worker.app_id, device))

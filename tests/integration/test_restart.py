@@ -13,19 +13,7 @@ from aiokafka import AIOKafkaProducer
 from events import DeviceRegistered, RegisterDevice, decode_event, encode
 from events.identity import partition_key
 from services.log.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, read_records, registration, wait_for
-
-
-async def metric(worker: WorkerProcess, name: str) -> int:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{worker.base_url}/metrics") as response,
-    ):
-        text = await response.text()
-    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
-    return int(values[0]) if values else 0
+from tests.support import WorkerProcess, call, metric, read_records, registration, wait_for
 
 
 async def visible(worker: WorkerProcess, device_id: str) -> bool:
