@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import msgspec
 
@@ -19,6 +20,8 @@ KAFKA_UNAVAILABLE = 5901  # HTTP 503: Kafka did not acknowledge the command (ret
 PARTITION_MOVING = 5902  # HTTP 503: the device's partition is being reassigned (retry)
 LENGTH_EXCEEDED = 8000
 UNKNOWN_APP = 8002  # HTTP 401 (not 3064: the JS SDK reads that as a stale user token)
+ADMIN_KEY_REQUIRED = 8003  # HTTP 401: an admin route without the app's admin key
+ADMIN_ROUTES_CLOSED = 8004  # HTTP 403: the app has no admin key, so no admin route is open
 
 MAX_FIELD_LENGTH = 500
 MAX_CHANNELS = 100
@@ -61,19 +64,54 @@ def _required(name: str, value: str) -> Rejection | None:
     return _length(name, value)
 
 
+# Characters no name devreg keeps may hold. '/' cannot travel in a URL path segment (the JS
+# SDK refuses it in channel names), ',' separates `registrationId` pairs and `?channels=a,b`.
+# Control characters (C0, DEL, C1: Unicode category Cc) and lone surrogates (Cs, which no
+# UTF-8 encoder accepts) are refused everywhere: they cannot be shown, logged or typed.
+_CHANNEL_SEPARATORS = frozenset("/,")
+_UNPRINTABLE = frozenset({"Cc", "Cs"})
+
+
+def unprintable(value: str) -> bool:
+    """Whether `value` holds a control character or a lone surrogate."""
+    # Most names are printable ASCII: that test is one C call, the per-character one is not.
+    if value.isascii() and value.isprintable():
+        return False
+    return any(unicodedata.category(c) in _UNPRINTABLE for c in value)
+
+
+def check_channel(channel: str) -> Rejection | None:
+    """One channel name: non-empty, no '/', ',' or control character, at most 500 long."""
+    if not channel or not _CHANNEL_SEPARATORS.isdisjoint(channel) or unprintable(channel):
+        return Rejection(
+            INVALID_REGISTRATION,
+            f"Channel name {channel!r} is invalid: it must be non-empty and contain no '/',"
+            " ',' or control character",
+        )
+    return _length("channels", channel)
+
+
 def check_channels(channels: tuple[str, ...]) -> Rejection | None:
     if len(channels) > MAX_CHANNELS:
         return Rejection(
             INVALID_REGISTRATION, f"Property 'channels' names more than {MAX_CHANNELS} channels"
         )
     for channel in channels:
-        if not channel or "/" in channel:
-            return Rejection(
-                INVALID_REGISTRATION,
-                f"Channel name {channel!r} is invalid: it must be non-empty and contain no '/'",
-            )
-        if rejection := _length("channels", channel):
+        if rejection := check_channel(channel):
             return rejection
+    return None
+
+
+def check_device_id(device_id: str) -> Rejection | None:
+    """A device id a URL can name: non-empty, at most 500 long, no '/' (a path segment cannot
+    hold one: GET and DELETE could never address the device) and no control character."""
+    if rejection := _required("deviceId", device_id):
+        return rejection
+    if "/" in device_id or unprintable(device_id):
+        return Rejection(
+            INVALID_REGISTRATION,
+            f"Property 'deviceId' ({device_id!r}) must contain no '/' or control character",
+        )
     return None
 
 
@@ -89,7 +127,8 @@ def check_identity(command: AnyCommand) -> Rejection | None:
 
 def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
     rejection = (
-        _required("deviceToken", command.device_token)
+        check_device_id(command.device_id)
+        or _required("deviceToken", command.device_token)
         or _length("osVersion", command.os_version)
         or check_channels(command.channels)
     )

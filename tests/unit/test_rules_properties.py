@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -12,6 +14,22 @@ from services.http import wire
 
 NOW = 1_800_000_000_000
 text = st.text(min_size=1, max_size=700)
+# Device ids a URL path segment can name (no '/', no control character).
+device_ids = st.text(
+    st.characters(exclude_categories=["Cc", "Cs"], exclude_characters="/"),
+    min_size=1,
+    max_size=700,
+)
+
+
+def nameable(value: str, forbidden: str) -> bool:
+    """Non-empty, none of `forbidden`, no control character (C0, DEL, C1) nor surrogate: the
+    rule restated with the standard library, not with the code under test."""
+    return bool(value) and not any(
+        c in forbidden or unicodedata.category(c) in ("Cc", "Cs") for c in value
+    )
+
+
 os_names = st.sampled_from(["ios", "IOS", "Android", "wp", "OsX"])
 
 
@@ -29,7 +47,7 @@ def register(**fields: object) -> RegisterDevice:
 
 
 @settings(max_examples=300, deadline=None)
-@given(token=text, device=text, version=st.text(max_size=700), os_name=os_names)
+@given(token=text, device=device_ids, version=st.text(max_size=700), os_name=os_names)
 def test_given_any_lengths_then_8000_exactly_when_a_value_exceeds_500_characters(
     token: str, device: str, version: str, os_name: str
 ) -> None:
@@ -56,11 +74,45 @@ def test_given_any_channels_then_accepted_only_when_every_name_is_valid(
 ) -> None:
     rejection = rules.check(register(channels=tuple(channels)), NOW)
     valid = len(channels) <= rules.MAX_CHANNELS and all(
-        c and "/" not in c and len(c) <= rules.MAX_FIELD_LENGTH for c in channels
+        nameable(c, "/,") and len(c) <= rules.MAX_FIELD_LENGTH for c in channels
     )
     assert (rejection is None) == valid
     if rejection is not None:
         assert rejection.code in (rules.INVALID_REGISTRATION, rules.LENGTH_EXCEEDED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    channel=st.one_of(
+        st.text(max_size=30),
+        st.text(st.characters(codec="ascii"), max_size=10),
+        st.sampled_from(["a,b", ",", "a\x00", "\x85", "\x7f", "x\u2028", "caf\u00e9 ?#%41"]),
+    )
+)
+def test_given_any_channel_name_then_refused_exactly_for_empty_slash_comma_or_control(
+    channel: str,
+) -> None:
+    rejection = rules.check(register(channels=(channel,)), NOW)
+    if nameable(channel, "/,") and len(channel) <= rules.MAX_FIELD_LENGTH:
+        assert rejection is None
+    else:
+        assert rejection is not None
+        assert rejection.code in (rules.INVALID_REGISTRATION, rules.LENGTH_EXCEEDED)
+        assert repr(channel)[:40] in rejection.message or "'channels'" in rejection.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(device=st.text(min_size=1, max_size=40))
+def test_given_any_device_id_then_registration_refuses_slashes_and_control_characters(
+    device: str,
+) -> None:
+    rejection = rules.check(register(device_id=device), NOW)
+    if nameable(device, "/"):
+        assert rejection is None
+    else:
+        assert rejection is not None
+        assert rejection.code == rules.INVALID_REGISTRATION
+        assert "'deviceId'" in rejection.message
 
 
 @settings(max_examples=300, deadline=None)
