@@ -6,9 +6,30 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from services.log.broker import EmbeddedBroker
 from tests.support import WorkerProcess
+
+# Hypothesis budgets. `ci` (the default, `make test`): a fixed, derandomized run, the same
+# examples every time. `fuzz` (`make fuzz`, with --hypothesis-profile=fuzz and the random
+# seed it prints): a large budget. Tests that name their own example count keep it.
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
