@@ -20,7 +20,7 @@ from bench import feed, load
 from bench.ingest import population
 from bench.report import Row, Target
 from bench.session import Session, log
-from bench.stack import API_KEY, APP_ID
+from bench.stack import ADMIN_KEY, API_KEY, APP_ID
 from bench.stats import Spread, percentile
 
 PAGE = 100
@@ -38,6 +38,9 @@ NOT_YET = "not yet measured (feature lands in issue 3)"
 
 def cursor(device_id: str) -> str:
     return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+
+
+ADMIN = {"X-Devreg-Admin-Key": ADMIN_KEY}
 
 
 def path(after: str | None) -> str:
@@ -64,7 +67,9 @@ async def http_pages(port: int, devices: int, seconds: float) -> load.Summary:
     try:
         started = clock()
         while (begin := clock()) - started < seconds:
-            answer = await conn.request(load.get(path(feed.device_id(pick(devices)))))
+            answer = await conn.request(
+                load.get(path(feed.device_id(pick(devices))), headers=ADMIN)
+            )
             latencies.append((clock() - begin) * 1000)
             errors += answer.status != 200
         elapsed = clock() - started
@@ -77,7 +82,7 @@ async def http_pages(port: int, devices: int, seconds: float) -> load.Summary:
 async def route_exists(port: int) -> bool:
     conn = await load.connect("127.0.0.1", port)
     try:
-        answer = await conn.request(load.get(path(feed.device_id(0))))
+        answer = await conn.request(load.get(path(feed.device_id(0)), headers=ADMIN))
     finally:
         conn.close()
     log.info("channel page probe: %d %s", answer.status, answer.body[:200])

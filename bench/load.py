@@ -90,8 +90,9 @@ def post_json(path: str, body: bytes, host: str = "127.0.0.1") -> bytes:
     ).encode() + body
 
 
-def get(path: str, host: str = "127.0.0.1") -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+def get(path: str, host: str = "127.0.0.1", headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
 
 
 class Summary(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ from bench.memory import memory_kib
 from services.log.broker import EmbeddedBroker, free_port
 
 APP_ID, API_KEY = "bench-app", "bench-key"
+ADMIN_KEY = "bench-admin-key-0123456789"  # the channel page is an admin route
 PARTITIONS = 6  # devreg's default (DEVREG_PARTITIONS)
 
 
@@ -77,7 +78,7 @@ class Worker:
             DEVREG_HTTP_PORT=str(self.port),
             DEVREG_TOPIC_PREFIX=self.prefix,
             DEVREG_GROUP_ID=f"{self.prefix}-group",
-            DEVREG_APPS=f"{APP_ID}:{API_KEY}",
+            DEVREG_APPS=f"{APP_ID}:{API_KEY}:{ADMIN_KEY}",
             DEVREG_PARTITIONS=str(PARTITIONS),
             # Tansu holds a group join for half the session timeout (docs/design.md §10).
             DEVREG_SESSION_TIMEOUT_MS="2000",

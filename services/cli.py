@@ -15,19 +15,23 @@ from services.config import ConfigError, Settings, load_settings, require_kafka
 
 
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services import embedded
+    from services import embedded, keyfiles
 
+    settings = keyfiles.complete(settings)
+    logs.hide(settings.secrets())
     return event_loop.run(embedded.run(settings), settings.event_loop)
 
 
 def worker_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services import embedded
+    from services import embedded, keyfiles
     from services.shutdown import exit_if_abandoned
     from services.worker import Worker
 
     if settings.kafka_bootstrap is None:
         raise ConfigError("`devreg worker` needs KAFKA_BOOTSTRAP; `devreg run` starts a broker")
     kafka = settings.kafka_at(settings.kafka_bootstrap)
+    settings = keyfiles.complete(settings)
+    logs.hide(settings.secrets())
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -101,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"devreg: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level, settings.log_format)
+    logs.hide(settings.secrets())
     try:
         return _MAINS[args.command](settings, args)
     except ConfigError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,10 +20,24 @@ from services.kafka.clients import KafkaAccess
 DEMO_APP_ID = "demo-app"
 DEMO_REST_KEY = "demo-rest-key"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# App ids that would be read as a URL base: `/api/...` (custom domain), `/admin/{app}/...`.
+RESERVED_APP_IDS = frozenset({"api", "admin"})
+# Keys travel in a URL path segment (REST) or a header (admin): printable ASCII, no '/',
+# no ':' or ',' (the separators of DEVREG_APPS), no space.
+_KEY = re.compile(r"^[!-~]+$")
+MIN_ADMIN_KEY = 16  # an admin key opens every device's data: not a word one could guess
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class AppKeys:
+    """An app's two keys (docs/security.md). Never shown in a repr, a log or an error."""
+
+    rest: str = field(repr=False)
+    admin: str | None = field(default=None, repr=False)  # None: admin routes closed
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,8 +46,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_host: str
     http_port: int
     data_dir: Path
-    apps: dict[str, str]  # app id -> REST API key
+    apps: dict[str, AppKeys]  # app id -> its REST key and admin key
     demo_app: bool  # True when DEVREG_APPS was not set
+    domain_app: str | None  # the app the custom-domain form `/api/...` serves; None: off
     partitions: int
     topic_prefix: str
     group_id: str
@@ -54,10 +70,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     min_insync_replicas: int
     advertised_url: str  # how other workers and clients reach this one
 
-    @property
-    def default_app(self) -> str:
-        """The app served by the custom-domain URL form `/api/...`: the first one configured."""
-        return next(iter(self.apps))
+    def secrets(self) -> list[str]:
+        """Every configured value no log line may show (services/logs.py masks them)."""
+        keys = [k for app in self.apps.values() for k in (app.rest, app.admin) if k]
+        return keys
 
     @property
     def embedded(self) -> bool:
@@ -110,21 +126,46 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "log-archive.ndjson"
 
 
-def parse_apps(raw: str) -> dict[str, str]:
-    """`app-id:rest-key[,app-id:rest-key…]` to a dict; raises ConfigError naming DEVREG_APPS."""
-    apps: dict[str, str] = {}
-    for item in raw.split(","):
-        app_id, sep, key = item.strip().partition(":")
-        if not sep or not app_id or not key:
-            raise ConfigError(f"DEVREG_APPS entry {item!r} is not of the form app-id:rest-key")
-        if "/" in app_id or "/" in key:
-            raise ConfigError(f"DEVREG_APPS entry {item!r} must not contain '/'")
-        if app_id == "api":
-            raise ConfigError("DEVREG_APPS: app id 'api' is reserved for the /api/... URL form")
+def parse_apps(raw: str) -> dict[str, AppKeys]:
+    """`app-id:rest-key[:admin-key][,…]` to a dict; raises ConfigError naming DEVREG_APPS.
+    Error messages name the app, never a key."""
+    apps: dict[str, AppKeys] = {}
+    for number, item in enumerate(raw.split(","), start=1):
+        app_id, *keys = item.strip().split(":")
+        if not app_id or len(keys) not in (1, 2) or not all(keys):
+            raise ConfigError(
+                f"DEVREG_APPS entry {number} is not of the form app-id:rest-key[:admin-key]"
+            )
+        if not re.match(NAME_PATTERN, app_id):
+            raise ConfigError(f"DEVREG_APPS: app id {app_id!r} must match {NAME_PATTERN}")
+        if app_id in RESERVED_APP_IDS:
+            raise ConfigError(f"DEVREG_APPS: app id {app_id!r} is reserved for a URL form")
         if app_id in apps:
             raise ConfigError(f"DEVREG_APPS names app {app_id!r} twice")
-        apps[app_id] = key
+        if not all(_KEY.match(k) and "/" not in k for k in keys):
+            raise ConfigError(
+                f"DEVREG_APPS: the keys of app {app_id!r} must be printable ASCII without"
+                " '/', ':', ',' or spaces"
+            )
+        admin = keys[1] if len(keys) == 2 else None
+        if admin is not None and len(admin) < MIN_ADMIN_KEY:
+            raise ConfigError(
+                f"DEVREG_APPS: the admin key of app {app_id!r} is shorter than"
+                f" {MIN_ADMIN_KEY} characters"
+            )
+        if admin is not None and admin == keys[0]:
+            raise ConfigError(f"DEVREG_APPS: app {app_id!r} has the same REST and admin key")
+        apps[app_id] = AppKeys(keys[0], admin)
     return apps
+
+
+def _domain_app(raw: str, apps: Mapping[str, AppKeys], demo: bool) -> str | None:
+    """DEVREG_DOMAIN_APP: an app of DEVREG_APPS. Unset: off, except for the demo app."""
+    if not raw:
+        return DEMO_APP_ID if demo else None
+    if raw not in apps:
+        raise ConfigError(f"DEVREG_DOMAIN_APP={raw!r} is not an app of DEVREG_APPS")
+    return raw
 
 
 Ms = int
@@ -141,6 +182,7 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
 
     kafka_bootstrap: str = ""
     devreg_apps: str = ""
+    devreg_domain_app: str = ""
     devreg_broker_port: Annotated[int, _PORT] = 0
     devreg_http_host: str = "127.0.0.1"
     devreg_http_port: Annotated[int, _PORT] = 8080
@@ -172,6 +214,8 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
 
 # Every variable load_settings reads: deployment files are checked against this list.
 KNOWN_VARIABLES = frozenset(f.encode_name for f in msgspec.structs.fields(Environment))
+# Variables whose values are secrets: an error names them, never shows them.
+SECRET_VARIABLES = frozenset({"DEVREG_APPS"})
 # Values compared case-insensitively.
 _LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP"}
 _AT = re.compile(r"at `\$\.(\w+)`")
@@ -188,7 +232,8 @@ def read_environment(env: Mapping[str, str]) -> Environment:
         where = _AT.search(str(exc))
         name = where.group(1) if where else "the environment"
         reason = str(exc).split(" - at ")[0]
-        raise ConfigError(f"{name}={given.get(name, '')!r}: {reason}") from None
+        shown = "(hidden)" if name in SECRET_VARIABLES else repr(given.get(name, ""))
+        raise ConfigError(f"{name}={shown}: {reason}") from None
 
 
 def _bootstrap(raw: str) -> str | None:
@@ -205,7 +250,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping (pass `os.environ`)."""
     e = read_environment(env)
     bootstrap = _bootstrap(e.kafka_bootstrap)
-    apps = parse_apps(e.devreg_apps) if e.devreg_apps else {DEMO_APP_ID: DEMO_REST_KEY}
+    # The demo app's admin key is generated into the data directory at start (keyfiles.py).
+    apps = parse_apps(e.devreg_apps) if e.devreg_apps else {DEMO_APP_ID: AppKeys(DEMO_REST_KEY)}
     session_default = 2000 if bootstrap is None else 10000
     if e.devreg_min_insync_replicas > e.devreg_replication_factor:
         raise ConfigError(
@@ -221,6 +267,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         data_dir=Path(e.devreg_data_dir),
         apps=apps,
         demo_app=not e.devreg_apps,
+        domain_app=_domain_app(e.devreg_domain_app, apps, not e.devreg_apps),
         partitions=e.devreg_partitions,
         topic_prefix=e.devreg_topic_prefix,
         group_id=e.devreg_group_id,

@@ -13,7 +13,9 @@ import signal
 import sys
 
 from services.config import Settings
+from services.http.access import ADMIN_HEADER
 from services.kafka.clients import Ends, KafkaAccess
+from services.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.log.broker import EmbeddedBroker
 from services.log.topics import ensure_topics
 from services.shutdown import exit_if_abandoned
@@ -39,16 +41,32 @@ def topic_names(settings: Settings) -> list[str]:
 
 def _banner(settings: Settings, bootstrap: str) -> str:
     base = f"http://{settings.http_host}:{settings.http_port}"
-    app_id, key = next(iter(settings.apps.items()))
+    app_id, keys = next(iter(settings.apps.items()))
+    if settings.demo_app:
+        # Generated into the data directory (services/keyfiles.py); this is the operator's
+        # own terminal, and there is no other way to learn it.
+        admin = f"{keys.admin}   (saved in {settings.data_dir / DEMO_ADMIN_KEY_FILE})"
+    else:
+        admin = "(as configured in DEVREG_APPS)" if keys.admin else "(none: admin routes closed)"
     lines = [
         "",
         f"devreg is serving on {base}",
         f"  Kafka bootstrap: {bootstrap}"
         + (" (embedded Tansu, memory)" if settings.embedded else ""),
         f"  app id:          {app_id}",
-        f"  REST API key:    {key}"
+        f"  REST API key:    {keys.rest}"
         + ("   (demo app: set DEVREG_APPS for your own)" if settings.demo_app else ""),
-        f"  registrations:   {base}/{app_id}/{key}/messaging/registrations",
+        f"  admin key:       {admin}",
+        f"  registrations:   {base}/{app_id}/{keys.rest}/messaging/registrations",
+        f"  admin routes:    {base}/admin/{app_id}/messaging/channels"
+        f"  (header {ADMIN_HEADER}: <admin key>)",
+    ]
+    if settings.domain_app:
+        lines.append(
+            f"  custom domain:   {base}/api/messaging/registrations serves app"
+            f" {settings.domain_app!r} with no key"
+        )
+    lines += [
         "Press Ctrl-C to stop"
         + (" (the log is saved to the data directory)." if settings.embedded else "."),
         "",

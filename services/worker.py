@@ -17,10 +17,12 @@ from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services import shutdown
 from services.config import Settings
+from services.http.access import Keys
 from services.http.api import LINGER_S, Api
 from services.http.app import build_http_app
 from services.http.command_gateway import CommandGateway
 from services.http.forwarding import Forwarder
+from services.http.middleware import AccessLog, MalformedRequests
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import EventsReader, build_app
@@ -202,21 +204,23 @@ class Worker:
             self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
         )
         api = Api(
-            s.apps,
             gateway,
             self.projection,
             self.metrics,
             self._is_ready,
-            s.default_app,
             self._broker_reachable,
             self.forwarder,
             visibility.lag,
             s.http_body_timeout_ms / 1000,
             s.http_write_timeout_ms / 1000,
         )
+        debug = log.isEnabledFor(logging.DEBUG)
+        logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
         self.runner = web.AppRunner(
-            build_http_app(api, s.events_topic),
-            access_log=None,
+            build_http_app(api, s.events_topic, Keys(s.apps, s.domain_app)),
+            # At debug level, one line per request (its path redacted); none otherwise.
+            access_log=logging.getLogger("devreg.access") if debug else None,
+            access_log_class=AccessLog,
             # Also the deadline for a new connection's first request: aiohttp arms it when
             # the connection opens and does not extend it while header bytes trickle in, so
             # a client that never completes its headers cannot hold a connection (slowloris).

@@ -24,7 +24,9 @@ from events.identity import partition_key
 from services.log.broker import free_port
 
 T = TypeVar("T")
-APPS = {"app-a": "key-a", "app-b": "key-b"}
+APPS = {"app-a": "key-a", "app-b": "key-b"}  # app id -> REST key
+ADMIN_KEYS = {"app-a": "admin-key-a-0123456789", "app-b": "admin-key-b-0123456789"}
+ADMIN_HEADER = "X-Devreg-Admin-Key"
 PARTITIONS = 3  # of the test workers' commands and events topics
 # `make soak` sets DEVREG_SOAK=1: the crash tests then run at their soak sizes.
 SOAK = os.environ.get("DEVREG_SOAK") == "1"
@@ -121,6 +123,10 @@ class WorkerProcess:
         app = app_id or self.app_id
         return f"{self.base_url}/{app}/{key or APPS.get(app, 'nokey')}/{path}"
 
+    def admin_url(self, path: str, app_id: str | None = None) -> str:
+        """`/admin/{app_id}/{path}`: send it with `admin_headers()`."""
+        return f"{self.base_url}/admin/{app_id or self.app_id}/{path}"
+
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
         env.update(
@@ -128,7 +134,9 @@ class WorkerProcess:
             DEVREG_HTTP_PORT=str(self.port),
             DEVREG_TOPIC_PREFIX=self.prefix,
             DEVREG_GROUP_ID=f"{self.prefix}-group",
-            DEVREG_APPS=",".join(f"{a}:{k}" for a, k in APPS.items()),
+            DEVREG_APPS=",".join(f"{a}:{k}:{ADMIN_KEYS[a]}" for a, k in APPS.items()),
+            # The custom-domain form `/api/...` serves the first app (the JS SDK test uses it).
+            DEVREG_DOMAIN_APP=next(iter(APPS)),
             DEVREG_PARTITIONS=str(PARTITIONS),
             # The session broker is Tansu, which holds a group join for half the session
             # timeout; `devreg run` picks this itself, a worker on KAFKA_BOOTSTRAP cannot know.
@@ -205,6 +213,11 @@ async def devreg(
     out, err = await asyncio.wait_for(process.communicate(stdin), deadline_s)
     assert process.returncode is not None
     return process.returncode, out, err.decode()
+
+
+def admin_headers(app_id: str | None = None) -> dict[str, str]:
+    """The header that opens an app's admin routes."""
+    return {ADMIN_HEADER: ADMIN_KEYS[app_id or next(iter(APPS))]}
 
 
 async def call(

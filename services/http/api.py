@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
 from projections.store import ProjectionStore
 from services.clock import now_ms
-from services.http import wire
+from services.http import params, wire
+from services.http.access import app_of
 from services.http.command_gateway import (
     CommandGateway,
     NotVisibleInTime,
@@ -34,29 +34,15 @@ LINGER_S = 2.0
 
 @dataclass
 class Api:
-    apps: dict[str, str]
     gateway: CommandGateway
     projection: ProjectionStore
     metrics: Metrics
     ready: Callable[[], bool]
-    default_app: str
     broker_reachable: Callable[[], bool]
     forwarder: Forwarder
     lag: Callable[[], dict[int, int]]  # events partition -> events emitted, not yet applied
     body_timeout_s: float  # a body not received in full by then is refused with a 408
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
-
-    def authorize(self, request: web.Request) -> str:
-        if "app_id" not in request.match_info:
-            # Custom-domain form `/api/...`: the app is chosen by configuration.
-            return self.default_app
-        app_id = request.match_info["app_id"]
-        key = self.apps.get(app_id, "")
-        given = request.match_info["api_key"]
-        # Compare even for an unknown app, so timing tells nothing about which part was wrong.
-        if not hmac.compare_digest(key.encode(), given.encode()) or not key:
-            raise WireError(rules.UNKNOWN_APP, "Unknown application id or REST API key", 401)
-        return app_id
 
     async def submit(self, command: AnyCommand) -> Outcome:
         if not self.broker_reachable():
@@ -70,7 +56,7 @@ class Api:
             raise WireError(rules.NOT_VISIBLE_IN_TIME, str(exc), 503) from exc
 
     async def register(self, request: web.Request) -> web.Response:
-        app_id = self.authorize(request)
+        app_id = app_of(request)
         if request.content_type != "application/json":
             raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
         try:
@@ -106,8 +92,8 @@ class Api:
         return json_response(wire.RegisterResponse(registrationId=registration_id))
 
     async def retrieve(self, request: web.Request) -> web.Response:
-        app_id = self.authorize(request)
-        device_id = request.match_info["device_id"]
+        app_id = app_of(request)
+        device_id = params.DEVICE_ID.read(request)
         if forwarded := await self.forwarder.to_owner(request, app_id, device_id):
             return forwarded
         device = await self.projection.get_device(app_id, device_id, now_ms())
@@ -117,16 +103,14 @@ class Api:
         return json_response(wire.device_body(device))
 
     async def unregister(self, request: web.Request) -> web.Response:
-        app_id = self.authorize(request)
-        raw = request.query.get("channels")
-        channels = tuple(c for c in raw.split(",")) if raw is not None else None
+        app_id = app_of(request)
         command = UnregisterDevice(
             command_id=new_command_id(),
             app_id=app_id,
-            device_id=request.match_info["device_id"],
+            device_id=params.DEVICE_ID.read(request),
             issued_at=now_ms(),
             user_token=request.headers.get("user-token"),
-            channels=channels,
+            channels=params.CHANNELS.read(request),
         )
         if rejection := rules.check(command, now_ms()):
             raise WireError(rejection.code, rejection.message)
@@ -139,7 +123,6 @@ class Api:
 
     async def empty(self, request: web.Request) -> web.Response:
         """`/info` (SDK init) and `pushtemplates` (after register): nothing to configure."""
-        self.authorize(request)
         return json_response({})
 
     async def healthz(self, request: web.Request) -> web.Response:

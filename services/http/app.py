@@ -1,43 +1,47 @@
-"""Every HTTP route of devreg, in one readable table."""
+"""The aiohttp application, generated from the route table (services/http/routes.py): each
+route on every base its access allows, behind the key check, its parameters parsed first."""
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
+from services.http.access import Handler, Keys
 from services.http.api import Api
 from services.http.channels import Targeting
 from services.http.device_history import History
 from services.http.middleware import MAX_BODY_BYTES, backendless_errors, timed
-from services.http.openapi import openapi_handler
-
-CLASSIC = "/{app_id}/{api_key}"
-# The custom-domain form: registered first, so "/api/…" is never read as an app id.
-DOMAIN = "/api"
+from services.http.openapi import build_document, served
+from services.http.routes import ROUTES, Handlers, Route
 
 
-def build_http_app(api: Api, events_topic: str) -> web.Application:
+def _parsing(route: Route, handler: Handler) -> Handler:
+    """Every declared parameter is parsed before the handler runs, even one the handler
+    forwards without reading: anything a parser refuses is a 400 here, never a 500 later."""
+    if not route.params:
+        return handler
+
+    async def parsed(request: web.Request) -> web.StreamResponse:
+        for param in route.params:
+            param.read(request)
+        return await handler(request)
+
+    return parsed
+
+
+def build_http_app(api: Api, events_topic: str, keys: Keys) -> web.Application:
     app = web.Application(
         middlewares=[timed(api.metrics), backendless_errors], client_max_size=MAX_BODY_BYTES
     )
-    targeting = Targeting(api, events_topic)
-    history = History(api)
-    add = app.router.add_route
-    for base in (DOMAIN, CLASSIC):
-        registrations = f"{base}/messaging/registrations"
-        add("POST", registrations, api.register)
-        add("GET", registrations + "/{device_id}", api.retrieve)
-        add("DELETE", registrations + "/{device_id}", api.unregister)
-        add("GET", registrations + "/{device_id}/history", history.history)
-        add("GET", registrations + "/{device_id}/as-of/{instant}", history.as_of)
-        add("GET", f"{base}/info", api.empty)
-        add("GET", f"{base}/messaging/pushtemplates", api.empty)
-        add("GET", f"{base}/messaging/pushtemplates/{{kind}}", api.empty)
-        channels = f"{base}/messaging/channels"
-        add("GET", channels, targeting.channels)
-        add("GET", channels + "/{channel}/devices", targeting.devices)
-        add("GET", channels + "/{channel}/devices.ndjson", targeting.export)
-    add("GET", "/healthz", api.healthz)
-    add("GET", "/readyz", api.readyz)
-    add("GET", "/metrics", api.metrics_text)
-    add("GET", "/openapi.json", openapi_handler)
+    document = msgspec.json.encode(build_document(keys))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    handlers = Handlers(api, Targeting(api, events_topic), History(api), openapi)
+    for route in ROUTES:
+        handler = _parsing(route, route.handler(handlers))
+        for base, template in served(route, keys):
+            guarded = handler if base is None else keys.guard(base, route.access, handler)
+            app.router.add_route(route.method, template, guarded)
     return app

@@ -4,8 +4,6 @@ devices on a channel (keyset-paged, `os` filter), and a streaming NDJSON export.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import heapq
 import itertools
 import logging
@@ -15,50 +13,18 @@ import msgspec
 from aiohttp import web
 from yarl import URL
 
-from events import rules
 from projections.queries import ChannelCount, ChannelDevice
 from services.clock import now_ms
+from services.http import params
+from services.http.access import app_of
 from services.http.api import Api
-from services.http.wire import Freshness, WireError, json_response
+from services.http.params import encode_cursor
+from services.http.wire import Freshness, json_response
 
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 _EXPORT_CHUNK = 1000
 EXPORT_SEND_BUFFER = 64 * 1024  # bytes the kernel may hold for one export's client
 log = logging.getLogger(__name__)
 _line_encoder = msgspec.json.Encoder()
-
-
-def encode_cursor(device_id: str) -> str:
-    return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> str:
-    if not cursor:
-        return ""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise WireError(rules.INVALID_REQUEST, f"Invalid cursor {cursor!r}") from None
-
-
-def page_limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise WireError(rules.INVALID_REQUEST, f"limit must be an integer in [1, {MAX_PAGE}]")
-    return int(raw)
-
-
-def os_filter(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    value = raw.upper()
-    if value not in rules.OS_VALUES:
-        allowed = ", ".join(sorted(rules.OS_VALUES))
-        raise WireError(rules.INVALID_REQUEST, f"os must be one of {allowed}, got {raw!r}")
-    return value
 
 
 class Targeting:
@@ -77,7 +43,7 @@ class Targeting:
         return Freshness(appliedOffsets=applied, at=now_ms())
 
     async def channels(self, request: web.Request) -> web.Response:
-        app_id = self.api.authorize(request)
+        app_id = app_of(request)
         local = self.api.forwarder.ownership.local()
         counts = await self.api.projection.channel_counts(app_id, now_ms(), local)
         answer = ChannelsAnswer(channels=counts, freshness=self.freshness())
@@ -92,7 +58,7 @@ class Targeting:
         self, request: web.Request, app_id: str, after: str, limit: int, os_name: str | None
     ) -> DevicesAnswer:
         """A page from this worker's partitions, merged with every peer's when fanning out."""
-        channel = request.match_info["channel"]
+        channel = params.CHANNEL.read(request)
         local = self.api.forwarder.ownership.local()
         page = await self.api.projection.channel_devices(
             app_id, channel, now_ms(), after, limit, os_name, local
@@ -111,16 +77,16 @@ class Targeting:
         return msgspec.structs.replace(answer, nextCursor=cursor)
 
     async def devices(self, request: web.Request) -> web.Response:
-        app_id = self.api.authorize(request)
-        limit = page_limit(request.query.get("limit"))
-        after = decode_cursor(request.query.get("cursor"))
-        os_name = os_filter(request.query.get("os"))
+        app_id = app_of(request)
+        limit = params.LIMIT.read(request)
+        after = params.CURSOR.read(request)
+        os_name = params.OS.read(request)
         return json_response(await self._page(request, app_id, after, limit, os_name))
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         """Every device on the channel as NDJSON, read page by page, never all in memory."""
-        app_id = self.api.authorize(request)
-        os_name = os_filter(request.query.get("os"))
+        app_id = app_of(request)
+        os_name = params.OS.read(request)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         response.headers["X-Devreg-Freshness"] = msgspec.json.encode(self.freshness()).decode()
         _bound_send_buffer(request)

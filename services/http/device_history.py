@@ -3,19 +3,15 @@ same auth). Both are answered by the worker that owns the device's partition."""
 
 from __future__ import annotations
 
-import datetime
-
 import msgspec
 from aiohttp import web
 
 from events import DeviceEvent, decode_event, empty_state, evolve, rules
 from projections.device_lookup import DeviceView
-from services.http import wire
+from services.http import params, wire
+from services.http.access import app_of
 from services.http.api import Api
 from services.http.wire import WireError, json_response
-
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 
 
 class HistoryPage(msgspec.Struct, frozen=True):
@@ -23,39 +19,17 @@ class HistoryPage(msgspec.Struct, frozen=True):
     nextAfter: int | None  # pass as ?after= for the next page
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise WireError(rules.INVALID_REQUEST, f"{name} must be an integer in [{low}, {high}]")
-    return int(raw)
-
-
-def parse_instant(raw: str) -> int:
-    """ms since epoch, or ISO-8601 (UTC when no offset is given)."""
-    if raw.isdigit():
-        return int(raw)
-    try:
-        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise WireError(rules.INVALID_REQUEST, f"Invalid time {raw!r}: ms or ISO-8601") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp() * 1000)
-
-
 class History:
     def __init__(self, api: Api):
         self.api = api
 
     async def history(self, request: web.Request) -> web.Response:
-        app_id = self.api.authorize(request)
-        device_id = request.match_info["device_id"]
+        app_id = app_of(request)
+        device_id = params.DEVICE_ID.read(request)
         if forwarded := await self.api.forwarder.to_owner(request, app_id, device_id):
             return forwarded
-        limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        after = _int_param(request, "after", 0, 0, 2**62)
+        limit = params.LIMIT.read(request)
+        after = params.AFTER.read(request)
         events = await self.api.projection.device_history(app_id, device_id, after, limit)
         if not events and after == 0:
             raise WireError(rules.UNKNOWN_DEVICE_GET, f"No history for device ID {device_id!r}")
@@ -65,11 +39,11 @@ class History:
 
     async def as_of(self, request: web.Request) -> web.Response:
         """The registration as GET would have answered it at that instant."""
-        app_id = self.api.authorize(request)
-        device_id = request.match_info["device_id"]
+        app_id = app_of(request)
+        device_id = params.DEVICE_ID.read(request)
         if forwarded := await self.api.forwarder.to_owner(request, app_id, device_id):
             return forwarded
-        instant = parse_instant(request.match_info["instant"])
+        instant = params.INSTANT.read(request)
         state = empty_state(app_id, device_id)
         for raw in await self.api.projection.device_history_until(app_id, device_id, instant):
             event = decode_event(raw)

@@ -1,194 +1,134 @@
-"""The OpenAPI 3.1 document, generated from the same msgspec types the handlers use.
-
-`tests/integration/test_openapi.py` checks that it lists exactly the routes of routes.py.
+"""The OpenAPI 3.1 document, generated from the route table (services/http/routes.py) and the
+msgspec types the handlers use, for the bases this server serves (the custom-domain form only
+when it is configured). `tests/integration/test_openapi.py` checks it lists exactly the routes
+aiohttp serves, and fuzzes every one of them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
-from aiohttp import web
 
-from services.http.channels import ChannelsAnswer, DevicesAnswer
-from services.http.device_history import HistoryPage
-from services.http.wire import (
-    ErrorBody,
-    RegisterBody,
-    RegisterResponse,
-    Registration,
-    UnregisterResponse,
-)
+from services.http.access import ADMIN_HEADER, Access, Base, Keys
+from services.http.params import Param
+from services.http.routes import ROUTES, Answer, Route
+from services.http.wire import ErrorBody
 
-_TYPES = (
-    HistoryPage,
-    RegisterBody,
-    RegisterResponse,
-    Registration,
-    UnregisterResponse,
-    ErrorBody,
-    ChannelsAnswer,
-    DevicesAnswer,
-)
 _REF = "#/components/schemas/{name}"
-
-
-def _ref(kind: type) -> dict[str, str]:
-    return {"$ref": _REF.format(name=kind.__name__)}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERRORS = {
-    "400": _json(_ref(ErrorBody), "Backendless error (code names the problem)"),
-    "401": _json(_ref(ErrorBody), "Unknown application id or REST API key (code 8002)"),
+_ADMIN_SCHEME = "adminKey"
+_STATUS = {
+    400: "Backendless error: the code names the problem, the message the parameter",
+    401: "Unknown app id or REST key (8002), or no valid admin key (8003)",
+    403: "The app has no admin key: its admin routes are closed (8004)",
+    408: "Request body not received in time (5002)",
+    413: "Body over 64 KiB (5002)",
+    503: "Kafka unavailable (5901), not visible in time (5900), or partition moving (5902)",
 }
-_UNAVAILABLE = {"503": _json(_ref(ErrorBody), "Kafka unavailable or not visible in time")}
-_EMPTY = {"200": _json({"type": "object"}, "Nothing to configure")}
+_BASE_PARAMS = {
+    Base.CLASSIC: (Param("app_id", "path", str), Param("api_key", "path", str)),
+    Base.DOMAIN: (),
+    Base.ADMIN: (Param("app_id", "path", str),),
+}
 
 
-def _param(name: str, where: str = "path", **schema: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": where,
-        "required": where == "path",
-        "schema": schema or {"type": "string"},
+def camel(name: str) -> str:
+    """aiohttp names path parameters in snake case, the document in camel case."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def document_path(template: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: "{" + camel(m.group(1)) + "}", template)
+
+
+def served(route: Route, keys: Keys) -> list[tuple[Base | None, str]]:
+    """Each (base, aiohttp path template) a route is served at, in registration order."""
+    if route.access is Access.PUBLIC:
+        return [(None, route.path)]
+    return [(base, base.value + route.path) for base in keys.bases(route.access, route.console)]
+
+
+def _schema(value: Any) -> dict[str, Any]:
+    if value is None or isinstance(value, dict):
+        return value or {}
+    (schema,), _ = msgspec.json.schema_components([value], ref_template=_REF)
+    return dict(schema)
+
+
+def _content(answer: Answer) -> dict[str, Any]:
+    described: dict[str, Any] = {"description": answer.description}
+    if answer.schema is not None:
+        described["content"] = {answer.media: {"schema": _schema(answer.schema)}}
+    return described
+
+
+def _error(status: int) -> dict[str, Any]:
+    return _content(Answer(_STATUS.get(status, "Error"), ErrorBody))
+
+
+def _parameter(param: Param[Any]) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "name": camel(param.name),
+        "in": param.where,
+        "required": param.where == "path",
+        "schema": param.schema,
     }
+    if param.description:
+        described["description"] = param.description
+    return described
 
 
-def _app_operations(credentials: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    device = [*credentials, _param("deviceId")]
-    channel = [*credentials, _param("channel")]
-    page_query = [
-        _param("cursor", "query"),
-        _param("limit", "query", type="integer", minimum=1, maximum=1000),
-        _param("os", "query", type="string", enum=["IOS", "ANDROID", "WP", "OSX"]),
-    ]
-    body = {"required": True, "content": {"application/json": {"schema": _ref(RegisterBody)}}}
-    return {
-        "/messaging/registrations": {
-            "post": {
-                "summary": "Register a device (Backendless)",
-                "parameters": credentials,
-                "requestBody": body,
-                "responses": {
-                    "200": _json(_ref(RegisterResponse), "Registered and visible"),
-                    **_ERRORS,
-                    "413": _json(_ref(ErrorBody), "Body over 64 KiB"),
-                    **_UNAVAILABLE,
-                },
-            }
-        },
-        "/messaging/registrations/{deviceId}": {
-            "get": {
-                "summary": "A device's registration (Backendless)",
-                "parameters": device,
-                "responses": {
-                    "200": _json(
-                        {"type": "array", "items": _ref(Registration)}, "One registration"
-                    ),
-                    **_ERRORS,
-                },
-            },
-            "delete": {
-                "summary": "Cancel a registration, or only some channels (Backendless)",
-                "parameters": [*device, _param("channels", "query")],
-                "responses": {
-                    "200": _json(_ref(UnregisterResponse), "Unregistered"),
-                    **_ERRORS,
-                    **_UNAVAILABLE,
-                },
-            },
-        },
-        "/messaging/registrations/{deviceId}/history": {
-            "get": {
-                "summary": "The device's events, oldest first, paged by version",
-                "parameters": [
-                    *device,
-                    _param("after", "query", type="integer", minimum=0),
-                    _param("limit", "query", type="integer", minimum=1, maximum=1000),
-                ],
-                "responses": {"200": _json(_ref(HistoryPage), "A page of events"), **_ERRORS},
-            }
-        },
-        "/messaging/registrations/{deviceId}/as-of/{instant}": {
-            "get": {
-                "summary": "The registration as it was at an instant (ms or ISO-8601)",
-                "parameters": [*device, _param("instant")],
-                "responses": {
-                    "200": _json({"type": "array", "items": _ref(Registration)}, "Then"),
-                    **_ERRORS,
-                },
-            }
-        },
-        "/info": {"get": {"parameters": credentials, "responses": {**_EMPTY, **_ERRORS}}},
-        "/messaging/pushtemplates": {
-            "get": {"parameters": credentials, "responses": {**_EMPTY, **_ERRORS}}
-        },
-        "/messaging/pushtemplates/{kind}": {
-            "get": {
-                "parameters": [*credentials, _param("kind")],
-                "responses": {**_EMPTY, **_ERRORS},
-            }
-        },
-        "/messaging/channels": {
-            "get": {
-                "summary": "The app's channels with their active device counts",
-                "parameters": credentials,
-                "responses": {"200": _json(_ref(ChannelsAnswer), "Channels"), **_ERRORS},
-            }
-        },
-        "/messaging/channels/{channel}/devices": {
-            "get": {
-                "summary": "Devices on a channel, keyset-paged in device id order",
-                "parameters": [*channel, *page_query],
-                "responses": {"200": _json(_ref(DevicesAnswer), "A page"), **_ERRORS},
-            }
-        },
-        "/messaging/channels/{channel}/devices.ndjson": {
-            "get": {
-                "summary": "Every device on a channel, streamed as NDJSON",
-                "parameters": [*channel, page_query[2]],
-                "responses": {
-                    "200": {
-                        "description": "One ChannelDevice JSON object per line",
-                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-                    },
-                    **_ERRORS,
-                },
-            }
-        },
-    }
+def _operation(route: Route, base: Base | None) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": _content(route.ok)}
+    if route.access is Access.PUBLIC:
+        responses.update({str(s): {"description": "Not ready"} for s in route.errors})
+    else:
+        admin = route.access is Access.ADMIN or base is Base.ADMIN
+        for status in sorted({400, 401, *((403,) if admin else ()), *route.errors}):
+            responses[str(status)] = _error(status)
+    operation: dict[str, Any] = {"summary": route.summary, "responses": responses}
+    declared = [*(_BASE_PARAMS[base] if base else ()), *route.params]
+    if declared:
+        operation["parameters"] = [_parameter(param) for param in declared]
+    if route.body is not None:
+        content = {"application/json": {"schema": _schema(route.body)}}
+        operation["requestBody"] = {"required": True, "content": content}
+    if route.access is not Access.PUBLIC and (route.access is Access.ADMIN or base is Base.ADMIN):
+        operation["security"] = [{_ADMIN_SCHEME: []}]
+    return operation
 
 
-def build_document() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(_TYPES, ref_template=_REF)
-    classic = [_param("appId"), _param("apiKey")]
-    paths: dict[str, Any] = {}
-    for prefix, credentials in (("/api", []), ("/{appId}/{apiKey}", classic)):
-        for path, operations in _app_operations(credentials).items():
-            paths[prefix + path] = operations
-    plain = {"description": "OK"}
-    paths["/healthz"] = {"get": {"responses": {"200": plain}}}
-    paths["/readyz"] = {"get": {"responses": {"200": plain, "503": {"description": "Not ready"}}}}
-    paths["/metrics"] = {"get": {"responses": {"200": {"description": "Prometheus text"}}}}
-    paths["/openapi.json"] = {"get": {"responses": {"200": {"description": "This document"}}}}
+def _types() -> list[Any]:
+    kinds: list[Any] = [ErrorBody]
+    for route in ROUTES:
+        for value in (route.ok.schema, route.body):
+            if value is not None and not isinstance(value, dict):
+                kinds.append(value)
+    return kinds
+
+
+def build_document(keys: Keys) -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(_types(), ref_template=_REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        for base, template in served(route, keys):
+            operations = paths.setdefault(document_path(template), {})
+            operations[route.method.lower()] = _operation(route, base)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "devreg",
             "version": "0.1.0",
-            "description": "Backendless-compatible device registry",
+            "description": "Backendless-compatible device registry. Admin routes need the"
+            f" app's admin key in the {ADMIN_HEADER} header (docs/security.md).",
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                _ADMIN_SCHEME: {"type": "apiKey", "in": "header", "name": ADMIN_HEADER}
+            },
+        },
     }
-
-
-_DOCUMENT = msgspec.json.encode(build_document())
-
-
-async def openapi_handler(request: web.Request) -> web.Response:
-    return web.Response(body=_DOCUMENT, content_type="application/json")

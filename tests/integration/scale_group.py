@@ -15,7 +15,7 @@ import aiohttp
 
 from events import RegisterDevice
 from services.log.broker import EmbeddedBroker
-from tests.support import APPS, WorkerProcess, now_ms, publish_commands
+from tests.support import APPS, WorkerProcess, admin_headers, now_ms, publish_commands
 
 PARTITIONS = 6
 CONCURRENCY = 16  # requests in flight: enough to keep the workers busy on two cores
@@ -142,7 +142,7 @@ async def channel_listing(worker: WorkerProcess, channel: str, limit: int = 997)
     """Every device id on `channel`, page by page (fan-out across the group)."""
     seen: list[str] = []
     cursor = ""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=admin_headers()) as session:
         while True:
             url = worker.url(f"messaging/channels/{channel}/devices?limit={limit}{cursor}")
             async with session.get(url) as r:
@@ -156,7 +156,7 @@ async def channel_listing(worker: WorkerProcess, channel: str, limit: int = 997)
 
 async def _channels(worker: WorkerProcess) -> dict[str, Any]:
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=admin_headers()) as session,
         session.get(worker.url("messaging/channels")) as r,
     ):
         body = await r.json(content_type=None)

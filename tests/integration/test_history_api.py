@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support import WorkerProcess, call, now_ms, registration, wait_for
+from tests.support import WorkerProcess, admin_headers, call, now_ms, registration, wait_for
 
 
 async def test_given_a_device_history_then_paged_events_and_past_states(
@@ -30,7 +30,9 @@ async def test_given_a_device_history_then_paged_events_and_past_states(
     # When its history is read two events at a time
     pages, after = [], 0
     while True:
-        status, page = await call("GET", f"{url}/{device}/history?limit=2&after={after}")
+        status, page = await call(
+            "GET", f"{url}/{device}/history?limit=2&after={after}", headers=admin_headers()
+        )
         assert status == 200, page
         pages.append(page["events"])
         if page["nextAfter"] is None:
@@ -48,14 +50,15 @@ async def test_given_a_device_history_then_paged_events_and_past_states(
     assert [e["prev_hash"] for e in events[1:]] == [e["hash"] for e in events[:-1]]
 
     # And as-of answers as GET did at each moment, and 5000 before and after
-    status, first = await call("GET", f"{url}/{device}/as-of/{moments[0]}")
+    admin = admin_headers()
+    status, first = await call("GET", f"{url}/{device}/as-of/{moments[0]}", headers=admin)
     assert status == 200, first
     assert (first[0]["deviceToken"], first[0]["channels"]) == ("t1", ["news"])
-    status, second = await call("GET", f"{url}/{device}/as-of/{moments[1]}")
+    status, second = await call("GET", f"{url}/{device}/as-of/{moments[1]}", headers=admin)
     assert status == 200, second
     assert (second[0]["deviceToken"], second[0]["channels"]) == ("t2", ["news", "sport"])
     for instant in ("2000-01-01T00:00:00Z", str(now_ms() + 1)):
-        status, body = await call("GET", f"{url}/{device}/as-of/{instant}")
+        status, body = await call("GET", f"{url}/{device}/as-of/{instant}", headers=admin)
         assert (status, body["code"]) == (400, 5000), instant
 
 
@@ -64,10 +67,13 @@ async def test_given_bad_history_parameters_then_backendless_errors(
 ) -> None:
     url = devreg_worker.url("messaging/registrations/nobody")
     for path in ("/history", "/as-of/yesterday", "/history?limit=0", "/history?after=-1"):
-        status, body = await call("GET", url + path)
+        status, body = await call("GET", url + path, headers=admin_headers())
         assert status == 400, path
         assert body["code"] in (5000, 5002), path
     status, body = await call(
-        "GET", devreg_worker.url("messaging/registrations/x/history", key="k")
+        "GET",
+        devreg_worker.url("messaging/registrations/x/history", key="k"),
+        None,
+        admin_headers(),
     )
     assert (status, body["code"]) == (401, 8002)

@@ -37,6 +37,7 @@ from services.stream.ownership import Ownership
 from tests.support import (
     PARTITIONS,
     WorkerProcess,
+    admin_headers,
     call,
     equals,
     now_ms,
@@ -116,7 +117,8 @@ async def versions(worker: WorkerProcess, app_id: str, device_id: str) -> list[i
 
 
 async def get(worker: WorkerProcess, app_id: str, path: str) -> tuple[int, Any]:
-    return await call("GET", worker.url(f"messaging/{path}", app_id=app_id))
+    url = worker.url(f"messaging/{path}", app_id=app_id)
+    return await call("GET", url, headers=admin_headers(app_id))
 
 
 async def test_given_an_app_a_device_when_app_b_commands_name_its_id_then_app_a_untouched(

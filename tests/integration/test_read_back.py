@@ -23,6 +23,7 @@ from services.stream.ownership import Ownership
 from tests.support import (
     PARTITIONS,
     WorkerProcess,
+    admin_headers,
     call,
     metric,
     now_ms,
@@ -80,7 +81,7 @@ async def shows(worker: WorkerProcess, channel: str) -> bool:
 
 
 async def channels(worker: WorkerProcess) -> set[str]:
-    status, body = await call("GET", worker.url("messaging/channels"))
+    status, body = await call("GET", worker.admin_url("messaging/channels"), None, admin_headers())
     assert status == 200, body
     return {c["channel"] for c in body["channels"]}
 

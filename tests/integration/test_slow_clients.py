@@ -22,7 +22,15 @@ from events import RegisterDevice
 from services.http.api import LINGER_S
 from services.http.middleware import MAX_BODY_BYTES
 from services.log.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, equals, publish_commands, registration, wait_for
+from tests.support import (
+    WorkerProcess,
+    admin_headers,
+    call,
+    equals,
+    publish_commands,
+    registration,
+    wait_for,
+)
 
 IDLE_S = 4.0  # no complete request on a connection within this: closed
 BODY_S = 3.0  # a body not complete within this: 408, then closed after LINGER_S
@@ -224,7 +232,7 @@ async def register_many(worker: WorkerProcess, channel: str, count: int) -> None
 
 
 async def on_channel(worker: WorkerProcess, channel: str) -> int:
-    status, body = await call("GET", worker.url("messaging/channels"))
+    status, body = await call("GET", worker.admin_url("messaging/channels"), None, admin_headers())
     assert status == 200, body
     return next((c["devices"] for c in body["channels"] if c["channel"] == channel), 0)
 
@@ -243,7 +251,9 @@ async def test_given_a_client_that_stops_reading_an_export_then_it_is_cut_off_an
         client.setblocking(False)
         await loop.sock_connect(client, ("127.0.0.1", worker.port))
         path = worker.url("messaging/channels/bulk/devices.ndjson").removeprefix(worker.base_url)
-        await loop.sock_sendall(client, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        [(header, key)] = admin_headers().items()
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\n{header}: {key}\r\n\r\n"
+        await loop.sock_sendall(client, request.encode())
         head = await loop.sock_recv(client, 64)
         assert head.startswith(b"HTTP/1.1 200"), head
 

@@ -7,7 +7,7 @@ import uuid
 import aiohttp
 import msgspec
 
-from tests.support import WorkerProcess, call, registration
+from tests.support import WorkerProcess, admin_headers, call, registration
 
 
 async def register_many(worker: WorkerProcess, channel: str, count: int) -> dict[str, str]:
@@ -28,7 +28,7 @@ async def pages(worker: WorkerProcess, channel: str, query: str = "") -> list[di
     cursor = ""
     while True:
         url = worker.url(f"messaging/channels/{channel}/devices?limit=40{query}{cursor}")
-        status, body = await call("GET", url)
+        status, body = await call("GET", url, headers=admin_headers())
         assert status == 200, body
         assert set(body["freshness"]) == {"appliedOffsets", "at"}
         seen.extend(body["devices"])
@@ -60,7 +60,10 @@ async def test_given_a_channel_when_exported_then_ndjson_equals_the_pages(
     channel = f"c{uuid.uuid4().hex[:8]}"
     await register_many(devreg_worker, channel, 30)
     url = devreg_worker.url(f"messaging/channels/{channel}/devices.ndjson")
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
+    async with (
+        aiohttp.ClientSession(headers=admin_headers()) as session,
+        session.get(url) as response,
+    ):
         assert response.status == 200
         assert response.content_type == "application/x-ndjson"
         lines = (await response.read()).splitlines()
@@ -79,11 +82,13 @@ async def test_given_channels_when_listed_then_active_device_counts(
     assert status == 200
 
     # Then the channel list counts 2, and another app sees nothing of it
-    status, body = await call("GET", devreg_worker.url("messaging/channels"))
+    status, body = await call("GET", devreg_worker.url("messaging/channels"), None, admin_headers())
     assert status == 200
     counts = {c["channel"]: c["devices"] for c in body["channels"]}
     assert counts[channel] == 2
-    status, other = await call("GET", devreg_worker.url("messaging/channels", app_id="app-b"))
+    status, other = await call(
+        "GET", devreg_worker.url("messaging/channels", app_id="app-b"), None, admin_headers("app-b")
+    )
     assert status == 200
     assert channel not in {c["channel"] for c in other["channels"]}
 
@@ -93,9 +98,11 @@ async def test_given_bad_paging_parameters_then_backendless_errors(
 ) -> None:
     base = devreg_worker.url("messaging/channels/x/devices")
     for query in ("?limit=0", "?limit=1001", "?limit=abc", "?cursor=%25%25", "?os=BEOS"):
-        status, body = await call("GET", base + query)
+        status, body = await call("GET", base + query, headers=admin_headers())
         assert status == 400, query
         assert body["code"] == 5002, query
         assert body["message"], query
-    status, body = await call("GET", devreg_worker.url("messaging/channels", key="wrong"))
+    status, body = await call(
+        "GET", devreg_worker.url("messaging/channels", key="wrong"), headers=admin_headers()
+    )
     assert (status, body["code"]) == (401, 8002)
