@@ -105,7 +105,7 @@ def _register(
         channels=channels,
         registration_ids=registration_ids,
         expiration=command.expiration,
-        user_token=command.user_token,
+        user_token_fingerprint=command.user_token_fingerprint,
     )
     events.append(identity.seal(registered))
     return _accept(command, now_ms, tuple(events), registration_ids)
@@ -141,7 +141,7 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
         prev_hash=state.last_hash,
         device_id=command.device_id,
         channels=removed,
-        user_token=command.user_token,
+        user_token_fingerprint=command.user_token_fingerprint,
     )
     return _accept(command, now_ms, (identity.seal(event),))
 

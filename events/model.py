@@ -35,7 +35,10 @@ class DeviceRegistered(Event, frozen=True, kw_only=True, tag="device-registered/
     channels: tuple[str, ...]
     registration_ids: dict[str, str]
     expiration: int | None = None
+    # Events written before fingerprints carried the raw session token (redacted on output,
+    # events/user_tokens.py); every event since carries only the keyed fingerprint.
     user_token: str | None = None
+    user_token_fingerprint: str | None = None
 
 
 class ChannelCreated(Event, frozen=True, kw_only=True, tag="channel-created/1"):
@@ -47,7 +50,8 @@ class ChannelCreated(Event, frozen=True, kw_only=True, tag="channel-created/1"):
 class DeviceUnregistered(Event, frozen=True, kw_only=True, tag="device-unregistered/1"):
     device_id: str
     channels: tuple[str, ...]
-    user_token: str | None = None
+    user_token: str | None = None  # before fingerprints only, as in DeviceRegistered
+    user_token_fingerprint: str | None = None
 
 
 class RegistrationExpired(Event, frozen=True, kw_only=True, tag="registration-expired/1"):
@@ -78,7 +82,10 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_
     app_id: str
     device_id: str
     issued_at: int | None = None
+    # A Kafka publisher may send the raw session token: the processor fingerprints it before
+    # deciding (events/user_tokens.py). The HTTP edge sends only the fingerprint.
     user_token: str | None = None
+    user_token_fingerprint: str | None = None
 
 
 class RegisterDevice(Command, frozen=True, kw_only=True, tag="register-device/1"):

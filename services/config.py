@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from events.user_tokens import TokenKeys
 from services.kafka.clients import KafkaAccess
 
 DEMO_APP_ID = "demo-app"
@@ -49,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     apps: dict[str, AppKeys]  # app id -> its REST key and admin key
     demo_app: bool  # True when DEVREG_APPS was not set
     domain_app: str | None  # the app the custom-domain form `/api/...` serves; None: off
+    # Session-token fingerprint keys; None until read from the data directory (keyfiles.py)
+    token_keys: TokenKeys | None
     partitions: int
     topic_prefix: str
     group_id: str
@@ -183,6 +186,7 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     kafka_bootstrap: str = ""
     devreg_apps: str = ""
     devreg_domain_app: str = ""
+    devreg_token_keys: str = ""
     devreg_broker_port: Annotated[int, _PORT] = 0
     devreg_http_host: str = "127.0.0.1"
     devreg_http_port: Annotated[int, _PORT] = 8080
@@ -215,7 +219,7 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
 # Every variable load_settings reads: deployment files are checked against this list.
 KNOWN_VARIABLES = frozenset(f.encode_name for f in msgspec.structs.fields(Environment))
 # Variables whose values are secrets: an error names them, never shows them.
-SECRET_VARIABLES = frozenset({"DEVREG_APPS"})
+SECRET_VARIABLES = frozenset({"DEVREG_APPS", "DEVREG_TOKEN_KEYS"})
 # Values compared case-insensitively.
 _LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP"}
 _AT = re.compile(r"at `\$\.(\w+)`")
@@ -246,6 +250,15 @@ def _bootstrap(raw: str) -> str | None:
     return raw
 
 
+def _token_keys(raw: str) -> TokenKeys | None:
+    if not raw:
+        return None
+    try:
+        return TokenKeys.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"DEVREG_TOKEN_KEYS: {exc}") from None
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping (pass `os.environ`)."""
     e = read_environment(env)
@@ -268,6 +281,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         apps=apps,
         demo_app=not e.devreg_apps,
         domain_app=_domain_app(e.devreg_domain_app, apps, not e.devreg_apps),
+        token_keys=_token_keys(e.devreg_token_keys),
         partitions=e.devreg_partitions,
         topic_prefix=e.devreg_topic_prefix,
         group_id=e.devreg_group_id,

@@ -203,6 +203,7 @@ class Worker:
         gateway = CommandGateway(
             self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
         )
+        assert s.token_keys is not None, "keyfiles.complete() gives every worker its keys"
         api = Api(
             gateway,
             self.projection,
@@ -213,6 +214,7 @@ class Worker:
             visibility.lag,
             s.http_body_timeout_ms / 1000,
             s.http_write_timeout_ms / 1000,
+            s.token_keys,
         )
         debug = log.isEnabledFor(logging.DEBUG)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequests())

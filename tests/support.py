@@ -27,6 +27,8 @@ T = TypeVar("T")
 APPS = {"app-a": "key-a", "app-b": "key-b"}  # app id -> REST key
 ADMIN_KEYS = {"app-a": "admin-key-a-0123456789", "app-b": "admin-key-b-0123456789"}
 ADMIN_HEADER = "X-Devreg-Admin-Key"
+# One fingerprint key for every test worker, as a group of workers must share one.
+TOKEN_KEYS = "t1:" + "dGVzdC1maW5nZXJwcmludC1rZXktb2YtMzItYnl0ZXMhIQ=="
 PARTITIONS = 3  # of the test workers' commands and events topics
 # `make soak` sets DEVREG_SOAK=1: the crash tests then run at their soak sizes.
 SOAK = os.environ.get("DEVREG_SOAK") == "1"
@@ -137,6 +139,7 @@ class WorkerProcess:
             DEVREG_APPS=",".join(f"{a}:{k}:{ADMIN_KEYS[a]}" for a, k in APPS.items()),
             # The custom-domain form `/api/...` serves the first app (the JS SDK test uses it).
             DEVREG_DOMAIN_APP=next(iter(APPS)),
+            DEVREG_TOKEN_KEYS=TOKEN_KEYS,
             DEVREG_PARTITIONS=str(PARTITIONS),
             # The session broker is Tansu, which holds a group join for half the session
             # timeout; `devreg run` picks this itself, a worker on KAFKA_BOOTSTRAP cannot know.

@@ -10,6 +10,7 @@ import msgspec
 
 from events import AnyEvent, decode_event
 from events.identity import partition_key
+from events.user_tokens import redacted
 from projections.chain import Checked, Position, Verdict, check_chain
 from projections.positions import Record
 from services.kafka.clients import KafkaAccess
@@ -41,7 +42,9 @@ async def history(
                 if r.key == key:
                     found.append((Position(r.partition, r.offset, r.timestamp), event_of(r)))
     events, verdict = check_chain(found)
-    return History(app_id=app_id, device_id=device_id, chain=verdict, events=events)
+    # Shown after the check (hashes cover the original): an old raw session token redacted
+    shown = [msgspec.structs.replace(c, event=redacted(c.event)) for c in events]
+    return History(app_id=app_id, device_id=device_id, chain=verdict, events=shown)
 
 
 def event_of(record: Record) -> AnyEvent:

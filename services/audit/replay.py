@@ -18,6 +18,7 @@ from typing import IO
 import msgspec
 
 from events import EVENT_TYPES, AnyEvent, ChannelCreated, decode_event
+from events.user_tokens import redacted
 from projections.positions import Record
 from services.clock import now_ms
 from services.log.reader import LogReader
@@ -133,7 +134,8 @@ class Replay:
                 print(f"devreg replay: undecodable event at {where}: {exc}", file=sys.stderr)
                 continue
             if self._where.matches(event):
-                lines.append(ReplayLine(record.partition, record.offset, record.timestamp, event))
+                at = (record.partition, record.offset, record.timestamp)
+                lines.append(ReplayLine(*at, redacted(event)))
         if lines:
             self._out.write(self._encoder.encode_lines(lines))
             self._out.flush()

@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
+from events.user_tokens import TokenKeys
 from projections.store import ProjectionStore
 from services.clock import now_ms
 from services.http import params, wire
@@ -43,6 +44,13 @@ class Api:
     lag: Callable[[], dict[int, int]]  # events partition -> events emitted, not yet applied
     body_timeout_s: float  # a body not received in full by then is refused with a 408
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
+    tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
+
+    def user(self, app_id: str, request: web.Request) -> str | None:
+        """The fingerprint of the request's `user-token` (None without one): the raw token
+        goes no further than this line (docs/security.md)."""
+        token = request.headers.get("user-token")
+        return self.tokens.fingerprint(app_id, token) if token else None
 
     async def submit(self, command: AnyCommand) -> Outcome:
         if not self.broker_reachable():
@@ -73,7 +81,7 @@ class Api:
             app_id=app_id,
             device_id=body.deviceId,
             issued_at=issued_at,
-            user_token=request.headers.get("user-token"),
+            user_token_fingerprint=self.user(app_id, request),
             device_token=body.deviceToken,
             os=body.os,
             os_version=wire.os_version_text(body.osVersion),
@@ -109,7 +117,7 @@ class Api:
             app_id=app_id,
             device_id=params.DEVICE_ID.read(request),
             issued_at=now_ms(),
-            user_token=request.headers.get("user-token"),
+            user_token_fingerprint=self.user(app_id, request),
             channels=params.CHANNELS.read(request),
         )
         if rejection := rules.check(command, now_ms()):

@@ -7,6 +7,7 @@ import msgspec
 from aiohttp import web
 
 from events import DeviceEvent, decode_event, empty_state, evolve, rules
+from events.user_tokens import redacted_json
 from projections.device_lookup import DeviceView
 from services.http import params, wire
 from services.http.access import app_of
@@ -15,7 +16,8 @@ from services.http.wire import WireError, json_response
 
 
 class HistoryPage(msgspec.Struct, frozen=True):
-    events: list[msgspec.Raw]  # each the event's canonical JSON, as in the log
+    # each the event's canonical JSON as in the log (an old raw session token redacted)
+    events: list[msgspec.Raw]
     nextAfter: int | None  # pass as ?after= for the next page
 
 
@@ -34,7 +36,10 @@ class History:
         if not events and after == 0:
             raise WireError(rules.UNKNOWN_DEVICE_GET, f"No history for device ID {device_id!r}")
         next_after = after + len(events) if len(events) == limit else None
-        page = HistoryPage(events=[msgspec.Raw(e) for e in events], nextAfter=next_after)
+        # Verbatim, but for the raw session token an event written before fingerprints holds
+        page = HistoryPage(
+            events=[msgspec.Raw(redacted_json(e)) for e in events], nextAfter=next_after
+        )
         return json_response(page)
 
     async def as_of(self, request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from events import (
     evolve,
     rules,
 )
+from events.user_tokens import TokenKeys, without_raw_token
 from projections.positions import Record, last_positions
 from services.config import Settings
 from services.metrics import Metrics
@@ -53,7 +54,7 @@ class _Channels:
         return key in self.known or key in self.added
 
 
-def _parse(record: Record) -> AnyCommand | Dead:
+def _parse(record: Record, tokens: TokenKeys | None) -> AnyCommand | Dead:
     try:
         command = decode_command(record.value or b"")
     except msgspec.DecodeError as exc:
@@ -61,7 +62,9 @@ def _parse(record: Record) -> AnyCommand | Dead:
     if command.issued_at is None:
         # A producer that did not stamp the command: the record's own time is in the log too.
         command = msgspec.structs.replace(command, issued_at=record.timestamp)
-    return command
+    # The commands topic holds whatever a publisher wrote, raw session tokens included; no
+    # event may: they become fingerprints before anything is decided.
+    return without_raw_token(command, tokens)
 
 
 def _channel_keys(command: AnyCommand) -> list[Key]:
@@ -110,7 +113,7 @@ class CommandProcessor:
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
         if not fresh:
             return
-        parsed = [(r, _parse(r)) for r in fresh]
+        parsed = [(r, _parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
         devices = [(c.app_id, c.device_id) for c in commands]
         ids = [(c.app_id, c.command_id) for c in commands]

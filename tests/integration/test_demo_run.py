@@ -55,6 +55,7 @@ async def test_given_make_run_defaults_then_keys_are_made_and_the_issue_s_reques
     admin_key = key_file.read_text().strip()
     assert len(admin_key) >= 16
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((demo.data_dir / "token-fingerprint.keys").stat().st_mode) == 0o600
     banner = demo.log()
     assert f"admin key:       {admin_key}" in banner
     assert "/api/messaging/registrations serves app 'demo-app'" in banner

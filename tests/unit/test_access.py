@@ -1,5 +1,5 @@
-"""Keys and who they open (services/http/access.py), and how DEVREG_APPS and DEVREG_DOMAIN_APP
-are read (services/config.py): errors name the app, never a key."""
+"""Keys and who they open (services/http/access.py), and how DEVREG_APPS, DEVREG_DOMAIN_APP
+and DEVREG_TOKEN_KEYS are read (services/config.py): errors name the app, never a key."""
 
 from __future__ import annotations
 
@@ -102,3 +102,10 @@ def test_given_bad_apps_then_the_error_names_the_app_never_a_key(apps: str, name
 def test_given_a_domain_app_that_is_not_configured_then_an_error() -> None:
     with pytest.raises(ConfigError, match="DEVREG_DOMAIN_APP"):
         load_settings({"DEVREG_APPS": "a:r", "DEVREG_DOMAIN_APP": "b"})
+
+
+def test_given_bad_token_keys_then_the_error_hides_them() -> None:
+    for spec in ("k1:c2hvcnQ=", "k-1:" + "A" * 44, "k1:!!", "k1:" + "A" * 44 + ",k1:" + "B" * 44):
+        with pytest.raises(ConfigError, match="DEVREG_TOKEN_KEYS") as error:
+            load_settings({"DEVREG_TOKEN_KEYS": spec})
+        assert spec.split(":", 1)[1][:10] not in str(error.value)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
-from events import ChannelCreated, DeviceRegistered, Subscription, identity
+from events import ChannelCreated, DeviceRegistered, Subscription, encode, identity
 from tests.unit.domain import (
     APP,
     DAY,
@@ -107,10 +108,16 @@ def test_given_an_expiration_in_the_future_when_registering_then_it_is_on_event_
     assert registry.state().channels["news"].expiration == NOW + 1
 
 
-def test_given_a_user_token_when_registering_then_it_is_recorded_on_the_event() -> None:
-    events = Registry().accepted(register(user_token="user-42"))
+def test_given_a_fingerprint_when_registering_then_the_event_carries_it_never_a_token() -> None:
+    # Given a command with a fingerprint, and (as only a Kafka publisher could) a raw token
+    command = msgspec.structs.replace(
+        register(user_token="user-42"), user_token_fingerprint="k1:abc"
+    )
 
-    assert device_registered(events).user_token == "user-42"
+    # Then the event records the fingerprint and nothing of the raw token
+    event = device_registered(Registry().accepted(command))
+    assert (event.user_token, event.user_token_fingerprint) == (None, "k1:abc")
+    assert b"user-42" not in encode(event)
 
 
 def test_given_a_registered_device_when_re_registering_then_it_is_an_upsert() -> None:

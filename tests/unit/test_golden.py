@@ -1,9 +1,10 @@
 """Golden files: every event, command and outcome ever written must decode forever.
 
 Each `golden/<tag with / as _>.json` holds the exact bytes `events.encode` produced for a
-realistic example when the tag was introduced. If one of these tests fails, a change broke the
-wire format: evolve additively (new fields with defaults) or add a new tag and an upcaster,
-never edit a golden file to make the test pass.
+realistic example when the tag was introduced; `<tag>.<variant>.json` the same when a field
+was added to it (`user-token-fingerprint`: session tokens became fingerprints). If one of
+these tests fails, a change broke the wire format: evolve additively (new fields with
+defaults) or add a new tag and an upcaster, never edit a golden file to make the test pass.
 """
 
 from __future__ import annotations
@@ -50,9 +51,14 @@ CASES = {golden_name(cls): cls for cls in DECODERS}
 EXACT_FILES = sorted(p.name for p in GOLDEN.glob("*.json") if not p.name.endswith(FUTURE_SUFFIX))
 
 
+def case_of(name: str) -> type[msgspec.Struct]:
+    """The type of a golden file, a variant (`<tag>.<variant>.json`) included."""
+    return CASES[name.split(".", 1)[0] + ".json"]
+
+
 def test_given_the_golden_folder_then_every_file_belongs_to_a_known_type() -> None:
     # Then: no orphan file silently escapes the byte-identical checks below.
-    assert set(EXACT_FILES) <= set(CASES)
+    assert {name.split(".", 1)[0] + ".json" for name in EXACT_FILES} <= set(CASES)
 
 
 @pytest.mark.parametrize("cls", EVENT_TYPES, ids=lambda cls: cls.__name__)
@@ -73,7 +79,7 @@ def test_given_a_golden_file_when_decoded_then_right_type_and_byte_identical_ree
 ) -> None:
     # Given
     data = (GOLDEN / name).read_bytes()
-    cls = CASES[name]
+    cls = case_of(name)
 
     # When
     decoded = DECODERS[cls](data)
@@ -121,3 +127,28 @@ def test_given_a_newer_event_with_an_unknown_field_when_decoded_then_the_field_i
     assert isinstance(decoded, DeviceRegistered)
     assert not hasattr(decoded, "locale")
     assert msgspec.structs.replace(decoded, hash=known.hash) == known
+
+
+def test_given_the_golden_events_before_and_since_fingerprints_then_both_decode_and_verify() -> (
+    None
+):
+    # Given the device events of both eras: the raw session token, then only its fingerprint
+    old = decode_event((GOLDEN / "device-registered_1.json").read_bytes())
+    variant = ".user-token-fingerprint.json"
+    registered = decode_event((GOLDEN / f"device-registered_1{variant}").read_bytes())
+    unregistered = decode_event((GOLDEN / f"device-unregistered_1{variant}").read_bytes())
+    command = decode_command((GOLDEN / f"register-device_1{variant}").read_bytes())
+
+    # Then the old one keeps its token (redacted on output), the new ones carry none, their
+    # hashes verify and chain, and the command carries the fingerprint its events copied
+    assert isinstance(old, DeviceRegistered)
+    assert old.user_token is not None
+    assert old.user_token_fingerprint is None
+    for event in (registered, unregistered):
+        assert getattr(event, "user_token", None) is None
+        assert event_hash(event) == event.hash
+    assert unregistered.prev_hash == registered.hash
+    fingerprint = getattr(registered, "user_token_fingerprint", None)
+    assert fingerprint == "7f3a9c21:skRd223UGS4h3AGIEx7Dqg"
+    assert command.user_token is None
+    assert command.user_token_fingerprint == fingerprint

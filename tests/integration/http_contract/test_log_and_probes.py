@@ -1,68 +1,18 @@
-"""What the log records of a call, and the operational routes: probes, metrics, success bodies."""
+"""The operational routes: probes and metrics, and success bodies."""
 
 from __future__ import annotations
 
 import re
-import uuid
-from typing import Any
 
 import aiohttp
-from aiokafka import ConsumerRecord
 
-from events import DeviceRegistered, DeviceUnregistered, decode_event
-from services.log.broker import EmbeddedBroker
 from tests.integration.http_contract.registration_api import (
     assert_success_body,
     new_device,
     register,
     registrations,
 )
-from tests.support import WorkerProcess, call, read_topic, registration
-
-
-def device_events(records: list[ConsumerRecord[bytes, bytes]], device_id: str) -> list[Any]:
-    return [
-        event
-        for event in (decode_event(r.value) for r in records if r.value is not None)
-        if getattr(event, "device_id", None) == device_id
-    ]
-
-
-# --- the log ------------------------------------------------------------------------------
-
-
-async def test_given_a_user_token_header_when_registering_and_deleting_then_events_carry_it(
-    broker: EmbeddedBroker, devreg_worker: WorkerProcess
-) -> None:
-    device = new_device()
-    token = f"user-{uuid.uuid4().hex}"
-
-    # When a device registers and unregisters with a user-token header
-    status, body = await call(
-        "POST",
-        registrations(devreg_worker),
-        json=registration(device),
-        headers={"user-token": token},
-    )
-    assert status == 200, body
-    status, body = await call(
-        "DELETE", registrations(devreg_worker, device), headers={"user-token": token}
-    )
-    assert status == 200, body
-
-    # Then both events in the log record it
-    def both(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
-        return len(device_events(records, device)) >= 2
-
-    records = await read_topic(broker.bootstrap, f"{devreg_worker.prefix}.events", both)
-    registered, unregistered = device_events(records, device)
-    assert isinstance(registered, DeviceRegistered)
-    assert registered.user_token == token
-    assert isinstance(unregistered, DeviceUnregistered)
-    assert unregistered.user_token == token
-
-
-# --- operations ---------------------------------------------------------------------------
+from tests.support import WorkerProcess, call, registration
 
 
 async def test_given_a_running_worker_when_probing_then_health_readiness_and_metrics_answer(
