@@ -68,9 +68,11 @@ class Targeting:
             query = {"limit": str(limit), "cursor": encode_cursor(after) if after else ""}
             if os_name:
                 query["os"] = os_name
-            base = request.path.removesuffix(".ndjson")
-            path_qs = str(URL(base).with_query({k: v for k, v in query.items() if v}))
-            peers = await self.api.forwarder.ask_peers(request, path_qs)
+            # The page route, from the path as the client encoded it: the decoded one would
+            # read a '?', '#' or '%41' in a channel name as URL syntax.
+            path = request.raw_path.split("?", 1)[0].removesuffix(".ndjson")
+            route = URL(path, encoded=True).with_query({k: v for k, v in query.items() if v})
+            peers = await self.api.forwarder.ask_peers(request, route)
             answer = _merge_pages([answer, *(_devices_decoder.decode(b) for b in peers)], limit)
         devices = answer.devices
         cursor = encode_cursor(devices[-1].deviceId) if len(devices) == limit else None

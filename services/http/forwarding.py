@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from events import rules
 from services.http.wire import WireError
@@ -19,6 +20,17 @@ FORWARDED = "X-Devreg-Forwarded"  # a forwarded request is never forwarded again
 LOCAL = "X-Devreg-Local"  # a fan-out sub-query: answer from this worker's partitions only
 _HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+def at_peer(peer: str, path_qs: URL) -> URL:
+    """The same path and query on a peer, byte for byte as the client encoded them: built
+    from the raw path, never from the decoded one (a '%3F' in a name must not become a
+    query, nor '%41' a letter), and marked encoded so the client does not quote it again."""
+    return URL(peer + str(path_qs), encoded=True)
+
+
+def raw_path_qs(request: web.Request) -> URL:
+    return URL(request.raw_path, encoded=True)
 
 
 def _moving(partition: int) -> WireError:
@@ -60,7 +72,7 @@ class Forwarder:
         headers[FORWARDED] = self.ownership.url
         try:
             async with self.session().request(
-                request.method, owner + request.path_qs, data=body, headers=headers
+                request.method, at_peer(owner, raw_path_qs(request)), data=body, headers=headers
             ) as answer:
                 payload = await answer.read()
                 return web.Response(
@@ -73,13 +85,13 @@ class Forwarder:
     def fan_out(self, request: web.Request) -> bool:
         return LOCAL not in request.headers and bool(self.ownership.peers())
 
-    async def ask_peers(self, request: web.Request, path_qs: str | None = None) -> list[bytes]:
+    async def ask_peers(self, request: web.Request, path_qs: URL | None = None) -> list[bytes]:
         """The same GET on every other worker, answered from their own partitions."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers[LOCAL] = self.ownership.url
 
         async def ask(peer: str) -> bytes:
-            url = peer + (path_qs or request.path_qs)
+            url = at_peer(peer, path_qs or raw_path_qs(request))
             try:
                 async with self.session().get(url, headers=headers) as answer:
                     if answer.status != 200:
