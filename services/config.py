@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,29 +15,12 @@ import msgspec
 from msgspec import Meta
 
 from events.user_tokens import TokenKeys
-from services.kafka.clients import KafkaAccess
+from services import credentials
+from services.credentials import DEMO_APP_ID, NAME_PATTERN, AppKeys, ConfigError
+from services.kafka.clients import KafkaAccess, Mechanism, Protocol
 
-DEMO_APP_ID = "demo-app"
+__all__ = ["DEMO_APP_ID", "AppKeys", "ConfigError", "Settings", "load_settings"]
 DEMO_REST_KEY = "demo-rest-key"
-NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-# App ids that would be read as a URL base: `/api/...` (custom domain), `/admin/{app}/...`.
-RESERVED_APP_IDS = frozenset({"api", "admin"})
-# Keys travel in a URL path segment (REST) or a header (admin): printable ASCII, no '/',
-# no ':' or ',' (the separators of DEVREG_APPS), no space.
-_KEY = re.compile(r"^[!-~]+$")
-MIN_ADMIN_KEY = 16  # an admin key opens every device's data: not a word one could guess
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class AppKeys:
-    """An app's two keys (docs/security.md). Never shown in a repr, a log or an error."""
-
-    rest: str = field(repr=False)
-    admin: str | None = field(default=None, repr=False)  # None: admin routes closed
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     domain_app: str | None  # the app the custom-domain form `/api/...` serves; None: off
     # Session-token fingerprint keys; None until read from the data directory (keyfiles.py)
     token_keys: TokenKeys | None
+    # How to connect to KAFKA_BOOTSTRAP: every client gets it (services/kafka/clients.py)
+    kafka_security: KafkaAccess | None
     partitions: int
     topic_prefix: str
     group_id: str
@@ -76,7 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def secrets(self) -> list[str]:
         """Every configured value no log line may show (services/logs.py masks them)."""
         keys = [k for app in self.apps.values() for k in (app.rest, app.admin) if k]
-        return keys
+        password = self.kafka_security.password if self.kafka_security else None
+        return [*keys, *([password] if password else [])]
 
     @property
     def embedded(self) -> bool:
@@ -112,8 +97,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "embedded-broker.address"
 
     def kafka_at(self, bootstrap: str) -> KafkaAccess:
-        """How every devreg client reaches the brokers at `bootstrap`."""
-        return KafkaAccess(bootstrap)
+        """How every devreg client reaches the brokers at `bootstrap` (the credentials are
+        KAFKA_BOOTSTRAP's: the embedded broker takes none)."""
+        if self.kafka_security is None:
+            return KafkaAccess(bootstrap)
+        return msgspec.structs.replace(self.kafka_security, bootstrap=bootstrap)
 
     def resolve_kafka(self) -> KafkaAccess | None:
         """KAFKA_BOOTSTRAP, else the running embedded broker of this data directory."""
@@ -129,48 +117,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "log-archive.ndjson"
 
 
-def parse_apps(raw: str) -> dict[str, AppKeys]:
-    """`app-id:rest-key[:admin-key][,…]` to a dict; raises ConfigError naming DEVREG_APPS.
-    Error messages name the app, never a key."""
-    apps: dict[str, AppKeys] = {}
-    for number, item in enumerate(raw.split(","), start=1):
-        app_id, *keys = item.strip().split(":")
-        if not app_id or len(keys) not in (1, 2) or not all(keys):
-            raise ConfigError(
-                f"DEVREG_APPS entry {number} is not of the form app-id:rest-key[:admin-key]"
-            )
-        if not re.match(NAME_PATTERN, app_id):
-            raise ConfigError(f"DEVREG_APPS: app id {app_id!r} must match {NAME_PATTERN}")
-        if app_id in RESERVED_APP_IDS:
-            raise ConfigError(f"DEVREG_APPS: app id {app_id!r} is reserved for a URL form")
-        if app_id in apps:
-            raise ConfigError(f"DEVREG_APPS names app {app_id!r} twice")
-        if not all(_KEY.match(k) and "/" not in k for k in keys):
-            raise ConfigError(
-                f"DEVREG_APPS: the keys of app {app_id!r} must be printable ASCII without"
-                " '/', ':', ',' or spaces"
-            )
-        admin = keys[1] if len(keys) == 2 else None
-        if admin is not None and len(admin) < MIN_ADMIN_KEY:
-            raise ConfigError(
-                f"DEVREG_APPS: the admin key of app {app_id!r} is shorter than"
-                f" {MIN_ADMIN_KEY} characters"
-            )
-        if admin is not None and admin == keys[0]:
-            raise ConfigError(f"DEVREG_APPS: app {app_id!r} has the same REST and admin key")
-        apps[app_id] = AppKeys(keys[0], admin)
-    return apps
-
-
-def _domain_app(raw: str, apps: Mapping[str, AppKeys], demo: bool) -> str | None:
-    """DEVREG_DOMAIN_APP: an app of DEVREG_APPS. Unset: off, except for the demo app."""
-    if not raw:
-        return DEMO_APP_ID if demo else None
-    if raw not in apps:
-        raise ConfigError(f"DEVREG_DOMAIN_APP={raw!r} is not an app of DEVREG_APPS")
-    return raw
-
-
 Ms = int
 _PORT = Meta(ge=0, le=65535)
 
@@ -184,6 +130,12 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     the environment (an empty value counts as unset). Field names are the variables' names."""
 
     kafka_bootstrap: str = ""
+    kafka_security_protocol: Protocol | None = None
+    kafka_sasl_mechanism: Mechanism | None = None
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_sasl_password_file: str = ""
+    kafka_ssl_cafile: str = ""
     devreg_apps: str = ""
     devreg_domain_app: str = ""
     devreg_token_keys: str = ""
@@ -219,9 +171,10 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
 # Every variable load_settings reads: deployment files are checked against this list.
 KNOWN_VARIABLES = frozenset(f.encode_name for f in msgspec.structs.fields(Environment))
 # Variables whose values are secrets: an error names them, never shows them.
-SECRET_VARIABLES = frozenset({"DEVREG_APPS", "DEVREG_TOKEN_KEYS"})
+SECRET_VARIABLES = frozenset({"DEVREG_APPS", "DEVREG_TOKEN_KEYS", "KAFKA_SASL_PASSWORD"})
 # Values compared case-insensitively.
 _LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP"}
+_UPPERED = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"}
 _AT = re.compile(r"at `\$\.(\w+)`")
 
 
@@ -230,6 +183,8 @@ def read_environment(env: Mapping[str, str]) -> Environment:
     given = {name: env[name].strip() for name in KNOWN_VARIABLES if env.get(name, "").strip()}
     for name in _LOWERED & set(given):
         given[name] = given[name].lower()
+    for name in _UPPERED & set(given):
+        given[name] = given[name].upper()
     try:
         return msgspec.convert(given, Environment, strict=False)
     except msgspec.ValidationError as exc:
@@ -250,21 +205,16 @@ def _bootstrap(raw: str) -> str | None:
     return raw
 
 
-def _token_keys(raw: str) -> TokenKeys | None:
-    if not raw:
-        return None
-    try:
-        return TokenKeys.parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"DEVREG_TOKEN_KEYS: {exc}") from None
-
-
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping (pass `os.environ`)."""
     e = read_environment(env)
     bootstrap = _bootstrap(e.kafka_bootstrap)
     # The demo app's admin key is generated into the data directory at start (keyfiles.py).
-    apps = parse_apps(e.devreg_apps) if e.devreg_apps else {DEMO_APP_ID: AppKeys(DEMO_REST_KEY)}
+    apps = (
+        credentials.parse_apps(e.devreg_apps)
+        if e.devreg_apps
+        else {DEMO_APP_ID: AppKeys(DEMO_REST_KEY)}
+    )
     session_default = 2000 if bootstrap is None else 10000
     if e.devreg_min_insync_replicas > e.devreg_replication_factor:
         raise ConfigError(
@@ -280,8 +230,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         data_dir=Path(e.devreg_data_dir),
         apps=apps,
         demo_app=not e.devreg_apps,
-        domain_app=_domain_app(e.devreg_domain_app, apps, not e.devreg_apps),
-        token_keys=_token_keys(e.devreg_token_keys),
+        domain_app=credentials.domain_app(e.devreg_domain_app, apps, not e.devreg_apps),
+        token_keys=credentials.token_keys(e.devreg_token_keys),
+        kafka_security=credentials.kafka_security(e, bootstrap),
         partitions=e.devreg_partitions,
         topic_prefix=e.devreg_topic_prefix,
         group_id=e.devreg_group_id,

@@ -6,6 +6,9 @@ Producers, consumers and admin clients of the worker and of the CLI all come fro
 reaches every client at once. faust builds its own clients from the same access
 (services/kafka/faust_app.py).
 
+Credentials (TLS, SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512) are part of the access, so every
+client gets them; faust gets the same as its broker_credentials (services/kafka/faust_app.py).
+
 The embedded Tansu broker's quirks (docs/design.md, "Broker facts") handled here:
 - End offsets are only a lower bound: under-reported when a partition's last record batch
   holds several records (but never 0 for a partition that holds a record). `end_offsets`
@@ -20,25 +23,71 @@ The embedded Tansu broker's quirks (docs/design.md, "Broker facts") handled here
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.helpers import create_ssl_context
 
 FETCH_MAX_WAIT_MS = 10  # Tansu holds every fetch this long, even when data is there
 Ends = dict[tuple[str, int], int]
 
 
+Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 class KafkaAccess(msgspec.Struct, frozen=True):
-    """Where Kafka is and how every devreg client connects to it."""
+    """Where Kafka is and how every devreg client connects to it: the security protocol, the
+    SASL mechanism and credentials, the CA that signs the brokers' certificates (None: the
+    system's trust store). Who may then read or publish what is the cluster's ACLs' business.
+    """
 
     bootstrap: str
+    security_protocol: Protocol = "PLAINTEXT"
+    sasl_mechanism: Mechanism | None = None
+    username: str | None = None
+    password: str | None = None
+    cafile: str | None = None
+
+    def __repr__(self) -> str:  # never show the password
+        return (
+            f"KafkaAccess({self.bootstrap!r}, {self.security_protocol}"
+            f"{f', {self.sasl_mechanism} as {self.username!r}' if self.sasl else ''})"
+        )
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context that checks the brokers' certificates and host names (made per
+        client: a context is not shared across processes)."""
+        return create_ssl_context(cafile=self.cafile) if self.tls else None
 
     def options(self) -> dict[str, Any]:
         """Constructor arguments shared by aiokafka's producers, consumers and admin clients."""
-        return {"bootstrap_servers": self.bootstrap}
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.tls:
+            options["ssl_context"] = self.ssl_context()
+        if self.sasl:
+            # aiokafka names the user and password "plain" for the SCRAM mechanisms too.
+            options.update(
+                sasl_mechanism=self.sasl_mechanism or "PLAIN",
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
+        return options
 
 
 def producer(access: KafkaAccess, **options: Any) -> AIOKafkaProducer:

@@ -137,6 +137,23 @@ class EventsReader:
         await thread.call_thread(call, thread._ensure_consumer())
 
 
+def broker_credentials(kafka: KafkaAccess) -> Any:
+    """The access's credentials as faust takes them (it hands them to every aiokafka client it
+    builds). The TLS context goes inside the SASL credentials: faust ignores its separate
+    `ssl_context` setting once credentials are given, which would silently drop TLS."""
+    context = kafka.ssl_context()
+    if kafka.sasl:
+        return faust.SASLCredentials(
+            username=kafka.username,
+            password=kafka.password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 class _QuietMonitor(Monitor):
     """faust's monitor keeps per-message statistics nobody reads here (the web UI is off);
     on the hot path that bookkeeping costs CPU on every message."""
@@ -171,6 +188,7 @@ def build_app(
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap.split(",")],
+        broker_credentials=broker_credentials(kafka),
         store="memory://",
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
