@@ -20,6 +20,7 @@ from events import (
     Outcome,
     RegisterDevice,
     UnregisterDevice,
+    decode_command,
     decode_event,
     decode_outcome,
     empty_state,
@@ -29,7 +30,7 @@ from events import (
 from events.identity import partition_key
 from projections.store import ProjectionStore
 from services.log.broker import EmbeddedBroker
-from tests.log_checks import assert_chains, committed
+from tests.log_checks import LogTail, assert_chains, committed
 from tests.support import APPS, WorkerProcess, devreg, read_records, sized, wait_for
 
 APP = next(iter(APPS))
@@ -67,6 +68,46 @@ def processed(data_dir: Path, topic: str) -> int:
     return sum(committed(data_dir / "decisions.sqlite", topic).values())
 
 
+async def command_positions(bootstrap: str, topic: str) -> dict[str, tuple[int, int]]:
+    """Each command's (partition, offset) in the commands topic."""
+    records = await read_records(bootstrap, topic, COMMANDS, DEADLINE_S)
+    return {decode_command(r.value or b"").command_id: (r.partition, r.offset) for r in records}
+
+
+async def undecided_in_log(
+    tail: LogTail, sent: dict[str, tuple[int, int]], data_dir: Path, topic: str
+) -> bool:
+    """The events topic holds an event of a command the processor has not committed as
+    decided: a crash now makes it decide the command again and re-emit the event."""
+    await tail.poll()
+    decided = committed(data_dir / "decisions.sqlite", topic)
+    for record in reversed(tail.records[next(iter(tail.records))]):
+        partition, offset = sent[decode_event(record.value or b"").command_id]
+        if offset >= decided.get(partition, 0):
+            return True
+    return False
+
+
+class StalledCommits:
+    """The decision store's write lock, held while in the `with` block: the processor's next
+    batch is acknowledged by Kafka, its events in the log, and its commit waits (SQLite's busy
+    timeout). Released (the empty transaction rolled back) on the way out."""
+
+    def __init__(self, store: Path):
+        self._store = store
+        self._lock: sqlite3.Connection | None = None
+
+    def __enter__(self) -> StalledCommits:
+        self._lock = sqlite3.connect(self._store, timeout=10)
+        self._lock.isolation_level = None
+        self._lock.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._lock is not None:
+            self._lock.close()
+
+
 @pytest.fixture
 async def worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
     # Small batches: more places for a kill to land.
@@ -91,20 +132,40 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     finally:
         await producer.stop()
 
-    # When the worker is SIGKILLed three times at different points of the stream
+    # When the worker is SIGKILLed three times mid-stream: once wherever it is, then twice
+    # while a decided batch's events are in the log and its commit is not yet done (the
+    # decision store's write lock held, as by a disk that stalls: made, not hunted for)
     commands_topic = f"{worker.prefix}.commands"
+    sent = await command_positions(broker.bootstrap, commands_topic)
     interrupted: list[bool] = []
-    for fraction in (0.2, 0.5, 0.8):
-        target = int(COMMANDS * fraction)
-        await wait_for(
-            lambda t=target: processed(worker.data_dir, commands_topic) >= t,
-            DEADLINE_S,
-            f"{target} processed",
-        )
-        await worker.kill()
-        interrupted.append(processed(worker.data_dir, commands_topic) < COMMANDS)
-        await worker.start()
-    assert any(interrupted), "no kill landed before the end of the stream: nothing was tested"
+    stalled: list[bool] = []
+    tail = LogTail(broker.bootstrap, [f"{worker.prefix}.events"])
+    await tail.start()
+    try:
+        for fraction, stall in ((0.2, False), (0.5, True), (0.8, True)):
+            target = int(COMMANDS * fraction)
+            await wait_for(
+                lambda t=target: processed(worker.data_dir, commands_topic) >= t,
+                DEADLINE_S,
+                f"{target} processed",
+            )
+            if stall:
+                with StalledCommits(worker.data_dir / "decisions.sqlite"):
+                    await wait_for(
+                        lambda: undecided_in_log(tail, sent, worker.data_dir, commands_topic),
+                        DEADLINE_S,
+                        "events in the log whose commands are not committed as decided",
+                    )
+                    stalled.append(True)
+                    await worker.kill()
+            else:
+                await worker.kill()
+            interrupted.append(processed(worker.data_dir, commands_topic) < COMMANDS)
+            await worker.start()
+    finally:
+        await tail.stop()
+    assert interrupted == [True, True, True], "a kill landed after the end of the stream"
+    assert stalled == [True, True]
 
     # Then every command gets its outcome, the same each time it was (re-)emitted
     outcomes_topic = f"{worker.prefix}.outcomes"
@@ -127,7 +188,10 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
         by_id[decode_event(record.value).event_id].add(record.value)
     assert all(len(variants) == 1 for variants in by_id.values())
     assert len(by_id) == expected_events
-    print(f"{len(events_raw) - len(by_id)} re-emitted duplicate events in the log")
+    reemitted = len(events_raw) - len(by_id)
+    print(f"{reemitted} re-emitted duplicate events in the log")
+    # (each stalled kill left a decided batch uncommitted: deciding it again re-emitted it)
+    assert reemitted > 0, "the kills left no event to re-emit: the copies were not tested"
 
     # And per device, versions are gapless from 1 and the hash chain is intact
     unique = [decode_event(next(iter(v))) for v in by_id.values()]
