@@ -1,4 +1,5 @@
-"""A broker outage: clear 503s, readiness false, no false success, recovery on its own."""
+"""A broker outage: clear 503s, readiness false, no false success, recovery on its own; and a
+send Kafka never acknowledges while the broker still answers everything else."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from services.log.broker import EmbeddedBroker
+from tests.kafka_front import Front, FrontedBroker
 from tests.support import WorkerProcess, call, equals, registration, wait_for
 
 
@@ -106,3 +108,59 @@ async def test_given_the_broker_gone_when_the_worker_is_told_to_stop_then_it_exi
     finally:
         await worker.stop()
         await broker.stop()
+
+
+async def test_given_a_send_kafka_never_acknowledges_then_503_not_a_success_while_ready(
+    tmp_path: Path,
+) -> None:
+    # Given a worker whose broker sits behind a front, serving, with a 2 s visibility bound
+    front = Front(("127.0.0.1", 0))
+    broker = FrontedBroker(tmp_path / "broker.log", front)
+    await broker.start()
+    env = {"DEVREG_VISIBLE_TIMEOUT_MS": "2000"}
+    worker = WorkerProcess(tmp_path / "data", broker.bootstrap, env=env)
+    try:
+        await worker.start()
+        url = worker.url("messaging/registrations")
+        status, _ = await call("POST", url, json=registration("before"))
+        assert status == 200
+
+        # When the next produce to the commands topic is swallowed: the broker never sees it
+        # nor answers, while every other connection (the worker's metadata probe, its
+        # consumers) is served, so the worker still finds Kafka reachable
+        front.hold_produce(f"{worker.prefix}.commands")
+        assert await readiness(worker) == 200
+        started = time.monotonic()
+        status, body = await call("POST", url, json=registration("unacknowledged"))
+        took = time.monotonic() - started
+
+        # Then the client gets a 503 with 5901 (Kafka did not acknowledge), not a success,
+        # once the bound has passed, and the worker was ready throughout: the slow path ran,
+        # not the fail-fast one of an outage already known
+        assert (status, body["code"]) == (503, 5901), body
+        assert "did not acknowledge" in body["message"]
+        assert 2 <= took < 2 + 3, took
+        assert front.held, "the command's produce request never reached the front"
+        assert await readiness(worker) == 200
+        status, body = await call("GET", worker.url("messaging/registrations/unacknowledged"))
+        assert (status, body["code"]) == (400, 5000)
+
+        # And once the front lets the held request through, Kafka acknowledges it and the
+        # command takes effect after all: a 503 means "not known to be done", and a retry is
+        # safe (docs/reliability.md, Known limits)
+        front.release()
+        await wait_for(
+            lambda: _get_ok(worker.url("messaging/registrations/unacknowledged")),
+            30,
+            "the released command to take effect",
+        )
+        status, _ = await call("POST", url, json=registration("after"))
+        assert status == 200
+    finally:
+        await worker.stop()
+        await broker.stop()
+
+
+async def _get_ok(url: str) -> bool:
+    status, _ = await call("GET", url)
+    return status == 200
