@@ -118,7 +118,9 @@ class Worker:
         in flight are committed (where to resume)."""
         await self.processor.drain()
         topic = self.settings.events_topic
-        handed = self.takeover.assigned(p for t, p in assigned if t == topic)
+        # Usually known already: the assignor told the gate when the group's table changed.
+        self.takeover.assigned(p for t, p in assigned if t == topic)
+        handed = self.takeover.waiting()
         if handed:
             try:
                 ends = await asyncio.wait_for(
@@ -126,6 +128,7 @@ class Worker:
                 )
             except Exception as exc:  # the seek must go on: serve ungated, as before the gate
                 log.warning("partitions %s served ungated: no end offsets: %r", handed, exc)
+                self.takeover.ungated(handed)
             else:
                 self.takeover.handed({p: ends[(topic, p)] for p in handed})
         return self._positions()
@@ -141,6 +144,7 @@ class Worker:
         streams = {k: v for k, v in ends.items() if k[0] in stream_topics}
         self.catch_up = CatchUp(streams, self._positions)
         self.takeover = Takeover(s.events_topic, self._positions)
+        self.ownership.on_update = self.takeover.assigned
         self.decisions, self.projection = await asyncio.gather(
             _open_checked(s.decisions_path, DecisionStore.open, self.kafka),
             _open_checked(s.projection_path, ProjectionStore.open, self.kafka),

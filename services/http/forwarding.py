@@ -64,7 +64,12 @@ class Forwarder:
         owner = self.ownership.owner(partition)
         if owner == self.ownership.url:
             if not self._caught_up(partition):
-                raise _moving(partition)
+                raise WireError(
+                    rules.PARTITION_MOVING,
+                    f"partition {partition} was just handed to this worker, which is catching"
+                    " up on it; retry shortly",
+                    503,
+                )
             return None
         if owner is None or FORWARDED in request.headers:
             raise _moving(partition)

@@ -9,7 +9,7 @@ whole partition → URL map in its assignment. Nothing home-made decides members
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 from aiokafka.cluster import ClusterMetadata
@@ -29,6 +29,9 @@ class Ownership:
         self.url = url
         self.partitions = partitions
         self.owners: dict[int, str] = {}  # partition -> advertised URL, as of the last rebalance
+        # Told the partitions this worker owns, the moment the group's table says so (on the
+        # consumer's thread): the hand-over gate must close before a request can see them.
+        self.on_update: Callable[[list[int]], object] | None = None
 
     def partition_of(self, app_id: str, device_id: str) -> int:
         """The partition Kafka's default partitioner (murmur2) gives the device's key."""
@@ -54,6 +57,8 @@ class Ownership:
         if dict(owners) != self.owners:
             mine = sorted(p for p, url in owners.items() if url == self.url)
             log.info("partition ownership: this worker owns %s of %d", mine, self.partitions)
+        if self.on_update is not None:
+            self.on_update(sorted(p for p, url in owners.items() if url == self.url))
         self.owners = dict(owners)
 
 

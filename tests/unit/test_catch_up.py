@@ -27,9 +27,15 @@ def test_given_a_partition_handed_over_then_gated_until_its_projection_reaches_t
     takeover = Takeover(EVENTS, lambda: positions)
     assert takeover.caught_up(0)  # nothing handed over: served
 
-    # When partition 0 is handed to it while the log's end there is 10
+    # When partition 0 is handed to it: gated at once, before its end is known
     assert takeover.assigned([0]) == {0}
+    assert not takeover.caught_up(0)
+    assert takeover.waiting() == {0}
+    # (told again by the seek after the rebalance: nothing new)
+    assert takeover.assigned([0]) == set()
+    # And once the log's end there is read: 10
     takeover.handed({0: 10})
+    assert takeover.waiting() == set()
 
     # Then it is not served until the projection reaches 10, and then for good
     assert not takeover.caught_up(0)
@@ -45,3 +51,11 @@ def test_given_a_partition_handed_over_then_gated_until_its_projection_reaches_t
     assert not takeover.caught_up(1)
     assert takeover.assigned([0]) == set()
     assert takeover.caught_up(1)
+
+
+def test_given_the_end_cannot_be_read_then_the_partition_is_served_ungated() -> None:
+    takeover = Takeover(EVENTS, lambda: {})
+    assert takeover.assigned([3]) == {3}
+    assert not takeover.caught_up(3)
+    takeover.ungated(takeover.waiting())
+    assert takeover.caught_up(3)
