@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_SDK := tests/js/node_modules/backendless/package.json
 
-.PHONY: run test soak lint bench bench-quick install clean
+.PHONY: run test soak fuzz lint bench bench-quick install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ test: $(STAMP) $(JS_SDK)
 soak: $(STAMP)
 	DEVREG_SOAK=1 $(BIN)/python -m pytest -s \
 		tests/integration/test_crash_recovery.py tests/integration/test_expiry_crash.py
+
+# Fuzzing with a large budget (Hypothesis profile `fuzz`) and a random seed, printed before and
+# after the run (`SEED=<n> make fuzz` repeats one): hypothesis on every parameter parser and
+# rule, schemathesis on every operation of the OpenAPI document against a real worker.
+FUZZ_TESTS := tests/unit/test_params.py tests/unit/test_rules_properties.py \
+	tests/integration/test_openapi.py
+fuzz: $(STAMP)
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make fuzz: seed $$seed"; \
+	$(BIN)/python -m pytest -p no:cacheprovider --hypothesis-profile=fuzz \
+		--hypothesis-seed=$$seed $(FUZZ_TESTS); status=$$?; \
+	echo "make fuzz: seed $$seed (SEED=$$seed make fuzz runs it again)"; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
