@@ -10,8 +10,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
@@ -27,11 +27,18 @@ from events import (
     encode,
     evolve,
 )
-from events.identity import partition_key
 from projections.store import ProjectionStore
 from services.log.broker import EmbeddedBroker
 from tests.log_checks import LogTail, assert_chains, committed
-from tests.support import APPS, WorkerProcess, devreg, read_records, sized, wait_for
+from tests.support import (
+    APPS,
+    WorkerProcess,
+    devreg,
+    publish_commands,
+    read_records,
+    sized,
+    wait_for,
+)
 
 APP = next(iter(APPS))
 COMMANDS = sized(test=3000, soak=50_000)
@@ -68,39 +75,39 @@ def processed(data_dir: Path, topic: str) -> int:
     return sum(committed(data_dir / "decisions.sqlite", topic).values())
 
 
-async def command_positions(bootstrap: str, topic: str) -> dict[str, tuple[int, int]]:
-    """Each command's (partition, offset) in the commands topic."""
-    records = await read_records(bootstrap, topic, COMMANDS, DEADLINE_S)
-    return {decode_command(r.value or b"").command_id: (r.partition, r.offset) for r in records}
-
-
-async def undecided_in_log(
-    tail: LogTail, sent: dict[str, tuple[int, int]], data_dir: Path, topic: str
-) -> bool:
+def undecided_in_log(tail: LogTail, data_dir: Path, topic: str) -> bool:
     """The events topic holds an event of a command the processor has not committed as
     decided: a crash now makes it decide the command again and re-emit the event."""
-    await tail.poll()
+    commands, events = tail.records.values()
+    sent = {decode_command(r.value or b"").command_id: (r.partition, r.offset) for r in commands}
     decided = committed(data_dir / "decisions.sqlite", topic)
-    for record in reversed(tail.records[next(iter(tail.records))]):
-        partition, offset = sent[decode_event(record.value or b"").command_id]
-        if offset >= decided.get(partition, 0):
+    for record in reversed(events):
+        where = sent.get(decode_event(record.value or b"").command_id)
+        if where is not None and where[1] >= decided.get(where[0], 0):
             return True
     return False
 
 
-class StalledCommits:
-    """The decision store's write lock, held while in the `with` block: the processor's next
-    batch is acknowledged by Kafka, its events in the log, and its commit waits (SQLite's busy
-    timeout). Released (the empty transaction rolled back) on the way out."""
+async def undecided_at(tail: LogTail, data_dir: Path, topic: str) -> bool:
+    await tail.poll()
+    return undecided_in_log(tail, data_dir, topic)
 
-    def __init__(self, store: Path):
-        self._store = store
+
+class StalledCommits:
+    """The decision store's write lock, held while in the `with` block (if `hold`): the
+    processor's next batch is acknowledged by Kafka, its events in the log, and its commit
+    waits (SQLite's busy timeout, 5 s). Released (the empty transaction rolled back) on the
+    way out."""
+
+    def __init__(self, store: Path, hold: bool = True):
+        self._store, self._hold = store, hold
         self._lock: sqlite3.Connection | None = None
 
     def __enter__(self) -> StalledCommits:
-        self._lock = sqlite3.connect(self._store, timeout=10)
-        self._lock.isolation_level = None
-        self._lock.execute("BEGIN IMMEDIATE")
+        if self._hold:
+            self._lock = sqlite3.connect(self._store, timeout=10)
+            self._lock.isolation_level = None
+            self._lock.execute("BEGIN IMMEDIATE")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -119,55 +126,48 @@ async def worker(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Worker
 async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command(
     worker: WorkerProcess, broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    # Given a worker and 3000 commands flowing in over 300 devices (`make soak`: 50k, 5000)
+    # Given a worker, and 3000 commands over 300 devices (`make soak`: 50k, 5000) published
+    # in three parts, each while the worker runs
     await worker.start()
     commands = script(seed=7)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for command in commands:
-            key = partition_key(command.app_id, command.device_id)
-            await producer.send(f"{worker.prefix}.commands", encode(command), key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-    # When the worker is SIGKILLed three times mid-stream: once wherever it is, then twice
-    # while a decided batch's events are in the log and its commit is not yet done (the
-    # decision store's write lock held, as by a disk that stalls: made, not hunted for)
     commands_topic = f"{worker.prefix}.commands"
-    sent = await command_positions(broker.bootstrap, commands_topic)
-    interrupted: list[bool] = []
-    stalled: list[bool] = []
-    tail = LogTail(broker.bootstrap, [f"{worker.prefix}.events"])
+    tail = LogTail(broker.bootstrap, [commands_topic, f"{worker.prefix}.events"])
     await tail.start()
+
+    # When the worker is SIGKILLed in each part: in the first wherever it is once it has
+    # started on it, in the other two while a decided batch's events are in the log and its
+    # commit has not happened (the decision store's write lock is taken before the part is
+    # published, as by a disk that stalls: the window is made, not hunted for)
+    interrupted: list[bool] = []
+    published = 0
     try:
-        for fraction, stall in ((0.2, False), (0.5, True), (0.8, True)):
-            target = int(COMMANDS * fraction)
-            await wait_for(
-                lambda t=target: processed(worker.data_dir, commands_topic) >= t,
-                DEADLINE_S,
-                f"{target} processed",
-            )
-            if stall:
-                with StalledCommits(worker.data_dir / "decisions.sqlite"):
+        for part, stall in enumerate((False, True, True)):
+            chunk = commands[published : COMMANDS * (part + 1) // 3]
+            published += len(chunk)
+            with StalledCommits(worker.data_dir / "decisions.sqlite", hold=stall):
+                await publish_commands(broker.bootstrap, commands_topic, chunk)
+                if stall:
                     await wait_for(
-                        lambda: undecided_in_log(tail, sent, worker.data_dir, commands_topic),
+                        lambda: undecided_at(tail, worker.data_dir, commands_topic),
                         DEADLINE_S,
                         "events in the log whose commands are not committed as decided",
                     )
-                    stalled.append(True)
-                    await worker.kill()
-            else:
+                else:
+                    started = published - len(chunk)
+                    await wait_for(
+                        lambda s=started: processed(worker.data_dir, commands_topic) > s,
+                        DEADLINE_S,
+                        "the worker to start on the part",
+                    )
                 await worker.kill()
-            interrupted.append(processed(worker.data_dir, commands_topic) < COMMANDS)
+            interrupted.append(processed(worker.data_dir, commands_topic) < published)
             await worker.start()
     finally:
         await tail.stop()
-    assert interrupted == [True, True, True], "a kill landed after the end of the stream"
-    assert stalled == [True, True]
+    assert published == COMMANDS
+    assert interrupted == [True, True, True], "a kill landed after the end of its part"
 
-    # Then every command gets its outcome, the same each time it was (re-)emitted
+    # Then every command gets its outcome
     outcomes_topic = f"{worker.prefix}.outcomes"
     outcomes_raw = await read_records(broker.bootstrap, outcomes_topic, COMMANDS, DEADLINE_S)
     by_command: dict[str, set[bytes]] = defaultdict(set)
@@ -175,26 +175,33 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
         assert record.value is not None
         by_command[decode_outcome(record.value).command_id].add(record.value)
     assert set(by_command) == {c.command_id for c in commands}
-    assert all(len(variants) == 1 for variants in by_command.values())
-    accepted = [decode_outcome(next(iter(v))) for v in by_command.values()]
-    expected_events = sum(len(o.event_ids) for o in accepted if isinstance(o, Outcome))
+    outcomes = {cid: [decode_outcome(v) for v in copies] for cid, copies in by_command.items()}
+    named = {e for copies in outcomes.values() for o in copies for e in o.event_ids}
 
-    # And each event id in the log stands for one byte-identical event (duplicates are copies)
+    # And each event id in the log stands for one byte-identical event (duplicates are
+    # copies), and the log holds exactly the events the outcomes name
     events_topic = f"{worker.prefix}.events"
-    events_raw = await read_records(broker.bootstrap, events_topic, expected_events, DEADLINE_S)
+    events_raw = await read_records(broker.bootstrap, events_topic, len(named), DEADLINE_S)
     by_id: dict[str, set[bytes]] = defaultdict(set)
     for record in events_raw:
         assert record.value is not None
         by_id[decode_event(record.value).event_id].add(record.value)
     assert all(len(variants) == 1 for variants in by_id.values())
-    assert len(by_id) == expected_events
+    assert set(by_id) == named
     reemitted = len(events_raw) - len(by_id)
     print(f"{reemitted} re-emitted duplicate events in the log")
     # (each stalled kill left a decided batch uncommitted: deciding it again re-emitted it)
     assert reemitted > 0, "the kills left no event to re-emit: the copies were not tested"
 
-    # And per device, versions are gapless from 1 and the hash chain is intact
+    # And a command's re-emitted outcomes agree on all but which new channels it announced:
+    # a channel is announced by the first command naming it that the worker decides, and a
+    # restart may read the partitions in another order (docs/reliability.md, Known limits)
     unique = [decode_event(next(iter(v))) for v in by_id.values()]
+    announcements = {e.event_id for e in unique if isinstance(e, ChannelCreated)}
+    for copies in outcomes.values():
+        assert len({_without(o, announcements) for o in copies}) == 1, copies
+
+    # And per device, versions are gapless from 1 and the hash chain is intact
     assert_chains(unique)
     chains: dict[str, list[AnyEvent]] = defaultdict(list)
     for event in sorted(unique, key=lambda e: e.version):
@@ -233,6 +240,12 @@ async def test_given_kills_mid_stream_when_restarted_then_one_effect_per_command
     # And `devreg verify` (the operator's check: rebuild, compare, every chain) agrees
     code, out, err = await devreg(worker, "verify", "--quiet", deadline_s=DEADLINE_S)
     assert code == 0, (out, err)
+
+
+def _without(outcome: Outcome, announcements: set[str]) -> bytes:
+    """The outcome without the ChannelCreated events it lists."""
+    kept = tuple(e for e in outcome.event_ids if e not in announcements)
+    return encode(msgspec.structs.replace(outcome, event_ids=kept))
 
 
 def _applied(data_dir: Path, topic: str) -> int:
