@@ -47,8 +47,9 @@ class Api:
     tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
 
     def user(self, app_id: str, request: web.Request) -> str | None:
-        """The fingerprint of the request's `user-token` (None without one): the raw token
-        goes no further than this line (docs/security.md)."""
+        """The fingerprint of the request's `user-token` (None without one): nothing devreg
+        sends or stores holds the raw token (a request forwarded to the device's owner
+        carries the header to it, over the workers' own network; docs/security.md)."""
         token = request.headers.get("user-token")
         return self.tokens.fingerprint(app_id, token) if token else None
 
