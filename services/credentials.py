@@ -8,13 +8,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from events.user_tokens import TokenKeys
-from services.kafka.clients import KafkaAccess
-
-if TYPE_CHECKING:
-    from services.config import Environment
+from services.kafka.clients import KafkaAccess, Mechanism
+from services.kafka.clients import Protocol as SecurityProtocol
 
 DEMO_APP_ID = "demo-app"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -89,7 +87,24 @@ def token_keys(raw: str) -> TokenKeys | None:
         raise ConfigError(f"DEVREG_TOKEN_KEYS: {exc}") from None
 
 
-def kafka_security(e: Environment, bootstrap: str | None) -> KafkaAccess | None:
+class KafkaSecurityVariables(Protocol):
+    """The variables kafka_security reads (services/config.py Environment)."""
+
+    @property
+    def kafka_security_protocol(self) -> SecurityProtocol | None: ...
+    @property
+    def kafka_sasl_mechanism(self) -> Mechanism | None: ...
+    @property
+    def kafka_sasl_username(self) -> str: ...
+    @property
+    def kafka_sasl_password(self) -> str: ...
+    @property
+    def kafka_sasl_password_file(self) -> str: ...
+    @property
+    def kafka_ssl_cafile(self) -> str: ...
+
+
+def kafka_security(e: KafkaSecurityVariables, bootstrap: str | None) -> KafkaAccess | None:
     """KAFKA_SECURITY_PROTOCOL and what goes with it, checked together; None: plaintext."""
     protocol = e.kafka_security_protocol
     sasl = protocol in ("SASL_PLAINTEXT", "SASL_SSL")
