@@ -13,7 +13,7 @@ import msgspec
 
 from events import AnyEvent, ChannelCreated
 from events.identity import event_hash
-from projections.fold import Changes, ProjectionError, fold
+from projections.fold import Changes, DeviceRow, ProjectionError, fold
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -50,8 +50,18 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     broken_at: Break | None = None
 
 
-def check_chain(history: Iterable[tuple[Position, AnyEvent]]) -> tuple[list[Checked], Verdict]:
-    """Each event with its status, and the verdict: intact, or the first event that breaks."""
+class Link(msgspec.Struct, frozen=True):
+    """Where a part of a chain starts: the version and hash of the event just before it."""
+
+    version: int
+    hash: str
+
+
+def check_chain(
+    history: Iterable[tuple[Position, AnyEvent]], start: Link | None = None
+) -> tuple[list[Checked], Verdict]:
+    """Each event with its status, and the verdict: intact, or the first event that breaks.
+    `start`: the history is a part of the chain that continues from that link (a page)."""
     changes = Changes({})
     originals: dict[int, tuple[str, Position]] = {}  # version -> (hash, where)
     checked: list[Checked] = []
@@ -66,7 +76,10 @@ def check_chain(history: Iterable[tuple[Position, AnyEvent]]) -> tuple[list[Chec
             checked.append(_entry(at, event, "unchecked", hash_ok))
             continue
         reason = None if hash_ok else "its hash does not match its content"
-        current = changes.device((event.app_id, event.device_id))
+        key = (event.app_id, event.device_id)
+        if start is not None and not changes.known:
+            changes.known[key] = _link_row(key, start)
+        current = changes.device(key)
         status = "applied"
         if reason is None and current is not None and event.version <= current.version:
             status = "duplicate"
@@ -103,6 +116,23 @@ def check_chain(history: Iterable[tuple[Position, AnyEvent]]) -> tuple[list[Chec
         broken_at=broken,
     )
     return checked, verdict
+
+
+def _link_row(key: tuple[str, str], link: Link) -> DeviceRow:
+    """A stand-in row at the link: the fold checks a continuation by version and hash only;
+    the rows it builds from here are thrown away."""
+    app_id, device_id = key
+    return DeviceRow(
+        app_id=app_id,
+        device_id=device_id,
+        device_token="",
+        os="",
+        os_version="",
+        version=link.version,
+        last_hash=link.hash,
+        registered_at=0,
+        updated_at=0,
+    )
 
 
 def _entry(at: Position, event: AnyEvent, status: str, hash_ok: bool) -> Checked:

@@ -12,7 +12,7 @@ import aiosqlite
 import msgspec
 
 from events import AnyEvent, ChannelCreated, decode_event
-from projections import device_lookup, queries
+from projections import channel_series, device_lookup, queries
 from projections.device_lookup import DeviceReader, DeviceView
 from projections.device_rows import load_device_rows
 from projections.fold import Changes, DeviceKey, DeviceRow, ProjectionError, fold
@@ -230,6 +230,11 @@ class ProjectionStore:
         return await queries.channel_devices(
             self._conn, app_id, channel, now_ms, after, limit, os, partitions
         )
+
+    async def channel_series(
+        self, app_id: str, channel: str, moments: list[int], partitions: queries.Partitions = None
+    ) -> list[int]:
+        return await channel_series.channel_series(self._conn, app_id, channel, moments, partitions)
 
     async def device_history(
         self, app_id: str, device_id: str, after_version: int, limit: int

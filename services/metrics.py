@@ -38,6 +38,10 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_expiry_commands_total": ("Expiry commands sent by the scheduler", ()),
     "devreg_handler_failures_total": ("Handler failures that stopped the worker", ()),
     "devreg_http_exports_cut_total": ("Streamed exports cut off: the client stopped reading", ()),
+    "devreg_http_live_cut_total": (
+        "Live event streams cut off: the viewer fell behind or stopped reading",
+        (),
+    ),
     "devreg_read_back_pauses_total": ("Events partitions paused: only own events to read", ()),
     "devreg_read_back_resumes_total": ("Events partitions read again, by reason", ("reason",)),
 }
@@ -48,6 +52,7 @@ GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
         ("partition",),
     ),
     "devreg_read_back_paused_partitions": ("Events partitions whose read-back is paused", ()),
+    "devreg_live_viewers": ("Live event streams this worker serves now", ()),
 }
 HISTOGRAMS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_http_request_duration_seconds": (

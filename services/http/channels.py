@@ -1,5 +1,6 @@
-"""Targeting queries over HTTP (beyond Backendless, same auth): channels with counts, the
-devices on a channel (keyset-paged, `os` filter), and a streaming NDJSON export."""
+"""Targeting queries over HTTP (beyond Backendless): channels with counts, the devices on a
+channel (keyset-paged, `os` filter), a streaming NDJSON export, and a channel's subscriptions
+over time (projections/channel_series.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import msgspec
 from aiohttp import web
 from yarl import URL
 
+from projections.channel_series import instants
 from projections.queries import ChannelCount, ChannelDevice
 from services.clock import now_ms
 from services.http import params
@@ -21,8 +23,9 @@ from services.http.api import Api
 from services.http.params import encode_cursor
 from services.http.wire import Freshness, json_response
 
+DEFAULT_SPAN_MS = 24 * 3600 * 1000  # a series without `since`: the last day
 _EXPORT_CHUNK = 1000
-EXPORT_SEND_BUFFER = 64 * 1024  # bytes the kernel may hold for one export's client
+SEND_BUFFER = 64 * 1024  # bytes the kernel may hold for one streaming client
 log = logging.getLogger(__name__)
 _line_encoder = msgspec.json.Encoder()
 
@@ -85,13 +88,38 @@ class Targeting:
         os_name = params.OS.read(request)
         return json_response(await self._page(request, app_id, after, limit, os_name))
 
+    async def series(self, request: web.Request) -> web.Response:
+        """Devices on the channel at evenly spaced instants from `since` to `until`."""
+        app_id = app_of(request)
+        channel = params.CHANNEL.read(request)
+        until = params.UNTIL.read(request)
+        until = now_ms() if until is None else until
+        since = params.SINCE.read(request)
+        since = until - DEFAULT_SPAN_MS if since is None else since
+        points = params.POINTS.read(request)
+        if not since < until:
+            raise params.invalid("since", "must be before until")
+        moments = instants(since, until, points)
+        local = self.api.forwarder.ownership.local()
+        counts = await self.api.projection.channel_series(app_id, channel, moments, local)
+        answer = SeriesAnswer(channel, since, until, moments, counts, self.freshness())
+        if self.api.forwarder.fan_out(request):
+            # Every worker gets the same instants: the window is fixed here, not by each peer.
+            fixed = {"since": str(since), "until": str(until), "points": str(points)}
+            # From the path as the client encoded it (a '?' or '%41' in a channel name)
+            path = request.raw_path.split("?", 1)[0]
+            route = URL(path, encoded=True).with_query(fixed)
+            peers = await self.api.forwarder.ask_peers(request, route)
+            answer = _merge_series([answer, *(_series_decoder.decode(b) for b in peers)])
+        return json_response(answer)
+
     async def export(self, request: web.Request) -> web.StreamResponse:
         """Every device on the channel as NDJSON, read page by page, never all in memory."""
         app_id = app_of(request)
         os_name = params.OS.read(request)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         response.headers["X-Devreg-Freshness"] = msgspec.json.encode(self.freshness()).decode()
-        _bound_send_buffer(request)
+        bound_send_buffer(request)
         await response.prepare(request)
         after = ""
         while True:
@@ -126,7 +154,17 @@ class DevicesAnswer(msgspec.Struct, frozen=True):
     freshness: Freshness
 
 
+class SeriesAnswer(msgspec.Struct, frozen=True):
+    channel: str
+    since: int
+    until: int
+    at: list[int]  # the instants, evenly spaced from `since` to `until`, both included
+    devices: list[int]  # on the channel at each of them
+    freshness: Freshness
+
+
 _channels_decoder = msgspec.json.Decoder(ChannelsAnswer)
+_series_decoder = msgspec.json.Decoder(SeriesAnswer)
 _devices_decoder = msgspec.json.Decoder(DevicesAnswer)
 
 
@@ -154,6 +192,14 @@ def _merge_channels(answers: list[ChannelsAnswer]) -> ChannelsAnswer:
     return ChannelsAnswer(channels, _merge_freshness([a.freshness for a in answers]))
 
 
+def _merge_series(answers: list[SeriesAnswer]) -> SeriesAnswer:
+    """Each worker counts its own partitions' devices at the same instants: the sum."""
+    first = answers[0]
+    devices = [sum(column) for column in zip(*(a.devices for a in answers), strict=True)]
+    freshness = _merge_freshness([a.freshness for a in answers])
+    return SeriesAnswer(first.channel, first.since, first.until, first.at, devices, freshness)
+
+
 def _merge_pages(answers: list[DevicesAnswer], limit: int) -> DevicesAnswer:
     """Each worker's page is the first `limit` of its own partitions after the cursor, so the
     first `limit` of their union, in device id order, is the first `limit` of all."""
@@ -162,10 +208,10 @@ def _merge_pages(answers: list[DevicesAnswer], limit: int) -> DevicesAnswer:
     return DevicesAnswer(page, None, _merge_freshness([a.freshness for a in answers]))
 
 
-def _bound_send_buffer(request: web.Request) -> None:
-    """A long export must not park megabytes in the kernel for a client that reads slowly:
-    with a fixed send buffer (no autotuning up to tcp_wmem's 4 MB) the write timeout also
-    trips after a bounded amount of unread data."""
+def bound_send_buffer(request: web.Request) -> None:
+    """A long stream (an export, a live tail) must not park megabytes in the kernel for a
+    client that reads slowly: with a fixed send buffer (no autotuning up to tcp_wmem's 4 MB)
+    the write timeout also trips after a bounded amount of unread data."""
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EXPORT_SEND_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)

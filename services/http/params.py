@@ -125,7 +125,20 @@ def cursor(raw: str | None) -> str:
 def instant(raw: str | None) -> int:
     """ms since the epoch, or ISO-8601 (UTC when no offset is given), from 1970 to the
     latest instant a JavaScript Date holds."""
-    name, text = "instant", raw or ""
+    return _instant("instant", raw)
+
+
+def optional_instant(name: str) -> Callable[[str | None], int | None]:
+    """A query's instant, as `instant` reads it; None when absent (the route's default)."""
+
+    def parse(raw: str | None) -> int | None:
+        return None if raw is None else _instant(name, raw)
+
+    return parse
+
+
+def _instant(name: str, raw: str | None) -> int:
+    text = raw or ""
     if text.isascii() and text.isdigit():
         return _digits(name, text, 0, rules.MAX_TIME_MS)
     if not text or len(text) > _MAX_INSTANT_TEXT:
@@ -168,6 +181,16 @@ CURSOR = Param("cursor", "query", cursor, description="nextCursor of the previou
 OS = Param(
     "os", "query", os_filter, {"type": "string", "enum": sorted(rules.OS_VALUES)}, "OS filter"
 )
+MAX_POINTS = 500  # instants of a channel's series: its answer's size, whatever the history's
+POINTS = Param(
+    "points",
+    "query",
+    integer("points", 2, MAX_POINTS, 60),
+    {"type": "integer", "minimum": 2, "maximum": MAX_POINTS},
+    "instants, evenly spaced from since to until (both included)",
+)
+SINCE = Param("since", "query", optional_instant("since"), description="default: a day ago")
+UNTIL = Param("until", "query", optional_instant("until"), description="default: now")
 AFTER = Param(
     "after",
     "query",
