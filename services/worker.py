@@ -33,6 +33,7 @@ from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
+from services.stream.live_tail import LiveTail
 from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
@@ -204,6 +205,17 @@ class Worker:
             self._resources.append(task)
         self.forwarder = Forwarder(self.ownership, self.takeover.caught_up)
         self._resources.append(self.forwarder)
+        # Stopped after the HTTP server (resources stop last-started first), whose shutdown
+        # ends the live streams first (services/http/live.py).
+        live_tail = LiveTail(
+            self.kafka,
+            s.events_topic,
+            self.ownership.partitions,
+            self.ownership.local,
+            self.projection.next_offsets,
+            self.metrics,
+        )
+        self._resources.append(live_tail)
         gateway = CommandGateway(
             self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
         )
@@ -219,6 +231,7 @@ class Worker:
             s.http_body_timeout_ms / 1000,
             s.http_write_timeout_ms / 1000,
             s.token_keys,
+            live_tail,
         )
         debug = log.isEnabledFor(logging.DEBUG)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequests())

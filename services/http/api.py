@@ -25,6 +25,7 @@ from services.http.command_gateway import (
 from services.http.forwarding import Forwarder
 from services.http.wire import WireError, json_response
 from services.metrics import Metrics
+from services.stream.live_tail import LiveTail
 
 log = logging.getLogger(__name__)
 # After answering before a body was read whole (408, 413, 401), aiohttp reads and discards
@@ -45,6 +46,7 @@ class Api:
     body_timeout_s: float  # a body not received in full by then is refused with a 408
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
     tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
+    live_tail: LiveTail  # the events as they happen, for /admin/{app}/live
 
     def user(self, app_id: str, request: web.Request) -> str | None:
         """The fingerprint of the request's `user-token` (None without one): nothing devreg

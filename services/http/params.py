@@ -191,6 +191,20 @@ POINTS = Param(
 )
 SINCE = Param("since", "query", optional_instant("since"), description="default: a day ago")
 UNTIL = Param("until", "query", optional_instant("until"), description="default: now")
+
+
+def optional_name(name: str) -> Callable[[str | None], str | None]:
+    """A query's name (a channel, a device) as a path segment is read; None when absent."""
+    read = segment(name)
+
+    def parse(raw: str | None) -> str | None:
+        return None if raw is None else read(raw)
+
+    return parse
+
+
+LIVE_CHANNEL = Param("channel", "query", optional_name("channel"), description="only its events")
+LIVE_DEVICE = Param("device", "query", optional_name("device"), description="only its events")
 AFTER = Param(
     "after",
     "query",
