@@ -9,7 +9,9 @@ from aiohttp import web
 from services.http.access import Handler, Keys
 from services.http.api import Api
 from services.http.channels import Targeting
+from services.http.console.serve import Console
 from services.http.device_history import History
+from services.http.live import Live
 from services.http.middleware import MAX_BODY_BYTES, backendless_errors, timed
 from services.http.openapi import build_document, served
 from services.http.routes import ROUTES, Handlers, Route
@@ -38,7 +40,9 @@ def build_http_app(api: Api, events_topic: str, keys: Keys) -> web.Application:
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
 
-    handlers = Handlers(api, Targeting(api, events_topic), History(api), openapi)
+    live = Live(api)
+    app.on_shutdown.append(live.close_streams)  # live streams end before the handlers wait
+    handlers = Handlers(api, Targeting(api, events_topic), History(api), openapi, live, Console())
     for route in ROUTES:
         handler = _parsing(route, route.handler(handlers))
         for base, template in served(route, keys):

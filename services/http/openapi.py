@@ -26,6 +26,10 @@ _STATUS = {
     413: "Body over 64 KiB (5002)",
     503: "Kafka unavailable (5901), not visible in time (5900), or partition moving (5902)",
 }
+_PUBLIC_STATUS = {
+    404: {"description": "No such file"},
+    503: {"description": "Not ready"},
+}
 _BASE_PARAMS = {
     Base.CLASSIC: (Param("app_id", "path", str), Param("api_key", "path", str)),
     Base.DOMAIN: (),
@@ -83,7 +87,7 @@ def _parameter(param: Param[Any]) -> dict[str, Any]:
 def _operation(route: Route, base: Base | None) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": _content(route.ok)}
     if route.access is Access.PUBLIC:
-        responses.update({str(s): {"description": "Not ready"} for s in route.errors})
+        responses.update({str(s): _PUBLIC_STATUS[s] for s in route.errors})
     else:
         admin = route.access is Access.ADMIN or base is Base.ADMIN
         for status in sorted({400, 401, *((403,) if admin else ()), *route.errors}):

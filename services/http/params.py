@@ -205,6 +205,7 @@ def optional_name(name: str) -> Callable[[str | None], str | None]:
 
 LIVE_CHANNEL = Param("channel", "query", optional_name("channel"), description="only its events")
 LIVE_DEVICE = Param("device", "query", optional_name("device"), description="only its events")
+CONSOLE_FILE = Param("name", "path", segment("name"), description="a file of the console")
 AFTER = Param(
     "after",
     "query",

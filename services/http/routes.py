@@ -16,8 +16,10 @@ from typing import Any
 from services.http import params as p
 from services.http.access import Access, Handler
 from services.http.api import Api
-from services.http.channels import ChannelsAnswer, DevicesAnswer, Targeting
+from services.http.channels import ChannelsAnswer, DevicesAnswer, SeriesAnswer, Targeting
+from services.http.console.serve import Console
 from services.http.device_history import History, HistoryPage
+from services.http.live import Live
 from services.http.wire import RegisterBody, RegisterResponse, Registration, UnregisterResponse
 
 
@@ -29,6 +31,8 @@ class Handlers:
     targeting: Targeting
     history: History
     openapi: Handler
+    live: Live
+    console: Console
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,50 @@ ROUTES: tuple[Route, ...] = (
         ),
         params=(p.CHANNEL, p.OS),
         errors=(_UNAVAILABLE,),
+    ),
+    Route(
+        "GET",
+        "/messaging/channels/{channel}/subscriptions",
+        Access.ADMIN,
+        lambda h: h.targeting.series,
+        "Devices on a channel at evenly spaced instants, folded from its devices' histories",
+        Answer("The channel's devices at each instant", SeriesAnswer),
+        params=(p.CHANNEL, p.SINCE, p.UNTIL, p.POINTS),
+        errors=(_UNAVAILABLE,),
+    ),
+    Route(
+        "GET",
+        "/live",
+        Access.ADMIN,
+        lambda h: h.live.stream,
+        "The app's events as they happen (server-sent events)",
+        Answer(
+            "`event: ready`, then a message per event ({partition, offset, timestamp, event}),"
+            " then `event: end` with a reason",
+            {"type": "string"},
+            "text/event-stream",
+        ),
+        params=(p.LIVE_CHANNEL, p.LIVE_DEVICE),
+        errors=(_UNAVAILABLE,),  # 5903: the worker serves its most live streams
+    ),
+    # --- the web console (no key: its files hold no data; its calls carry the admin key) ---
+    Route(
+        "GET",
+        "/console",
+        Access.PUBLIC,
+        lambda h: h.console.page,
+        "The web console",
+        Answer("The console's page", {"type": "string"}, "text/html"),
+    ),
+    Route(
+        "GET",
+        "/console/{name}",
+        Access.PUBLIC,
+        lambda h: h.console.asset,
+        "The console's scripts, styles and images",
+        Answer("The file", {"type": "string"}, "*/*"),
+        params=(p.CONSOLE_FILE,),
+        errors=(404,),
     ),
     # --- operations (no key) ----------------------------------------------------------------
     Route("GET", "/healthz", Access.PUBLIC, lambda h: h.api.healthz, "Liveness", Answer("Up")),
