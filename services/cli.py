@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services import event_loop, logs
-from services.audit.commands import add_commands
+from services.audit.arguments import add_commands
 from services.config import ConfigError, Settings, load_settings, require_kafka
 
 

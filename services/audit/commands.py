@@ -20,14 +20,13 @@ import msgspec
 
 from projections.fold import ProjectionError
 from services import event_loop
-from services.audit import as_of, history, replay, verify
+from services.audit import as_of, history, replay, timeline, verify
 from services.audit.publish import PublishError, command_from_json, publish
 from services.audit.topic_report import describe
 from services.clock import now_ms
 from services.config import Settings, require_kafka
 from services.log.reader import LogError, LogReader
 from services.progress import Progress
-from services.rebuild import parallel as parallel_build
 from services.rebuild import swap_in as rebuild
 from services.rebuild.build import RebuildError
 
@@ -85,6 +84,11 @@ def _progress(label: str, args: argparse.Namespace) -> Progress:
     return Progress(label, quiet=args.quiet)
 
 
+def _for_people(args: argparse.Namespace) -> bool:
+    """A readable timeline on a terminal; JSON when asked (--json) or piped (scripts)."""
+    return not args.json and sys.stdout.isatty()
+
+
 def _from_offsets(values: list[str]) -> dict[int | None, int]:
     """`N` (every partition) or `P:N` (partition P), each as often as needed."""
     offsets: dict[int | None, int] = {}
@@ -114,7 +118,9 @@ def replay_main(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         progress = _progress("replay", args)
         async with LogReader(kafka) as reader:
-            run = replay.Replay(reader, settings.events_topic, where, sys.stdout.buffer)
+            run = replay.Replay(
+                reader, settings.events_topic, where, sys.stdout.buffer, _for_people(args)
+            )
             starts = await run.starts(from_offsets, args.scan)
             try:
                 await run.run(starts, args.follow, progress)
@@ -132,7 +138,11 @@ def history_main(settings: Settings, args: argparse.Namespace) -> int:
         progress = _progress("history", args)
         found = await history.history(kafka, settings.events_topic, args.app, args.device, progress)
         progress.finish()
-        _print(found)
+        if _for_people(args):
+            lines = timeline.history_lines(args.app, args.device, found.events, found.chain)
+            print("\n".join(lines), flush=True)
+        else:
+            _print(found)
         return 0 if found.chain.intact else 1
 
     return _run(settings, "history", work())
@@ -240,68 +250,3 @@ def topics_main(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _run(settings, "topics", work())
-
-
-def add_commands(sub: Any) -> dict[str, Main]:
-    """Adds the subcommands to `devreg`'s subparsers; returns their mains by name."""
-    quiet = argparse.ArgumentParser(add_help=False)
-    quiet.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    times = "ISO-8601 (UTC unless it says otherwise) or ms since the epoch"
-
-    p = sub.add_parser("replay", parents=[quiet], help="the log's events as NDJSON, filtered")
-    p.add_argument("--app", help="only this app's events")
-    p.add_argument("--device", help="only this device's events")
-    p.add_argument("--channel", help="only events naming this channel")
-    p.add_argument("--type", action="append", default=[], help="event tag or class (repeatable)")
-    p.add_argument("--since", help=f"events that occurred at or after: {times}")
-    p.add_argument("--until", help=f"events that occurred at or before: {times}")
-    p.add_argument(
-        "--from-offset",
-        action="append",
-        default=[],
-        metavar="[P:]N",
-        help="start at offset N (of partition P, or of every partition)",
-    )
-    p.add_argument("--scan", action="store_true", help="never use the broker's time index")
-    p.add_argument("--follow", action="store_true", help="keep tailing the log (Ctrl-C stops)")
-
-    p = sub.add_parser("history", parents=[quiet], help="a device's events and hash chain")
-    p.add_argument("app", help="app id")
-    p.add_argument("device", help="device id")
-
-    p = sub.add_parser("as-of", parents=[quiet], help="the registry as it was at a time")
-    p.add_argument("time", help=times)
-    p.add_argument("--out", help="write the whole registry to this new SQLite file")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--app", help="app id (with --device or --channel)")
-    p.add_argument("--device", help="print this device as JSON")
-    p.add_argument("--channel", help="print this channel's devices as JSON")
-
-    p = sub.add_parser("rebuild", parents=[quiet], help="a fresh projection from the log")
-    p.add_argument("--offline", action="store_true", help="no worker is running: replace it")
-    p.add_argument("--wait", type=float, default=15.0, help="seconds for the worker to answer")
-    p.add_argument(
-        "--processes",
-        type=positive_int,
-        help="processes folding the log at once, a set of partitions each (default: one per"
-        f" core for a log of {parallel_build.PARALLEL_FROM:,} events or more, else one)",
-    )
-
-    p = sub.add_parser("verify", parents=[quiet], help="the projection equals a fold of the log")
-    p.add_argument("--processes", type=positive_int, help="as for rebuild")
-
-    p = sub.add_parser("publish", help="send a command (JSON) and print its outcome")
-    p.add_argument("--file", help="read the command from this file (default: stdin)")
-    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome")
-
-    p = sub.add_parser("topics", help="describe devreg's topics (and create them)")
-    p.add_argument("--create", action="store_true", help="create missing topics first")
-    return {
-        "replay": replay_main,
-        "history": history_main,
-        "as-of": as_of_main,
-        "rebuild": rebuild_main,
-        "verify": verify_main,
-        "publish": publish_main,
-        "topics": topics_main,
-    }

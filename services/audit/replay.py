@@ -20,6 +20,7 @@ import msgspec
 from events import EVENT_TYPES, AnyEvent, ChannelCreated, decode_event
 from events.user_tokens import redacted
 from projections.positions import Record
+from services.audit.timeline import replay_line
 from services.clock import now_ms
 from services.log.reader import LogReader
 from services.progress import Progress
@@ -94,8 +95,11 @@ class Replay:
     """Writes matching events of `topic` to `out`; counts what it wrote and what it could not
     decode (those are reported on stderr, never silently dropped)."""
 
-    def __init__(self, reader: LogReader, topic: str, where: Filter, out: IO[bytes]):
+    def __init__(
+        self, reader: LogReader, topic: str, where: Filter, out: IO[bytes], human: bool = False
+    ):
         self._reader, self._topic, self._where, self._out = reader, topic, where, out
+        self._human = human  # a line of text per event (a terminal), else NDJSON
         self._encoder = msgspec.json.Encoder()
         self.written = self.undecodable = 0
 
@@ -136,7 +140,12 @@ class Replay:
             if self._where.matches(event):
                 at = (record.partition, record.offset, record.timestamp)
                 lines.append(ReplayLine(*at, redacted(event)))
-        if lines:
+        if lines and self._human:
+            text = "".join(replay_line(x.partition, x.offset, x.event) + "\n" for x in lines)
+            self._out.write(text.encode())
+            self._out.flush()
+            self.written += len(lines)
+        elif lines:
             self._out.write(self._encoder.encode_lines(lines))
             self._out.flush()
             self.written += len(lines)
