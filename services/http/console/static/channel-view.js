@@ -36,7 +36,7 @@ export function channelView(client, name) {
     h("p", { class: "crumbs" }, h("a", { href: "#/channels" }, "Channels"), " / "),
     h("h1", { tabindex: "-1" }, `Channel ${name}`),
     chartBox,
-    h("div", { class: "tools" }, h("label", { for: "os-filter" }, "OS"), os),
+    h("div", { class: "tools" }, h("label", { for: "os-filter" }, "Operating system"), os),
     note,
     table,
     h("div", { class: "pager" }, previous, next),
