@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_SDK := tests/js/node_modules/backendless/package.json
+# The console's tests drive Debian's Chromium (never a browser downloaded by Playwright).
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test soak fuzz lint bench bench-quick install clean
+.PHONY: run test soak fuzz lint bench bench-quick install clean browser screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,27 @@ $(JS_SDK): tests/js/package.json
 run: $(STAMP)
 	$(BIN)/devreg run
 
-test: $(STAMP) $(JS_SDK)
-	$(BIN)/python -m pytest
+# Installs Debian's chromium when it is missing and we may (root, apt-get); else stops here
+# and says how. The tests fail the same way if it is still missing: never skipped.
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the console tests (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi; \
+	if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "The console tests need Chromium at $(CHROMIUM): install it with"; \
+		echo "  sudo apt-get install chromium   (Debian, Ubuntu)"; \
+		echo "or point CHROMIUM=/path/to/chromium at one (make test CHROMIUM=...)."; \
+		exit 1; \
+	fi
+
+test: $(STAMP) $(JS_SDK) browser
+	DEVREG_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+
+# The README's pictures of the console (docs/console/*.png), taken by the same browser.
+screenshots: $(STAMP) browser
+	DEVREG_CHROMIUM=$(CHROMIUM) $(BIN)/python -m tests.integration.console.screenshots docs/console
 
 # The crash-recovery tests at soak size (DEVREG_SOAK=1): SIGKILLs in a 50k-command stream and
 # in a 50k-device expiry burst (~3 min on 2 cores). `make test` runs them at a few thousand.

@@ -71,7 +71,9 @@ def sentence(event: AnyEvent, before: DeviceState | None = None) -> str:
         case DeviceRegistered():
             return _registered(event, before)
         case DeviceUnregistered():
-            if before is not None and set(before.channels) == set(event.channels):
+            if before is None:  # a replay line: whether these were all its channels is unknown
+                return f"unregistered from {_names(event.channels)}"
+            if set(before.channels) == set(event.channels):
                 return f"unregistered (was on {_names(event.channels)})"
             return f"removed from {_names(event.channels)}"
         case RegistrationExpired():

@@ -185,6 +185,10 @@ async def test_given_the_live_view_then_new_registrations_appear_as_they_happen(
     await expect(lines.filter(has_text=f"there-too-{tag}")).to_have_count(1)
     await expect(lines.filter(has_text=f"there-{tag}")).to_have_count(1)
     await expect(lines.filter(has_text=f"elsewhere-{tag}")).to_have_count(0)
+    # And the newest is on top, whatever partition each came from
+    times = await lines.locator("time").all_inner_texts()
+    assert len(times) >= 4
+    assert times == sorted(times, reverse=True)
 
 
 async def test_given_hostile_names_then_the_page_shows_them_as_text_and_runs_nothing(

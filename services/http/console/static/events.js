@@ -36,7 +36,9 @@ function unregistered(event, before) {
       && before.channels.size === removed.length) {
     return `Unregistered (was on ${list(removed)})`;
   }
-  return `Removed from ${list(removed)}`;
+  // Without the device's state (a live line), the event alone cannot tell whether these
+  // were all its channels.
+  return before ? `Removed from ${list(removed)}` : `Unregistered from ${list(removed)}`;
 }
 
 function expired(event) {

@@ -50,16 +50,18 @@ export function liveView(client) {
     const subject = event.device_id !== undefined
       ? h("a", { href: route("device", event.device_id) }, event.device_id)
       : h("span", { class: "muted" }, "channel");
-    lines.prepend(
-      h(
-        "li",
-        { class: `event ${known(event) ? "" : "unknown"}` },
-        h("time", { datetime: new Date(event.occurred_at ?? line.timestamp).toISOString() }, utc(event.occurred_at ?? line.timestamp)),
-        subject,
-        h("span", { class: "sentence" }, describe(event)),
-        h("code", { class: "hash" }, event.hash ?? ""),
-      ),
+    const at = event.occurred_at ?? line.timestamp;
+    const item = h(
+      "li",
+      { class: `event ${known(event) ? "" : "unknown"}`, "data-at": at },
+      h("time", { datetime: new Date(at).toISOString() }, utc(at)),
+      subject,
+      h("span", { class: "sentence" }, describe(event)),
+      h("code", { class: "hash" }, event.hash ?? ""),
     );
+    // Newest first, by the time each event happened: partitions arrive in no common order.
+    const older = [...lines.children].find((child) => Number(child.dataset.at) <= at) ?? null;
+    lines.insertBefore(item, older);
     while (lines.children.length > KEEP) lines.lastElementChild.remove();
   }
 
