@@ -122,17 +122,18 @@ async def test_given_a_live_stream_then_new_events_of_its_app_and_filter_arrive(
         LiveStream(devreg_worker) as everything,
         LiveStream(devreg_worker, channel=channel) as on_channel,
         LiveStream(devreg_worker, device=f"{channel}-other") as one_device,
+        LiveStream(devreg_worker, app_id="app-b") as other_app,
     ):
-        for stream in (everything, on_channel, one_device):
+        for stream in (everything, on_channel, one_device, other_app):
             await stream.ready()
-        # When devices register after the streams are ready: one on the channel, one not,
-        # and one of another app on the same channel
+        # When a device of another app registers on the channel, then devices of this app:
+        # one on the channel, one not
+        b_url = devreg_worker.url("messaging/registrations", app_id="app-b")
+        status, _ = await call("POST", b_url, json=registration(f"{channel}-b", channels=[channel]))
+        assert status == 200
         for device, channels in ((f"{channel}-on", [channel]), (f"{channel}-other", ["x"])):
             status, _ = await call("POST", url, json=registration(device, channels=channels))
             assert status == 200
-        other_app = devreg_worker.url("messaging/registrations", app_id="app-b")
-        status, _ = await call("POST", other_app, json=registration("b-dev", channels=[channel]))
-        assert status == 200
 
         # Then each stream shows what its filter lets through, of its own app only
         def has(device: str) -> Callable[[list[tuple[str, Any]]], bool]:
@@ -140,12 +141,18 @@ async def test_given_a_live_stream_then_new_events_of_its_app_and_filter_arrive(
                 kind == "message" and data["event"].get("device_id") == device for kind, data in ms
             )
 
+        await other_app.until(has(f"{channel}-b"))
+        await everything.until(has(f"{channel}-on"))
         await everything.until(has(f"{channel}-other"))
         await on_channel.until(has(f"{channel}-on"))
         await one_device.until(has(f"{channel}-other"))
         seen = [e.get("device_id") or e.get("channel") for e in on_channel.events()]
         assert f"{channel}-other" not in seen
-        assert all(e["app_id"] == "app-a" for s in (everything, on_channel) for e in s.events())
+        # (the other app's event was in the log before these were even sent)
+        assert {e["app_id"] for s in (everything, on_channel, one_device) for e in s.events()} == {
+            "app-a"
+        }
+        assert {e["app_id"] for e in other_app.events()} == {"app-b"}
         assert {e.get("device_id") for e in one_device.events()} == {f"{channel}-other"}
         # And every line carries its place in the log and the event as in the log
         line = next(d for k, d in everything.messages if k == "message")
