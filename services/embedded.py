@@ -60,6 +60,7 @@ def _banner(settings: Settings, bootstrap: str) -> str:
         f"  registrations:   {base}/{app_id}/{keys.rest}/messaging/registrations",
         f"  admin routes:    {base}/admin/{app_id}/messaging/channels"
         f"  (header {ADMIN_HEADER}: <admin key>)",
+        f"  console:         {base}/console  (sign in with the app id and its admin key)",
     ]
     if settings.domain_app:
         lines.append(

@@ -205,7 +205,14 @@ def optional_name(name: str) -> Callable[[str | None], str | None]:
 
 LIVE_CHANNEL = Param("channel", "query", optional_name("channel"), description="only its events")
 LIVE_DEVICE = Param("device", "query", optional_name("device"), description="only its events")
-CONSOLE_FILE = Param("name", "path", segment("name"), description="a file of the console")
+
+
+def any_text(raw: str | None) -> str:
+    """Any text: for a name only ever looked up in a fixed table (a console file)."""
+    return raw or ""
+
+
+CONSOLE_FILE = Param("name", "path", any_text, description="a file of the console")
 AFTER = Param(
     "after",
     "query",

@@ -61,6 +61,16 @@ class Route:
 _REGISTRATION = Answer("One registration", list[Registration])
 _NOTHING = Answer("Nothing to configure", {"type": "object"})
 _UNAVAILABLE = 503  # Kafka unavailable, not visible in time, or the partition is moving
+# One server-sent event of the live tail: `data` is JSON, {"workers": n} for `ready`,
+# {"reason": "..."} for `end`, and {"partition", "offset", "timestamp", "event"} otherwise.
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["ready", "end"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["data"],
+}
 
 ROUTES: tuple[Route, ...] = (
     # --- Backendless (the REST key) ---------------------------------------------------------
@@ -184,7 +194,7 @@ ROUTES: tuple[Route, ...] = (
         Answer(
             "`event: ready`, then a message per event ({partition, offset, timestamp, event}),"
             " then `event: end` with a reason",
-            {"type": "string"},
+            _SSE_EVENT,
             "text/event-stream",
         ),
         params=(p.LIVE_CHANNEL, p.LIVE_DEVICE),
