@@ -131,6 +131,7 @@ class LiveTail:
         self._metrics.set("devreg_live_viewers", len(self._viewers))
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
+            self._task.add_done_callback(self._ended)
         self._someone.set()
         try:
             await viewer.ready.wait()
@@ -150,24 +151,47 @@ class LiveTail:
     async def close(self) -> None:
         self._closed = True
         self.end_all("the worker is stopping")
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
         consumer = clients.consumer(self._kafka, fetch_max_wait_ms=FETCH_WAIT_MS)
-        await consumer.start()
         try:
+            await consumer.start()
             while True:
                 try:
                     await self._serve(consumer)
-                except KafkaError as exc:
-                    log.warning("live tail: the events topic cannot be read: %r", exc)
-                    self.end_all("the events topic cannot be read; try again shortly")
+                except (KafkaError, OSError) as exc:
+                    # Kafka away, or the consumer in a state it refuses: the viewers are told
+                    # (their streams end with the reason), the worker goes on, and the tail
+                    # starts afresh for whoever watches next.
+                    self._unreadable(exc)
                     consumer.assign([])
                     await asyncio.sleep(RETRY_S)  # not a hot loop while Kafka is away
+        except (KafkaError, OSError) as exc:  # the consumer did not even start
+            self._unreadable(exc)
         finally:
+            self._task = None
             await clients.stop_consumer(consumer)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A tail that ended on an error no one expected is a bug: said loudly, and no viewer
+        is left waiting on it (the next one starts a new tail)."""
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("live tail stopped: %r", error, exc_info=error)
+            self._end_viewers()
+
+    def _unreadable(self, exc: BaseException) -> None:
+        log.warning("live tail: the events topic cannot be read: %r", exc, exc_info=exc)
+        self._end_viewers()
+
+    def _end_viewers(self) -> None:
+        for viewer in list(self._viewers):
+            viewer.end("the events topic cannot be read; try again shortly")
+            viewer.ready.set()  # what waits for it learns why at once
 
     async def _serve(self, consumer: AIOKafkaConsumer) -> None:
         """Read while anyone watches; idle, with nothing assigned, while no one does."""
