@@ -3,9 +3,14 @@ channel's or the device's when it asked for one, events of unknown types include
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
-from services.stream.live_tail import QUEUE_EVENTS, Envelope, TailFilter, Viewer
+from services.kafka.clients import KafkaAccess
+from services.log.broker import free_port
+from services.metrics import Metrics
+from services.stream.live_tail import QUEUE_EVENTS, Envelope, LiveTail, TailFilter, Viewer
 
 
 def _envelope(**fields: object) -> Envelope:
@@ -51,3 +56,21 @@ def test_given_a_viewer_that_falls_behind_then_it_is_cut_off_not_buffered() -> N
     assert viewer.ended is not None
     assert "fell behind" in viewer.ended
     assert viewer.queue.qsize() == QUEUE_EVENTS
+
+
+async def test_given_no_kafka_then_a_viewer_is_told_at_once_not_left_waiting() -> None:
+    # Given a tail whose broker is not there (a closed loopback port)
+    tail = LiveTail(
+        KafkaAccess(f"127.0.0.1:{free_port()}"),
+        "t.events",
+        3,
+        lambda: None,
+        dict,
+        Metrics(),
+    )
+    try:
+        # When someone watches, Then the stream ends with the reason instead of hanging
+        viewer = await asyncio.wait_for(tail.watch(TailFilter("a")), 30)
+        assert viewer.ended == "the events topic cannot be read; try again shortly"
+    finally:
+        await tail.close()
