@@ -10,7 +10,9 @@ class FakeBatch:
     def __init__(self) -> None:
         self.records: list[tuple[bytes, bytes]] = []
 
-    def append(self, *, key: bytes, value: bytes, timestamp: None) -> SimpleNamespace:
+    def append(
+        self, *, key: bytes, value: bytes, timestamp: None, headers: object = ()
+    ) -> SimpleNamespace:
         """The record's metadata: its offset within the batch, its create time (0 here)."""
         self.records.append((key, value))
         return SimpleNamespace(offset=len(self.records) - 1, timestamp=0)

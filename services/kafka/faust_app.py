@@ -40,6 +40,7 @@ def _record(event: Any) -> Record:
         timestamp=round(message.timestamp * 1000),
         key=message.key,
         value=message.value,
+        headers=tuple(message.headers or ()),
     )
 
 

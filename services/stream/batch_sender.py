@@ -8,7 +8,6 @@ position (for read-your-writes).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -20,7 +19,7 @@ from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
-from services.stream.record_batches import RecordBatches, Slot
+from services.stream.record_batches import Headers, RecordBatches, Slot
 from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -39,11 +38,20 @@ class Dead(msgspec.Struct):
 
 class Sent(msgspec.Struct):
     """A batch handed to the producer: per command, its events' (key, value, slot) in order;
-    its record batches; the acks of its dead letters."""
+    every other record (outcomes, dead letters) with its slot; its record batches."""
 
     events: list[list[tuple[bytes, bytes, Slot]]]
+    others: list[tuple[str, bytes | None, bytes | None, Headers, Slot]]
     batches: RecordBatches
-    dead: list[asyncio.Future[Any]]
+
+
+class Acknowledged(msgspec.Struct):
+    """What Kafka acknowledged of a batch: each command's last event position, every event
+    as the record the log now holds, and every other record the batch wrote."""
+
+    last_events: list[tuple[int, int] | None]
+    events: list[Record]
+    others: list[Record]
 
 
 class BatchSender:
@@ -65,6 +73,7 @@ class BatchSender:
         s = self._settings
         batches = RecordBatches(self._producer)
         events: list[list[tuple[bytes, bytes, Slot]]] = []
+        others: list[tuple[str, bytes | None, bytes | None, Headers, Slot]] = []
         for em in emissions:
             key = partition_key(em.outcome.app_id, em.outcome.device_id)
             p = em.record.partition
@@ -73,38 +82,46 @@ class BatchSender:
                 value = encode(event)
                 sends.append((key, value, await batches.add(s.events_topic, p, key, value)))
             events.append(sends)
-            await batches.add(s.outcomes_topic, p, key, encode(em.outcome))
+            outcome = encode(em.outcome)
+            slot = await batches.add(s.outcomes_topic, p, key, outcome)
+            others.append((s.outcomes_topic, key, outcome, (), slot))
+        for d in dead:
+            headers = self._dead_letter(d)
+            slot = await batches.add(s.dlq_topic, 0, d.record.key, d.record.value, headers)
+            others.append((s.dlq_topic, d.record.key, d.record.value, headers, slot))
         await batches.flush()
-        return Sent(events, batches, [await self._dead_letter(d) for d in dead])
+        return Sent(events, others, batches)
 
-    async def acknowledged(self, sent: Sent) -> tuple[list[tuple[int, int] | None], list[Record]]:
-        """Await every acknowledgement; return each command's last event position, and every
-        event as the record Kafka now holds."""
+    async def acknowledged(self, sent: Sent) -> Acknowledged:
+        """Await every acknowledgement; the records as Kafka now holds them."""
         metas = await sent.batches.acknowledged()
-        await asyncio.gather(*sent.dead)
+
+        def held(topic: str, key: Any, value: Any, headers: Headers, slot: Slot) -> Record:
+            batch, offset, created = slot
+            meta = metas[batch]
+            # -1: the topic keeps create times, the record's own (as `send` reports it)
+            stamp = created if meta.timestamp == -1 else meta.timestamp
+            return Record(topic, meta.partition, meta.offset + offset, stamp, key, value, headers)
+
         positions: list[tuple[int, int] | None] = []
         acknowledged: list[Record] = []
         topic = self._settings.events_topic
         for sends in sent.events:
-            for key, value, (batch, offset, created) in sends:
-                meta = metas[batch]
-                # -1: the topic keeps create times, the record's own (as `send` reports it)
-                stamp = created if meta.timestamp == -1 else meta.timestamp
-                acknowledged.append(
-                    Record(topic, meta.partition, meta.offset + offset, stamp, key, value)
-                )
+            for key, value, slot in sends:
+                acknowledged.append(held(topic, key, value, (), slot))
             last = acknowledged[-1] if sends else None
             positions.append((last.partition, last.offset) if last else None)
             if last:
                 self._visibility.emitted(last.partition, last.offset)
             self._metrics.inc("devreg_events_emitted_total", len(sends))
-        return positions, acknowledged
+        others = [held(*other) for other in sent.others]
+        return Acknowledged(positions, acknowledged, others)
 
-    async def _dead_letter(self, d: Dead) -> asyncio.Future[object]:
-        headers = [
+    def _dead_letter(self, d: Dead) -> Headers:
+        headers: Headers = (
             ("reason", d.reason.encode()),
             ("source", f"{d.record.topic}[{d.record.partition}]@{d.record.offset}".encode()),
-        ]
+        )
         log.warning(
             "dead-lettered %s[%s]@%s: %s",
             d.record.topic,
@@ -113,7 +130,4 @@ class BatchSender:
             d.reason,
         )
         self._metrics.inc("devreg_commands_dead_lettered_total")
-        sent: asyncio.Future[object] = await self._producer.send(
-            self._settings.dlq_topic, d.record.value, key=d.record.key, headers=headers
-        )
-        return sent
+        return headers

@@ -75,6 +75,9 @@ def _channel_keys(command: AnyCommand) -> list[Key]:
 
 
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
+# Keeps every record of a decided batch before it commits (services/log/journal.py): the
+# embedded mode's durable log. None on Apache Kafka, whose log is durable itself.
+Keep = Callable[[list[Record]], Awaitable[None]]
 
 
 class CommandProcessor:
@@ -88,6 +91,7 @@ class CommandProcessor:
         partition_of: Callable[[str, str], int],
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn,
+        keep: Keep | None = None,
     ):
         self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
@@ -100,6 +104,7 @@ class CommandProcessor:
         # Folds this batch's acknowledged events into the projection (Projector.handle_own),
         # while the decisions commit: both are SQLite work on threads of their own.
         self._fold_own = fold_own
+        self._keep = keep
         self._pending = PendingDecisions()
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
@@ -132,7 +137,7 @@ class CommandProcessor:
         sent = await self._sender.send(emissions, dead)
         pending.add(batch)
         previous = self._finishing
-        finishing = asyncio.ensure_future(self._finish(previous, batch, emissions, sent))
+        finishing = asyncio.ensure_future(self._finish(previous, batch, fresh, emissions, sent))
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
         if previous is not None:
@@ -156,17 +161,21 @@ class CommandProcessor:
         self,
         previous: asyncio.Future[None] | None,
         batch: DecisionBatch,
+        commands: list[Record],
         emissions: list[Emission],
         sent: Sent,
     ) -> None:
-        """Acknowledged by Kafka, then committed in order: a batch commits after the one
-        before it, so the stored positions never run ahead of an uncommitted batch."""
-        last_events, acknowledged = await self._sender.acknowledged(sent)
+        """Acknowledged by Kafka, kept (embedded mode), then committed in order: a batch
+        commits after the one before it, so the stored positions never run ahead of an
+        uncommitted batch, nor of the kept log."""
+        acknowledged = await self._sender.acknowledged(sent)
         if previous is not None:
             await asyncio.shield(previous)
-        await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged))
+        if self._keep is not None:
+            await self._keep([*commands, *acknowledged.events, *acknowledged.others])
+        await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged.events))
         self._pending.settle(batch)
-        for emission, last_event in zip(emissions, last_events, strict=True):
+        for emission, last_event in zip(emissions, acknowledged.last_events, strict=True):
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
             self._metrics.inc("devreg_outcomes_total", code=code)

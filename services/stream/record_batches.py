@@ -20,6 +20,7 @@ class RecordBatch:
         self.builder = builder
 
 
+Headers = tuple[tuple[str, bytes | None], ...]
 # Where a record went: its batch, its offset within it, and its create time (ms).
 Slot = tuple[RecordBatch, int, int]
 
@@ -34,16 +35,23 @@ class RecordBatches:
         self._sent: list[RecordBatch] = []
         self._acks: list[asyncio.Future[Any]] = []  # one per batch in `_sent`
 
-    async def add(self, topic: str, partition: int, key: bytes, value: bytes) -> Slot:
+    async def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+    ) -> Slot:
         tp = (topic, partition)
         batch = self._open.get(tp) or self._start(tp)
-        meta = batch.builder.append(key=key, value=value, timestamp=None)
+        meta = batch.builder.append(key=key, value=value, timestamp=None, headers=list(headers))
         if meta is None:  # full: send it, start another
             await self._send(tp)
             batch = self._start(tp)
-            meta = batch.builder.append(key=key, value=value, timestamp=None)
+            meta = batch.builder.append(key=key, value=value, timestamp=None, headers=list(headers))
             if meta is None:
-                raise ValueError(f"a record of {len(value)} bytes exceeds the batch size")
+                raise ValueError(f"a record of {len(value or b'')} bytes exceeds the batch size")
         return (batch, meta.offset, meta.timestamp)
 
     async def flush(self) -> None:

@@ -83,12 +83,14 @@ async def test_given_decided_batches_then_every_acknowledged_event_is_where_the_
 ) -> None:
     sender = BatchSender(settings, producer, Visibility(settings.events_topic), Metrics())
     reported: list[Record] = []
+    others: list[Record] = []
     last_events: list[tuple[int, int] | None] = []
     for first in (0, 150):  # two decided batches: the second continues each partition's offsets
         sent = await sender.send(emissions(first, 150), [])
-        positions, acknowledged = await sender.acknowledged(sent)
-        reported += acknowledged
-        last_events += positions
+        acknowledged = await sender.acknowledged(sent)
+        reported += acknowledged.events
+        others += acknowledged.others
+        last_events += acknowledged.last_events
 
     logged = await read_records(broker.bootstrap, settings.events_topic, 300, 20)
     in_log = {(r.partition, r.offset): (r.key, r.value, r.timestamp) for r in logged}
@@ -103,3 +105,8 @@ async def test_given_decided_batches_then_every_acknowledged_event_is_where_the_
     assert last_events == [(r.partition, r.offset) for r in reported]
     outcomes = await read_records(broker.bootstrap, settings.outcomes_topic, 300, 20)
     assert sorted(r.key for r in outcomes) == sorted(r.key for r in reported)
+    # and every outcome is reported where the log holds it (the embedded mode keeps them so)
+    outcomes_in_log = {(r.partition, r.offset): (r.key, r.value, r.timestamp) for r in outcomes}
+    assert {(r.partition, r.offset): (r.key, r.value, r.timestamp) for r in others} == (
+        outcomes_in_log
+    )
