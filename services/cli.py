@@ -44,8 +44,8 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def export_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services.embedded import topic_names
     from services.log import archive
+    from services.log.recovery import topic_names
 
     kafka = require_kafka(settings, "export")
     summary = event_loop.run(

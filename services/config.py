@@ -56,6 +56,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     replication_factor: int
     min_insync_replicas: int
     advertised_url: str  # how other workers and clients reach this one
+    # The embedded mode (services/log/restore.py, rollover.py): records per partition the
+    # broker is given from the kept log, and the records kept in a partition since then that
+    # make devreg give the broker fresh, short partitions.
+    embedded_tail: int = 1000
+    embedded_rollover: int = 10_000
 
     def secrets(self) -> list[str]:
         """Every configured value no log line may show (services/logs.py masks them)."""
@@ -96,11 +101,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         """Written by `devreg run` while its embedded broker is up: where to find it."""
         return self.data_dir / "embedded-broker.address"
 
+    @property
+    def kept_log_dir(self) -> Path:
+        """The embedded mode's durable log (services/log/segments.py)."""
+        return self.data_dir / "log"
+
     def kafka_at(self, bootstrap: str) -> KafkaAccess:
         """How every devreg client reaches the brokers at `bootstrap` (the credentials are
-        KAFKA_BOOTSTRAP's: the embedded broker takes none)."""
+        KAFKA_BOOTSTRAP's: the embedded broker takes none); in the embedded mode, readers find
+        the history the broker no longer holds in the kept log."""
         if self.kafka_security is None:
-            return KafkaAccess(bootstrap)
+            kept = str(self.kept_log_dir) if self.embedded else None
+            return KafkaAccess(bootstrap, kept_log=kept)
         return msgspec.structs.replace(self.kafka_security, bootstrap=bootstrap)
 
     def resolve_kafka(self) -> KafkaAccess | None:
@@ -166,6 +178,8 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_replication_factor: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_min_insync_replicas: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
+    devreg_embedded_tail: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
+    devreg_embedded_rollover: Annotated[int, Meta(ge=100, le=10_000_000)] = 10_000
 
 
 # Every variable load_settings reads: deployment files are checked against this list.
@@ -253,6 +267,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         replication_factor=e.devreg_replication_factor,
         min_insync_replicas=e.devreg_min_insync_replicas,
         advertised_url=advertised.rstrip("/"),
+        embedded_tail=e.devreg_embedded_tail,
+        embedded_rollover=e.devreg_embedded_rollover,
     )
 
 

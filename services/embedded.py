@@ -1,8 +1,11 @@
 """`devreg run`: the whole service on one machine, on the embedded broker by default.
 
-The embedded broker's log lives in memory, so a clean stop exports devreg's topics to the
-data directory and the next start re-publishes them, in order and at the same offsets,
-before the worker starts. A crash loses what came after the last clean stop (README).
+The embedded broker's log lives in memory, and it slows down with every batch it holds
+(docs/design.md §10). So in the embedded mode devreg keeps the log itself, in the data
+directory (services/log/journal.py, segments.py): the broker is started empty and given only
+the tail of each partition (services/log/recovery.py), and while devreg runs it is given fresh,
+short partitions whenever they have grown (services/log/rollover.py). A crash loses nothing
+that was acknowledged.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from services.http.access import ADMIN_HEADER
 from services.kafka.clients import Ends, KafkaAccess
 from services.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.log.broker import EmbeddedBroker
-from services.log.topics import ensure_topics
+from services.log.journal import Journal
+from services.log.recovery import recover
+from services.log.segments import SegmentLog
 from services.shutdown import exit_if_abandoned
-from services.worker import Worker
+from services.worker import Embedded, Worker
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +33,6 @@ def stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-
-def topic_names(settings: Settings) -> list[str]:
-    return [
-        settings.commands_topic,
-        settings.events_topic,
-        settings.outcomes_topic,
-        settings.dlq_topic,
-    ]
 
 
 def _banner(settings: Settings, bootstrap: str) -> str:
@@ -69,19 +65,23 @@ def _banner(settings: Settings, bootstrap: str) -> str:
         )
     lines += [
         "Press Ctrl-C to stop"
-        + (" (the log is saved to the data directory)." if settings.embedded else "."),
+        + (f" (the log is kept in {settings.kept_log_dir})." if settings.embedded else "."),
         "",
     ]
     return "\n".join(lines)
 
 
 async def _serve(
-    settings: Settings, kafka: KafkaAccess, stop: asyncio.Event, ends: Ends | None = None
+    settings: Settings,
+    kafka: KafkaAccess,
+    stop: asyncio.Event,
+    ends: Ends | None = None,
+    embedded: Embedded | None = None,
 ) -> int:
     def announce() -> None:
         print(_banner(settings, kafka.bootstrap), file=sys.stderr, flush=True)
 
-    worker = Worker(settings, kafka, ends)
+    worker = Worker(settings, kafka, ends, embedded)
     failure = await worker.run(stop, announce)
     code = 1 if failure else 0
     # On an external Kafka, a stop that had to abandon a part ends the process at once; the
@@ -95,26 +95,22 @@ async def run(settings: Settings) -> int:
     if not settings.embedded:
         assert settings.kafka_bootstrap is not None
         return await _serve(settings, settings.kafka_at(settings.kafka_bootstrap), stop)
-    from services.log import archive
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    segments = SegmentLog(settings.kept_log_dir)
     broker = EmbeddedBroker(port=settings.broker_port, log_path=settings.data_dir / "tansu.log")
     await broker.start()
     # So `devreg export`, `replay`, … run beside `make run` find the broker without configuration.
     settings.bootstrap_file.write_text(broker.bootstrap)
     kafka = settings.kafka_at(broker.bootstrap)
     try:
-        await ensure_topics(settings, kafka)
-        # A fresh broker: the log ends where the archive ends (nothing else has written yet).
-        ends: Ends = {}
-        if settings.archive_path.exists():
-            summary = await archive.import_log(kafka, settings.archive_path)
-            log.info("restored the log from %s: %s", settings.archive_path, summary)
-            ends = {(t, p): n for t, parts in summary.records.items() for p, n in parts.items()}
-        code = await _serve(settings, kafka, stop, ends)
-        exported = await archive.export_log(kafka, topic_names(settings), settings.archive_path)
-        log.info("saved the log to %s: %s", settings.archive_path, exported)
-        return code
+        restored = await recover(settings, kafka, segments)
+        print(f"devreg: recovered the log: {restored.describe()}", file=sys.stderr, flush=True)
+        # The broker's ends are the kept log's (nothing else has written yet).
+        ends: Ends = {tp: end for tp, end in segments.ends().items()}
+        journal = Journal(segments, kafka)
+        return await _serve(settings, kafka, stop, ends, Embedded(journal, broker, restored))
     finally:
         settings.bootstrap_file.unlink(missing_ok=True)
         await broker.stop()
+        segments.sync()
+        segments.close()

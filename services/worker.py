@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from services.kafka.faust_app import EventsReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
 from services.log import store_check as history_check
+from services.log.broker import EmbeddedBroker
+from services.log.journal import Journal
+from services.log.restore import Restored
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
@@ -44,9 +48,13 @@ from services.stream.visibility import Visibility
 log = logging.getLogger(__name__)
 
 
-async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
+async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess, embedded: bool) -> Any:
     """Open a store; if it is corrupt, or the broker does not hold the history it claims,
-    discard it (loudly) and start a fresh one, which the log then rebuilds."""
+    discard it (loudly) and start a fresh one, which the log then rebuilds. In the embedded
+    mode `devreg run` checked it against the kept log already (services/log/recovery.py),
+    and the broker was given only what the stores still need to read."""
+    if embedded:
+        return await opener(path)
     try:
         store = await opener(path)
     except CorruptStore as exc:
@@ -76,12 +84,28 @@ def _producer(kafka: KafkaAccess) -> AIOKafkaProducer:
     )
 
 
-class Worker:
-    """One process: command processor, projector, HTTP API (and later the scheduler)."""
+@dataclass
+class Embedded:
+    """What `devreg run` hands its worker in the embedded mode (services/embedded.py)."""
 
-    def __init__(self, settings: Settings, kafka: KafkaAccess, known_ends: Ends | None = None):
+    journal: Journal
+    broker: EmbeddedBroker
+    restored: Restored
+
+
+class Worker:
+    """One process: command processor, projector, HTTP API, expiry scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kafka: KafkaAccess,
+        known_ends: Ends | None = None,
+        embedded: Embedded | None = None,
+    ):
         self.settings = settings
         self.kafka = kafka
+        self.embedded = embedded
         self._known_ends = known_ends  # the log's exact end, when the caller knows it
         self.metrics = Metrics()
         self._ready = False
@@ -147,8 +171,8 @@ class Worker:
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
         self.decisions, self.projection = await asyncio.gather(
-            _open_checked(s.decisions_path, DecisionStore.open, self.kafka),
-            _open_checked(s.projection_path, ProjectionStore.open, self.kafka),
+            _open_checked(s.decisions_path, DecisionStore.open, self.kafka, bool(self.embedded)),
+            _open_checked(s.projection_path, ProjectionStore.open, self.kafka, bool(self.embedded)),
         )
         self._resources += [self.decisions, self.projection]
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
@@ -184,6 +208,7 @@ class Worker:
             self.ownership.partition_of,
             self._fail,
             projector.handle_own,
+            self.embedded.journal.keep if self.embedded else None,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
         self.faust = build_app(

@@ -52,6 +52,9 @@ class KafkaAccess(msgspec.Struct, frozen=True):
     username: str | None = None
     password: str | None = None
     cafile: str | None = None
+    # The embedded mode's kept log (services/log/segments.py): the history below what the
+    # embedded broker holds. Readers read it there (services/log/reader.py).
+    kept_log: str | None = None
 
     def __repr__(self) -> str:  # never show the password
         return (

@@ -1,6 +1,10 @@
 """Reading devreg's topics with a plain aiokafka consumer: no group, no faust, no commits.
 
-replay, history, as-of, rebuild and verify all read through this. End offsets are never
+replay, history, as-of, rebuild, verify and export all read through this. In the embedded
+mode the broker holds only a tail of each partition (services/log/restore.py): what lies
+below the kept log's end is read from the kept log (services/log/segments.py), the rest from
+the broker; a fetch that jumps ahead (a rollover moved the broker's start past the position)
+is filled in from the kept log too. End offsets are never
 trusted for correctness (the embedded broker under-reports them, docs/design.md §10): a read "to
 the end" stops only when a whole idle window brings nothing and the position has reached at
 least the reported end; a read "to positions" stops at offsets it was given, such as a
@@ -10,7 +14,8 @@ projection's kafka_offsets.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,6 +24,7 @@ from aiokafka.errors import KafkaError
 from projections.positions import Record
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.segments import SegmentLog
 
 FETCH_MAX_WAIT_MS = 10  # Tansu holds every fetch this long, even when data is there
 IDLE_MS = 200  # drained: a window of many empty fetches, not one slow one, brought nothing
@@ -39,6 +45,7 @@ class LogReader:
 
     def __init__(self, kafka: KafkaAccess):
         self._bootstrap = kafka.bootstrap
+        self._kept = SegmentLog(Path(kafka.kept_log), readonly=True) if kafka.kept_log else None
         self._consumer = clients.consumer(
             kafka,
             # Larger fetches than the 1 MiB default: a rebuild reads ~20% faster.
@@ -59,6 +66,8 @@ class LogReader:
 
     async def _stop(self) -> None:
         await clients.stop_consumer(self._consumer)
+        if self._kept is not None:
+            self._kept.close()
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -89,6 +98,34 @@ class LogReader:
     ) -> AsyncGenerator[list[Record], None]:
         """Batches of records from `starts`: up to `stops` (exclusive) if given, else to the
         end of the log, or on and on with `follow`."""
+        starts = dict(starts)
+        if self._kept is not None:
+            for tp, start in starts.items():
+                stop = None if stops is None else stops.get(tp, 0)
+                for batch in self._from_kept(tp, start, stop, max_records):
+                    starts[tp] = batch[-1].offset + 1
+                    yield batch
+        async for batch in self._read_broker(starts, stops, follow, max_records):
+            yield batch
+
+    def _from_kept(
+        self, tp: TopicPartition, start: int, stop: int | None, max_records: int
+    ) -> Iterator[list[Record]]:
+        """The kept log's records from `start` up to its end (or `stop`)."""
+        assert self._kept is not None
+        segment = self._kept.segment(tp.topic, tp.partition)
+        segment.refresh()
+        end = segment.end if stop is None else min(stop, segment.end)
+        if start < end:
+            yield from segment.read(start, end, max_records)
+
+    async def _read_broker(
+        self,
+        starts: Mapping[TopicPartition, int],
+        stops: Mapping[TopicPartition, int] | None,
+        follow: bool,
+        max_records: int,
+    ) -> AsyncGenerator[list[Record], None]:
         consumer = self._consumer
         consumer.assign(list(starts))
         consumer.resume(*starts)  # a partition paused by an earlier read of this reader
@@ -98,13 +135,18 @@ class LogReader:
         for tp in set(starts) - pending:
             consumer.pause(tp)
         ends = await self.end_offsets(sorted(pending)) if stops is None and not follow else {}
+        expected = dict(starts)
         last_record = time.monotonic()
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=IDLE_MS, max_records=max_records)
             batch: list[Record] = []
             for tp, records in fetched.items():
                 stop = stops.get(tp, 0) if stops is not None else None
+                if records and records[0].offset > expected[tp]:
+                    batch.extend(self._jumped(tp, expected[tp], records[0].offset))
                 batch.extend(_record(r) for r in records if stop is None or r.offset < stop)
+                if records:
+                    expected[tp] = records[-1].offset + 1
                 if stop is not None and records and records[-1].offset + 1 >= stop:
                     pending.discard(tp)
                     consumer.pause(tp)
@@ -120,6 +162,21 @@ class LogReader:
             if pending and time.monotonic() - last_record > STALL_S:
                 where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending))
                 raise LogError(f"no records for {STALL_S:.0f}s below the end of {where}")
+
+    def _jumped(self, tp: TopicPartition, expected: int, got: int) -> list[Record]:
+        """The broker skipped `expected` .. `got` - 1. Where the kept log holds the partition
+        (the embedded mode) the broker no longer holds them: they are read from the kept log,
+        or the read fails (a reader never silently skips a record). Elsewhere a skip is the
+        broker's own (transaction markers, compaction) and nothing is missing."""
+        if self._kept is None or not self._kept.segment(tp.topic, tp.partition).path.exists():
+            return []
+        missing = [r for b in self._from_kept(tp, expected, got, MAX_RECORDS) for r in b]
+        if len(missing) != got - expected:
+            raise LogError(
+                f"{tp.topic}[{tp.partition}]: offsets {expected}..{got - 1} are neither on the"
+                " broker nor in the kept log"
+            )
+        return missing
 
     async def offsets_for_time(
         self, tps: list[TopicPartition], ts: int

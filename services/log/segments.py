@@ -69,16 +69,32 @@ def _frame(record: Record) -> bytes:
 class Segment:
     """One partition's file: `end` is the next offset to append, `start` the first held."""
 
-    def __init__(self, directory: Path, topic: str, partition: int):
+    def __init__(self, directory: Path, topic: str, partition: int, readonly: bool = False):
+        """`readonly`: a reader beside the running writer (the audit CLI): it never cuts
+        anything off, and sees what was whole when it looked (`refresh` to look again)."""
         self.topic, self.partition = topic, partition
         self.path = directory / f"{topic}.{partition}.seg"
         self._index_path = directory / f"{topic}.{partition}.idx"
         self._index: list[tuple[int, int]] = []  # (offset, position), ascending
         self.start = self.end = 0
         self._size = 0
+        self._readonly = readonly
+        self._fd = self._index_fd = -1
         self._recover()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._index_fd = os.open(self._index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if not readonly:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            self._fd = os.open(self.path, flags, 0o644)
+            self._index_fd = os.open(self._index_path, flags, 0o644)
+
+    def refresh(self) -> None:
+        """A reader's second look: take in the whole frames appended since."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        for offset, position, frame_end in self._frames_from(self._size, size):
+            if offset != self.end:
+                break
+            if offset % INDEX_EVERY == 0:
+                self._index.append((offset, position))
+            self._size, self.end = frame_end, offset + 1
 
     def _recover(self) -> None:
         size = self.path.stat().st_size if self.path.exists() else 0
@@ -95,13 +111,15 @@ class Segment:
                 break
             good, end = frame_end, offset + 1
         self.end = end
+        self._size = good
+        if self._readonly:
+            return
         if good < size:
             log.warning("%s: cut a damaged end off at byte %d of %d", self.path, good, size)
             with open(self.path, "r+b") as f:
                 f.truncate(good)
         if len(entries) != len(self._index) or len(raw) % 16:
             self._index_path.write_bytes(b"".join(INDEX.pack(*e) for e in self._index))
-        self._size = good
 
     def _frames_from(
         self, position: int, size: int, limit: int | None = None
@@ -191,23 +209,27 @@ class Segment:
             yield batch
 
     def sync(self) -> None:
-        os.fsync(self._fd)
-        os.fsync(self._index_fd)
+        if not self._readonly:
+            os.fsync(self._fd)
+            os.fsync(self._index_fd)
 
     def close(self) -> None:
         for fd in (self._fd, self._index_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class SegmentLog:
     """The segments of one data directory, opened as they are first used."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, readonly: bool = False):
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        self._readonly = readonly
+        if not readonly:
+            directory.mkdir(parents=True, exist_ok=True)
         self._segments: dict[tuple[str, int], Segment] = {}
-        for path in sorted(directory.glob("*.seg")):
+        for path in sorted(directory.glob("*.seg")) if directory.is_dir() else []:
             topic, _, partition = path.stem.rpartition(".")
             if partition.isdigit():
                 self.segment(topic, int(partition))
@@ -215,7 +237,7 @@ class SegmentLog:
     def segment(self, topic: str, partition: int) -> Segment:
         key = (topic, partition)
         if key not in self._segments:
-            self._segments[key] = Segment(self.directory, topic, partition)
+            self._segments[key] = Segment(self.directory, topic, partition, self._readonly)
         return self._segments[key]
 
     def ends(self) -> dict[tuple[str, int], int]:

@@ -1,9 +1,10 @@
-"""Proving a SQLite store's positions against the broker's log before serving from it.
+"""Proving a SQLite store's positions against the log before serving from it.
 
-The embedded broker keeps its log in memory: after a restart it may hold less history than a
-store claims (or a different one). A store is trusted only if, for every partition it has
-applied, the record just before its resume position is on the broker with the same
-fingerprint. Otherwise it is discarded, loudly, and rebuilt from the log.
+A store is trusted only if, for every partition it has applied, the record just before its
+resume position is in the log with the same fingerprint. Otherwise it is discarded, loudly,
+and rebuilt from the log. On a Kafka cluster the log is the broker's (`mismatches`); in the
+embedded mode it is the kept log in the data directory (`kept_mismatches`,
+services/log/segments.py), checked before the broker is given its tail.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiokafka import TopicPartition
 from projections.positions import Position, fingerprint
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.segments import SegmentLog
 
 log = logging.getLogger(__name__)
 _ABSENT = "absent"
@@ -63,6 +65,21 @@ async def mismatches(
             reasons.append(f"{at} is not on the broker")
         elif found[tp] != position.fingerprint:
             reasons.append(f"{at} on the broker differs from the one applied")
+    return reasons
+
+
+def kept_mismatches(segments: SegmentLog, positions: list[Position]) -> list[str]:
+    """Reasons the kept log does not back `positions` (empty when it does)."""
+    reasons = []
+    for p in sorted(positions, key=lambda p: (p.topic, p.partition)):
+        if p.next_offset <= 0:
+            continue
+        at = f"{p.topic}[{p.partition}]@{p.next_offset - 1}"
+        record = segments.record_at(p.topic, p.partition, p.next_offset - 1)
+        if record is None:
+            reasons.append(f"{at} is not in the kept log")
+        elif fingerprint(record.key, record.value) != p.fingerprint:
+            reasons.append(f"{at} in the kept log differs from the one applied")
     return reasons
 
 

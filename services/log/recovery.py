@@ -1,0 +1,115 @@
+"""What `devreg run` does before its worker starts: the kept log back into a fresh broker.
+
+1. An archive of the export/import era (`log-archive.ndjson`) with no kept log beside it
+   becomes the kept log (once; the archive is renamed).
+2. Each store (decisions, projection) is checked against the kept log: one that claims a
+   record the kept log does not hold, or another one, is discarded, loudly, like a corrupt
+   one. What each remaining store has applied is a floor: the broker must hold every record
+   from there on (services/log/restore.py).
+3. The topics are created and given their tails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from projections.positions import Position, Record
+from projections.sqlite import CorruptStore
+from projections.store import ProjectionStore
+from services.config import Settings
+from services.kafka.clients import KafkaAccess
+from services.log import store_check
+from services.log.archive import ArchivedRecord
+from services.log.restore import Restored, restore
+from services.log.segments import SegmentLog
+from services.log.topics import ensure_topics
+from services.stream.decision_store import DecisionStore
+
+log = logging.getLogger(__name__)
+TP = tuple[str, int]
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.commands_topic,
+        settings.events_topic,
+        settings.outcomes_topic,
+        settings.dlq_topic,
+    ]
+
+
+def adopt_archive(archive: Path, segments: SegmentLog) -> int:
+    """Append an export/import archive to an empty kept log; returns the records taken."""
+    if not archive.exists() or any(segments.ends().values()):
+        return 0
+    decoder = msgspec.json.Decoder(ArchivedRecord)
+    taken = 0
+    with archive.open("rb") as lines:
+        batch: list[Record] = []
+        for line in lines:
+            r = decoder.decode(line)
+            batch.append(
+                Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, r.headers)
+            )
+            if len(batch) >= 10_000:
+                taken += segments.append(batch)
+                batch = []
+        taken += segments.append(batch)
+    segments.sync()
+    archive.rename(archive.with_name(archive.name + ".adopted"))
+    log.info("the archive %s became the kept log (%d records)", archive, taken)
+    return taken
+
+
+async def _positions(path: Path, opener: Callable[[Path], Awaitable[Any]]) -> list[Position]:
+    store = await opener(path)
+    try:
+        positions: list[Position] = await store.positions()
+        return positions
+    finally:
+        await store.close()
+
+
+async def checked_floors(settings: Settings, segments: SegmentLog) -> dict[TP, int]:
+    """Where each store resumes, per partition of its topic in the kept log; a store the
+    kept log does not back is discarded first (and then resumes from 0)."""
+
+    async def projection(path: Path) -> ProjectionStore:
+        return await ProjectionStore.open(path, swappable=False)
+
+    stores = (
+        (settings.decisions_path, DecisionStore.open, settings.commands_topic),
+        (settings.projection_path, projection, settings.events_topic),
+    )
+    floors: dict[TP, int] = {}
+    for path, opener, topic in stores:
+        positions: list[Position] = []
+        if path.exists():
+            try:
+                positions = await _positions(path, opener)
+            except CorruptStore as exc:
+                store_check.discard(path, [str(exc)])
+            else:
+                reasons = store_check.kept_mismatches(segments, positions)
+                if reasons:
+                    store_check.discard(path, reasons)
+                    positions = []
+        resume = {(p.topic, p.partition): p.next_offset for p in positions}
+        for tp in segments.ends():
+            if tp[0] == topic:
+                floors[tp] = resume.get(tp, 0)
+    return floors
+
+
+async def recover(settings: Settings, kafka: KafkaAccess, segments: SegmentLog) -> Restored:
+    adopt_archive(settings.archive_path, segments)
+    floors = await checked_floors(settings, segments)
+    await ensure_topics(settings, kafka)
+    restored = await restore(kafka, segments, topic_names(settings), settings.embedded_tail, floors)
+    log.info("recovered the kept log from %s: %s", segments.directory, restored.describe())
+    return restored
