@@ -44,6 +44,10 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_read_back_pauses_total": ("Events partitions paused: only own events to read", ()),
     "devreg_read_back_resumes_total": ("Events partitions read again, by reason", ("reason",)),
+    "devreg_embedded_rollovers_total": (
+        "Times the embedded broker was given fresh, short partitions from the kept log",
+        (),
+    ),
 }
 GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_expirations_pending": ("Subscriptions with an expiration still to come", ()),
@@ -61,6 +65,10 @@ HISTOGRAMS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_expiry_send_lag_seconds": (
         "From an expiration to its expiry command being sent",
+        (),
+    ),
+    "devreg_embedded_rollover_seconds": (
+        "How long new commands were held while the embedded broker's partitions were renewed",
         (),
     ),
 }

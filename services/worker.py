@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,19 @@ from services.http.forwarding import Forwarder
 from services.http.middleware import AccessLog, MalformedRequests
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
-from services.kafka.faust_app import EventsReader, build_app
+from services.kafka.faust_app import EventsReader, build_app, hold_fetching, resume_fetching
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
 from services.log import store_check as history_check
 from services.log.broker import EmbeddedBroker
 from services.log.journal import Journal
 from services.log.restore import Restored
+from services.log.rollover import Rollover
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
+from services.stream.gate import Gate
 from services.stream.live_tail import LiveTail
 from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
@@ -158,6 +161,21 @@ class Worker:
                 self.takeover.handed({p: ends[(topic, p)] for p in handed})
         return self._positions()
 
+    @contextlib.asynccontextmanager
+    async def _quiesced(self) -> AsyncIterator[None]:
+        """Nothing written and nothing fetched by this worker meanwhile; every decided batch
+        kept and committed (services/log/rollover.py)."""
+        await self.gate.close()
+        try:
+            await self.processor.drain()
+            held = await hold_fetching(self.faust)
+            try:
+                yield
+            finally:
+                await resume_fetching(self.faust, held)
+        finally:
+            self.gate.open()
+
     async def start(self) -> None:
         started = time.monotonic()
         self.failure = asyncio.get_running_loop().create_future()
@@ -184,6 +202,7 @@ class Worker:
             await producer.start()
             self._resources.append(producer)
         visibility = Visibility(s.events_topic, await self.projection.positions())
+        self.gate = Gate()  # the writers' (services/log/rollover.py)
         self.scheduler = ExpiryScheduler(
             self.projection,
             self.command_producer,
@@ -191,6 +210,7 @@ class Worker:
             self.metrics,
             self.ownership.partition_of,
             partitions=self.ownership.local,
+            gate=self.gate,
         )
         events_reader = EventsReader(s.events_topic)
         self.read_back = ReadBack(
@@ -209,6 +229,7 @@ class Worker:
             self._fail,
             projector.handle_own,
             self.embedded.journal.keep if self.embedded else None,
+            self.gate,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
         self.faust = build_app(
@@ -224,7 +245,14 @@ class Worker:
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        for loop in (self.scheduler.run(), self.health.run(), self.read_back.run()):
+        loops = [self.scheduler.run(), self.health.run(), self.read_back.run()]
+        if self.embedded is not None:
+            journal = self.embedded.journal
+            rollover = Rollover(
+                s, self.kafka, journal, self._quiesced, self._positions, self.metrics
+            )
+            loops.append(rollover.run())
+        for loop in loops:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
@@ -242,7 +270,7 @@ class Worker:
         )
         self._resources.append(live_tail)
         gateway = CommandGateway(
-            self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
+            self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms, self.gate
         )
         assert s.token_keys is not None, "keyfiles.complete() gives every worker its keys"
         api = Api(

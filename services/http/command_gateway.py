@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 
 from events import AnyCommand, Outcome, encode
 from events.identity import partition_key
+from services.stream.gate import Gate
 from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ class CommandGateway:
         visibility: Visibility,
         commands_topic: str,
         visible_timeout_ms: int,
+        gate: Gate | None = None,
     ):
+        self._gate = gate or Gate()
         self._producer = producer
         self._visibility = visibility
         self._topic = commands_topic
@@ -48,14 +51,7 @@ class CommandGateway:
         decided = self._visibility.expect(command.app_id, command.command_id)
         try:
             try:
-                await asyncio.wait_for(
-                    self._producer.send_and_wait(
-                        self._topic,
-                        encode(command),
-                        key=partition_key(command.app_id, command.device_id),
-                    ),
-                    self._timeout_s,
-                )
+                await asyncio.wait_for(self._send(command), self._timeout_s)
             except (KafkaError, TimeoutError) as exc:
                 raise Unavailable(f"Kafka did not acknowledge the command: {exc!r}") from exc
             log.debug(
@@ -82,3 +78,9 @@ class CommandGateway:
             return result.outcome
         finally:
             self._visibility.forget(command.app_id, command.command_id)
+
+    async def _send(self, command: AnyCommand) -> None:
+        # Held while the embedded broker's partitions are renewed (services/log/rollover.py).
+        async with self._gate.passage():
+            key = partition_key(command.app_id, command.device_id)
+            await self._producer.send_and_wait(self._topic, encode(command), key=key)

@@ -132,10 +132,36 @@ class EventsReader:
         await self._in_thread(resume_owned)
 
     async def _in_thread(self, call: Callable[[Any], Awaitable[None]]) -> None:
-        if self.app is None:
-            return
-        thread = cast(Any, self.app.consumer)._thread
-        await thread.call_thread(call, thread._ensure_consumer())
+        if self.app is not None:
+            await _in_consumer_thread(self.app, call)
+
+
+async def hold_fetching(app: faust.App) -> set[TopicPartition]:
+    """Stop the aiokafka consumer faust runs from fetching any partition (EventsReader says
+    why there); returns those it stopped, for `resume_fetching`. Records it holds already
+    are still delivered."""
+    held: set[TopicPartition] = set()
+
+    async def pause_all(client: Any) -> None:
+        held.update(set(client.assignment()) - set(client.paused()))
+        client.pause(*held)
+
+    await _in_consumer_thread(app, pause_all)
+    return held
+
+
+async def resume_fetching(app: faust.App, held: set[TopicPartition]) -> None:
+    """Fetch again, from where each partition was, those still assigned."""
+
+    async def resume_owned(client: Any) -> None:
+        client.resume(*[tp for tp in held if tp in client.assignment()])
+
+    await _in_consumer_thread(app, resume_owned)
+
+
+async def _in_consumer_thread(app: faust.App, call: Callable[[Any], Awaitable[None]]) -> None:
+    thread = cast(Any, app.consumer)._thread
+    await thread.call_thread(call, thread._ensure_consumer())
 
 
 def broker_credentials(kafka: KafkaAccess) -> Any:

@@ -36,6 +36,7 @@ from services.config import Settings
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
 from services.stream.decision_store import DecisionBatch, DecisionStore
+from services.stream.gate import Gate
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.visibility import Decided, Visibility
 
@@ -92,7 +93,9 @@ class CommandProcessor:
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn,
         keep: Keep | None = None,
+        gate: Gate | None = None,
     ):
+        self._gate = gate or Gate()  # closed while the embedded broker is renewed
         self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
@@ -113,6 +116,10 @@ class CommandProcessor:
         """Decide a batch and send its events and outcomes; the acknowledgement, the commit
         and the notifications finish in the background while the next batch is decided.
         Returns once the previous batch has finished (at most two batches in flight)."""
+        async with self._gate.passage():
+            await self._handle(records)
+
+    async def _handle(self, records: Sequence[Record]) -> None:
         pending = self._pending
         nxt = {**self._store.next_offsets, **pending.next_offsets}
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]

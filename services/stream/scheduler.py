@@ -23,6 +23,7 @@ from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
 from services.clock import now_ms
 from services.metrics import Metrics
+from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ class ExpiryScheduler:
         batch_size: int = BATCH,
         clock: Callable[[], int] = now_ms,
         partitions: Callable[[], Partitions] = lambda: None,
+        gate: Gate | None = None,
     ):
+        self._gate = gate or Gate()  # closed while the embedded broker is renewed
         # The commands partition of a device's key (the producers' murmur2 partitioner).
         self._partition_of = partition_of
         self._partitions = partitions  # with several workers, only this one's partitions
@@ -116,6 +119,10 @@ class ExpiryScheduler:
 
         Batches go out back to back; their acknowledgements are awaited once the burst is out
         (a failed one raises, the worker stops, and a restart sends again from the start)."""
+        async with self._gate.passage():
+            return await self._expire_due_now()
+
+    async def _expire_due_now(self) -> int:
         await self._rewind_if_landed(self._clock())
         sent: list[tuple[list[ExpireRegistration], RecordBatches]] = []
         while True:

@@ -1,0 +1,183 @@
+"""Renewing the embedded broker's partitions while devreg runs.
+
+The embedded broker lists every batch object of a partition on each fetch below its
+high-water mark, and never drops one (docs/design.md §10): a partition's fetches grow slower
+with every batch written, and past ~20k objects a fetch with devreg's 10 ms wait returns
+nothing at all. So once devreg has kept `DEVREG_EMBEDDED_ROLLOVER` records in any partition
+since the broker was last given its partitions (an upper bound on the objects it holds
+there), the worker is held still for a moment and the broker's topics are made again:
+
+1. the worker's writers stop at their gate (HTTP commands, expiry commands, the processor),
+   the batches in flight are acknowledged, kept and committed, and the worker's consumer
+   stops fetching devreg's partitions;
+2. what the broker holds past the kept log's end is read (commands sent but not decided
+   yet, records someone else wrote), to be written back at the same offsets;
+3. devreg's four topics are deleted and created (a metadata request that allows creating
+   topics, sent in between, makes the broker create one with its defaults: then it is
+   deleted and created again);
+4. each partition is given its tail from the kept log and what step 2 read
+   (services/log/restore.py), never starting above where a store resumes;
+5. the consumer fetches again, from where it was, and the gates open.
+
+Kafka clients of others lose their consumer groups' committed offsets for devreg's topics
+(the broker drops them with the topic), and a record someone else produces in the moment
+between steps 2 and 4 may be lost: docs/design.md §10 says what to expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from aiokafka import TopicPartition
+
+from projections.positions import Record
+from services.config import Settings
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
+from services.log.journal import Journal
+from services.log.recovery import topic_names
+from services.log.restore import Restored, restore
+from services.log.topics import wanted_topics
+from services.metrics import Metrics
+
+log = logging.getLogger(__name__)
+TP = tuple[str, int]
+_RECREATE_TRIES = 5
+_BEYOND_DEADLINE_S = 10.0
+
+
+class RolloverError(RuntimeError):
+    """The broker's topics could not be made again: the worker stops (a restart recovers)."""
+
+
+class Quiesce(Protocol):
+    def __call__(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+class Rollover:
+    def __init__(
+        self,
+        settings: Settings,
+        kafka: KafkaAccess,
+        journal: Journal,
+        quiesce: Quiesce,
+        positions: Callable[[], Mapping[TP, int]],
+        metrics: Metrics,
+        check_every_s: float = 0.2,
+    ):
+        self._settings = settings
+        self._kafka = kafka
+        self._journal = journal
+        self._quiesce = quiesce
+        self._positions = positions  # where the worker's stores resume, per partition
+        self._metrics = metrics
+        self._check_every_s = check_every_s
+
+    def due(self) -> bool:
+        grown = max(self._journal.since_restore.values(), default=0)
+        return grown >= self._settings.embedded_rollover
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_every_s)
+            if self.due():
+                await self.roll()
+
+    async def roll(self) -> Restored:
+        began = time.monotonic()
+        topics = topic_names(self._settings)
+        async with self._quiesce():
+            segments = self._journal.segments
+            beyond = await read_beyond(self._kafka, topics, segments.ends())
+            await recreate(self._settings, self._kafka)
+            positions = self._positions()
+            floors = {
+                tp: positions.get(tp, 0)
+                for tp in segments.ends()
+                if tp[0] in (self._settings.commands_topic, self._settings.events_topic)
+            }
+            restored = await restore(
+                self._kafka, segments, topics, self._settings.embedded_tail, floors, beyond
+            )
+            self._journal.restored()
+        held = time.monotonic() - began
+        self._metrics.inc("devreg_embedded_rollovers_total")
+        self._metrics.observe("devreg_embedded_rollover_seconds", held)
+        log.info(
+            "gave the embedded broker fresh partitions in %.0f ms (%d records past the kept"
+            " log written back): %s",
+            held * 1000,
+            sum(len(r) for r in beyond.values()),
+            restored.describe(),
+        )
+        return restored
+
+
+async def read_beyond(
+    kafka: KafkaAccess, topics: list[str], kept_ends: Mapping[TP, int]
+) -> dict[TP, list[Record]]:
+    """Every record the broker holds past the kept log's end, per partition of `topics`."""
+    consumer = clients.consumer(kafka)
+    found: dict[TP, list[Record]] = {}
+    await consumer.start()
+    try:
+        await consumer.topics()  # all topics: asking for one by name would create it
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, kept_ends.get((tp.topic, tp.partition), 0))
+        pending, deadline = set(tps), time.monotonic() + _BEYOND_DEADLINE_S
+        while pending:
+            if time.monotonic() > deadline:
+                raise RolloverError(
+                    f"could not read the broker's records past the kept log: {pending}"
+                )
+            fetched = await consumer.getmany(*pending, timeout_ms=50)
+            for tp, records in fetched.items():
+                found.setdefault((tp.topic, tp.partition), []).extend(
+                    Record(
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.timestamp,
+                        r.key,
+                        r.value,
+                        tuple(r.headers),
+                    )
+                    for r in records
+                )
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    pending.discard(tp)
+    finally:
+        await clients.stop_consumer(consumer)
+    return {tp: records for tp, records in found.items() if records}
+
+
+async def recreate(settings: Settings, kafka: KafkaAccess) -> None:
+    """Delete devreg's topics and create them again, empty, with devreg's settings."""
+    admin = clients.admin(kafka)
+    await admin.start()
+    try:
+        wanted = {t.name: t for t in wanted_topics(settings)}
+        names = list(wanted)
+        for _ in range(_RECREATE_TRIES):
+            await admin.delete_topics(names)
+            response = await admin.create_topics([wanted[name] for name in names])
+            names = [topic for topic, code, _ in response.topic_errors if code != 0]
+            if not names:
+                return
+            log.warning("topics %s were created by someone else meanwhile: again", names)
+    finally:
+        await admin.close()
+    raise RolloverError(f"could not create {names} again")
