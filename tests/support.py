@@ -106,7 +106,9 @@ class WorkerProcess:
         prefix: str | None = None,
         command: str = "worker",
         env: dict[str, str] | None = None,
+        own_group: bool = False,
     ):
+        self.own_group = own_group  # a process group of its own, as a shell gives `make run`
         self.data_dir = data_dir
         self.bootstrap = bootstrap
         self.prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
@@ -162,6 +164,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=log,
                 stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=self.own_group,
             )
         await wait_for(self._ready, deadline_s, f"devreg {self.command} to be ready")
 
@@ -196,6 +199,13 @@ class WorkerProcess:
 
     async def kill(self) -> None:
         await self.stop(signal.SIGKILL)
+
+    async def kill_group(self) -> None:
+        """SIGKILL the whole process group at once (`own_group`), as `kill -9 -PGID` does."""
+        process, self.process = self.process, None
+        assert process is not None and self.own_group
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
     async def __aenter__(self) -> WorkerProcess:
         await self.start()
