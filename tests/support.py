@@ -203,7 +203,8 @@ class WorkerProcess:
     async def kill_group(self) -> None:
         """SIGKILL the whole process group at once (`own_group`), as `kill -9 -PGID` does."""
         process, self.process = self.process, None
-        assert process is not None and self.own_group
+        assert process is not None
+        assert self.own_group
         os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
 

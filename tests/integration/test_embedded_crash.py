@@ -91,7 +91,8 @@ class Load:
             if status == 200:
                 break
             # A retry after a restart may come after its expiration: send it anew.
-            assert status == 400 and answer["code"] == 5004 and short, answer
+            assert short, answer
+            assert (status, answer["code"]) == (400, 5004), answer
         for channel in channels:
             device.channels[channel] = expiration
 
@@ -100,7 +101,7 @@ class Load:
         status, answer, retried = await self._send(session, "DELETE", url)
         if status != 200:
             # Only the retry of a delete that took effect before the kill may find it gone.
-            assert status == 400 and answer["code"] == 5001, answer
+            assert (status, answer["code"]) == (400, 5001), answer
             if not retried:
                 self.first_delete_unknown.append(device.name)
         device.channels.clear()
@@ -142,7 +143,7 @@ async def audit_answers(run: WorkerProcess, names: list[str], at: int) -> dict[s
     return answers
 
 
-async def test_given_http_changes_when_the_run_is_killed_repeatedly_then_every_acknowledged_one_survives(
+async def test_given_http_changes_when_killed_repeatedly_then_every_acknowledged_one_survives(
     tmp_path: Path,
 ) -> None:
     # Given `devreg run` whose broker is given fresh partitions every few hundred records
