@@ -21,10 +21,10 @@ from services.kafka.clients import Ends, KafkaAccess
 from services.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.log.broker import EmbeddedBroker
 from services.log.journal import Journal
-from services.log.recovery import recover
+from services.log.recovery import Embedded, recover
 from services.log.segments import SegmentLog
 from services.shutdown import exit_if_abandoned
-from services.worker import Embedded, Worker
+from services.worker import Worker
 
 log = logging.getLogger(__name__)
 

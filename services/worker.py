@@ -7,15 +7,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from projections.positions import Position
-from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services import shutdown
 from services.config import Settings
@@ -30,10 +26,8 @@ from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import EventsReader, build_app, hold_fetching, resume_fetching
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
-from services.log import store_check as history_check
-from services.log.broker import EmbeddedBroker
-from services.log.journal import Journal
-from services.log.restore import Restored
+from services.log import store_check
+from services.log.recovery import Embedded
 from services.log.rollover import Rollover
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
@@ -51,27 +45,6 @@ from services.stream.visibility import Visibility
 log = logging.getLogger(__name__)
 
 
-async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess, embedded: bool) -> Any:
-    """Open a store; if it is corrupt, or the broker does not hold the history it claims,
-    discard it (loudly) and start a fresh one, which the log then rebuilds. In the embedded
-    mode `devreg run` checked it against the kept log already (services/log/recovery.py),
-    and the broker was given only what the stores still need to read."""
-    if embedded:
-        return await opener(path)
-    try:
-        store = await opener(path)
-    except CorruptStore as exc:
-        history_check.discard(path, [str(exc)])
-        return await opener(path)
-    positions: list[Position] = await store.positions()
-    reasons = await history_check.mismatches(kafka, positions)
-    if not reasons:
-        return store
-    await store.close()
-    history_check.discard(path, reasons)
-    return await opener(path)
-
-
 # The processor hands each partition's events and outcomes of a decided batch to Kafka as one
 # record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
 # once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch
@@ -85,15 +58,6 @@ def _producer(kafka: KafkaAccess) -> AIOKafkaProducer:
     return clients.producer(
         kafka, linger_ms=1, max_batch_size=BATCH_BYTES, partitioner=key_partition
     )
-
-
-@dataclass
-class Embedded:
-    """What `devreg run` hands its worker in the embedded mode (services/embedded.py)."""
-
-    journal: Journal
-    broker: EmbeddedBroker
-    restored: Restored
 
 
 class Worker:
@@ -189,8 +153,12 @@ class Worker:
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
         self.decisions, self.projection = await asyncio.gather(
-            _open_checked(s.decisions_path, DecisionStore.open, self.kafka, bool(self.embedded)),
-            _open_checked(s.projection_path, ProjectionStore.open, self.kafka, bool(self.embedded)),
+            store_check.open_checked(
+                s.decisions_path, DecisionStore.open, self.kafka, bool(self.embedded)
+            ),
+            store_check.open_checked(
+                s.projection_path, ProjectionStore.open, self.kafka, bool(self.embedded)
+            ),
         )
         self._resources += [self.decisions, self.projection]
         # Two producers: aiokafka keeps one produce request in flight per broker connection,

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -21,12 +20,12 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from projections.positions import Record
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.reader import LogError, LogReader
 
 _PROGRESS_EVERY = 5_000
-_IDLE_MS = 200  # drained: a window of many empty fetches, not one slow one, brought nothing
-_STALL_S = 30.0  # nothing at all arrives although a partition is below its end offset
 _IMPORT_CHUNK = 10_000  # records read, published and acknowledged at a time
 _MAX_BATCH_BYTES = 512 * 1024  # imports twice as fast as with the 16 KiB default
 
@@ -99,20 +98,25 @@ async def export_log(
     path: Path,
     on_progress: Callable[[int], None] | None = None,
 ) -> ExportSummary:
-    """Write every record of `topics` to `path`; a failure leaves any previous file intact."""
+    """Write every record of `topics` to `path`; a failure leaves any previous file intact.
+    Read through the log reader, so the embedded mode's kept log is exported whole."""
     progress = _Progress(on_progress)
-    consumer = clients.consumer(kafka)
     try:
-        await consumer.start()
-        tps = _partitions(consumer, topics)
-        with _replacing(path) as out:
-            written = await _drain(consumer, tps, out, progress) if tps else {}
-    except KafkaError as exc:
+        async with LogReader(kafka) as reader:
+            await reader.consumer.topics()  # all topics: naming one would create it on Tansu
+            tps = _partitions(reader.consumer, topics)
+            written = dict.fromkeys(tps, 0)
+            with _replacing(path) as out:
+                if tps:
+                    async for batch in reader.read(dict.fromkeys(tps, 0)):
+                        out.write(_ENCODER.encode_lines([_archived(r) for r in batch]))
+                        for r in batch:
+                            written[TopicPartition(r.topic, r.partition)] += 1
+                        progress.add(len(batch))
+    except (KafkaError, LogError) as exc:
         raise ArchiveError(
             f"cannot export {', '.join(topics)} from {kafka.bootstrap}: {exc!r}"
         ) from exc
-    finally:
-        await clients.stop_consumer(consumer)
     progress.callback(progress.count)
     return ExportSummary(_by_topic(written), progress.count)
 
@@ -138,31 +142,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
         os.close(directory)
 
 
-async def _drain(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], out: IO[bytes], progress: _Progress
-) -> dict[TopicPartition, int]:
-    ends = await clients.end_offsets(consumer, tps)
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    counts, pending, last_record = dict.fromkeys(tps, 0), set(tps), time.monotonic()
-    while pending:
-        fetched = await consumer.getmany(*pending, timeout_ms=_IDLE_MS)
-        for tp, records in fetched.items():
-            out.write(_ENCODER.encode_lines([_archived(r) for r in records]))
-            counts[tp] += len(records)
-            progress.add(len(records))
-        if fetched:
-            last_record = time.monotonic()
-            continue
-        # A whole window brought nothing for any pending partition: those at their end are done.
-        pending = {tp for tp in pending if not await clients.at_end(consumer, tp, ends[tp])}
-        if pending and time.monotonic() - last_record > _STALL_S:
-            stuck = ", ".join(f"{_name(tp)} (end offset {ends[tp]})" for tp in sorted(pending))
-            raise ArchiveError(f"no records for {_STALL_S:.0f}s below the end of {stuck}")
-    return counts
-
-
-def _archived(r: Any) -> ArchivedRecord:
+def _archived(r: Record) -> ArchivedRecord:
     return ArchivedRecord(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, r.headers)
 
 

@@ -37,7 +37,7 @@ class LogError(RuntimeError):
 
 
 def _record(r: Any) -> Record:
-    return Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
+    return Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
 
 
 class LogReader:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from services.config import Settings
 from services.kafka.clients import KafkaAccess
 from services.log import store_check
 from services.log.archive import ArchivedRecord
+from services.log.broker import EmbeddedBroker
+from services.log.journal import Journal
 from services.log.restore import Restored, restore
 from services.log.segments import SegmentLog
 from services.log.topics import ensure_topics
@@ -32,6 +35,15 @@ from services.stream.decision_store import DecisionStore
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
+
+
+@dataclass
+class Embedded:
+    """What `devreg run` hands its worker in the embedded mode (services/embedded.py)."""
+
+    journal: Journal
+    broker: EmbeddedBroker
+    restored: Restored
 
 
 def topic_names(settings: Settings) -> list[str]:

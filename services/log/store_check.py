@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import TopicPartition
 
 from projections.positions import Position, fingerprint
+from projections.sqlite import CorruptStore
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.log.segments import SegmentLog
@@ -66,6 +68,27 @@ async def mismatches(
         elif found[tp] != position.fingerprint:
             reasons.append(f"{at} on the broker differs from the one applied")
     return reasons
+
+
+async def open_checked(path: Path, opener: Any, kafka: KafkaAccess, embedded: bool) -> Any:
+    """Open a store; if it is corrupt, or the broker does not hold the history it claims,
+    discard it (loudly) and start a fresh one, which the log then rebuilds. In the embedded
+    mode `devreg run` checked it against the kept log already (services/log/recovery.py),
+    and the broker was given only what the stores still need to read."""
+    if embedded:
+        return await opener(path)
+    try:
+        store = await opener(path)
+    except CorruptStore as exc:
+        discard(path, [str(exc)])
+        return await opener(path)
+    positions: list[Position] = await store.positions()
+    reasons = await mismatches(kafka, positions)
+    if not reasons:
+        return store
+    await store.close()
+    discard(path, reasons)
+    return await opener(path)
 
 
 def kept_mismatches(segments: SegmentLog, positions: list[Position]) -> list[str]:
