@@ -29,7 +29,17 @@ from pathlib import Path
 
 import msgspec
 
-from bench import channel_page, expiry, freshness, ingest, lookup, rebuild, register, report
+from bench import (
+    channel_page,
+    expiry,
+    freshness,
+    ingest,
+    long_run,
+    lookup,
+    rebuild,
+    register,
+    report,
+)
 from bench import wrk as wrk_tool
 from bench.report import Row
 from bench.session import FULL, QUICK, Session, Sizes, log
@@ -46,6 +56,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "channel": channel_page.run,
     "rebuild": rebuild.run,
     "expiry": expiry.run,
+    "long": long_run.run,
 }
 ALIASES = {"rss": "ingest", "lookup": "get"}
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -98,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, help=f"write the doc here (default {DOC} on a full run)"
     )
+    parser.add_argument("--long-run", type=int, help="registrations of the long run (1M)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     return parser
@@ -114,6 +126,8 @@ def _sizes(args: argparse.Namespace) -> Sizes:
         changes["freshness_rates"] = tuple(float(n) for n in args.freshness.split(","))
     if args.expiry:
         changes["expiry"] = tuple(int(n) for n in args.expiry.split(","))
+    if args.long_run:
+        changes["long_run"] = args.long_run
     return msgspec.structs.replace(sizes, **changes)
 
 

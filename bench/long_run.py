@@ -1,0 +1,153 @@
+"""The long run: registrations through HTTP on one embedded `devreg run`, for a long time.
+
+What `make run` users meet (issue 18): every request registers a new device, read-your-writes
+on, 64 connections, closed loop, on `python -m services run` (the embedded broker with its
+kept log, renewed as it grows). The run is cut in tenths by request count; per tenth: req/s,
+p99, and the CPU the broker and the devreg process spent per request. The claim is flatness:
+the last tenth within 20% of the first. The baseline of each tenth is the first tenth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+from bench import load
+from bench.register import body
+from bench.report import Row, Target
+from bench.session import Session, log
+from bench.stack import cpu_seconds
+from bench.stats import Spread, percentile
+from services.log.broker import free_port
+
+CONNECTIONS = 64
+PATH = "/demo-app/demo-rest-key/messaging/registrations"
+
+
+class Tenth(msgspec.Struct, frozen=True):
+    rate: float
+    p99_ms: float
+    errors: int
+    broker_ms_per_request: float
+    devreg_ms_per_request: float
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found += [int(c) for c in children]
+    return found
+
+
+async def _ready(port: int, deadline_s: float = 120) -> None:
+    end = time.monotonic() + deadline_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < end:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("devreg run did not become ready")
+
+
+async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Tenth:
+    conns = [await load.connect("127.0.0.1", port) for _ in range(CONNECTIONS)]
+    numbers = iter(range(first, first + count))
+    latencies: list[float] = []
+    errors = 0
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    began = time.perf_counter()
+
+    async def client(conn: load._Connection) -> None:
+        nonlocal errors
+        for n in numbers:
+            sent = time.perf_counter()
+            response = await conn.request(load.post_json(PATH, body("long", n)))
+            latencies.append((time.perf_counter() - sent) * 1000)
+            errors += response.status != 200
+
+    try:
+        await asyncio.gather(*(client(c) for c in conns))
+    finally:
+        for conn in conns:
+            conn.close()
+    wall = time.perf_counter() - began
+    used = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
+    return Tenth(
+        count / wall,
+        percentile(latencies, 99),
+        errors,
+        used["broker"] * 1000 / count,
+        used["devreg"] * 1000 / count,
+    )
+
+
+async def measure(total: int, data_dir: Path) -> list[Tenth]:
+    port = free_port()
+    env = {**os.environ, "DEVREG_DATA_DIR": str(data_dir), "DEVREG_HTTP_PORT": str(port)}
+    env.pop("KAFKA_BOOTSTRAP", None)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    with open(data_dir / "run.log", "ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services", "run", env=env, stdout=out, stderr=out
+        )
+    try:
+        await _ready(port)
+        pids = {"devreg": process.pid, "broker": _children(process.pid)[0]}
+        tenths = []
+        for k in range(10):
+            tenth = await _tenth(port, k * (total // 10), total // 10, pids)
+            log.info("long run, tenth %d: %s", k + 1, tenth)
+            tenths.append(tenth)
+        return tenths
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def run(session: Session) -> list[Row]:
+    total = session.sizes.long_run
+    tenths = await measure(total, session.run_dir("long-run"))
+    what = f"Long run, {total:,} HTTP registrations on one `devreg run`, 64 conn (read-your-writes)"
+    first = tenths[0]
+    rows = []
+    for k, t in enumerate(tenths, start=1):
+        for metric, value, base, target in (
+            ("req/s", t.rate, first.rate, Target(">=", 0.8 * first.rate) if k == 10 else None),
+            ("p99 ms", t.p99_ms, first.p99_ms, None),
+            ("broker CPU ms/req", t.broker_ms_per_request, first.broker_ms_per_request, None),
+            ("devreg CPU ms/req", t.devreg_ms_per_request, first.devreg_ms_per_request, None),
+        ):
+            rows.append(
+                Row(
+                    bench="long",
+                    what=f"{what}, tenth {k}",
+                    metric=metric,
+                    devreg=Spread.of([value]),
+                    baseline=Spread.of([base]),
+                    baseline_what="first tenth",
+                    target=target,
+                )
+            )
+    overall = total / sum((total // 10) / t.rate for t in tenths)
+    rows.append(
+        Row(
+            bench="long",
+            what=f"{what}, whole run",
+            metric="req/s",
+            devreg=Spread.of([overall]),
+            target=Target(">=", 1600),
+            note=f"{sum(t.errors for t in tenths)} non-200 answers",
+        )
+    )
+    return rows
