@@ -50,7 +50,8 @@ screenshots: $(STAMP) browser
 # in a 50k-device expiry burst (~3 min on 2 cores). `make test` runs them at a few thousand.
 soak: $(STAMP)
 	DEVREG_SOAK=1 $(BIN)/python -m pytest -s \
-		tests/integration/test_crash_recovery.py tests/integration/test_expiry_crash.py
+		tests/integration/test_crash_recovery.py tests/integration/test_expiry_crash.py \
+		tests/integration/test_embedded_crash.py
 
 # Fuzzing with a large budget (Hypothesis profile `fuzz`) and a random seed, printed before and
 # after the run (`SEED=<n> make fuzz` repeats one): hypothesis on every parameter parser and
