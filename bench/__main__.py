@@ -39,6 +39,7 @@ from bench import (
     rebuild,
     register,
     report,
+    startup,
 )
 from bench import wrk as wrk_tool
 from bench.report import Row
@@ -57,6 +58,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "rebuild": rebuild.run,
     "expiry": expiry.run,
     "long": long_run.run,
+    "startup": startup.run,
 }
 ALIASES = {"rss": "ingest", "lookup": "get"}
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"

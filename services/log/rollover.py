@@ -49,6 +49,15 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 _RECREATE_TRIES = 5
 _BEYOND_DEADLINE_S = 10.0
+# Past this many undecided records (a backlog published in bulk), a renewal would copy the
+# backlog each time: it waits until the processor has caught up (the backlog sits in large
+# batches, few objects, so it costs the broker little meanwhile).
+MAX_BEYOND = 20_000
+_BACKLOG_WAIT_S = 5.0
+
+
+class _Backlog(Exception):
+    """More records past the kept log than a renewal should copy."""
 
 
 class RolloverError(RuntimeError):
@@ -85,15 +94,20 @@ class Rollover:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._check_every_s)
-            if self.due():
-                await self.roll()
+            if self.due() and await self.roll() is None:
+                await asyncio.sleep(_BACKLOG_WAIT_S)
 
-    async def roll(self) -> Restored:
+    async def roll(self) -> Restored | None:
+        """Renew the broker's topics; None when a backlog put it off (nothing changed)."""
         began = time.monotonic()
         topics = topic_names(self._settings)
         async with self._quiesce():
             segments = self._journal.segments
-            beyond = await read_beyond(self._kafka, topics, segments.ends())
+            try:
+                beyond = await read_beyond(self._kafka, topics, segments.ends(), MAX_BEYOND)
+            except _Backlog:
+                log.info("broker renewal put off: over %d records wait to be decided", MAX_BEYOND)
+                return None
             await recreate(self._settings, self._kafka)
             positions = self._positions()
             floors = {
@@ -119,9 +133,10 @@ class Rollover:
 
 
 async def read_beyond(
-    kafka: KafkaAccess, topics: list[str], kept_ends: Mapping[TP, int]
+    kafka: KafkaAccess, topics: list[str], kept_ends: Mapping[TP, int], limit: int
 ) -> dict[TP, list[Record]]:
-    """Every record the broker holds past the kept log's end, per partition of `topics`."""
+    """Every record the broker holds past the kept log's end, per partition of `topics`;
+    raises _Backlog past `limit` records."""
     consumer = clients.consumer(kafka)
     found: dict[TP, list[Record]] = {}
     await consumer.start()
@@ -142,6 +157,8 @@ async def read_beyond(
                     f"could not read the broker's records past the kept log: {pending}"
                 )
             fetched = await consumer.getmany(*pending, timeout_ms=50)
+            if sum(map(len, found.values())) + sum(map(len, fetched.values())) > limit:
+                raise _Backlog()
             for tp, records in fetched.items():
                 found.setdefault((tp.topic, tp.partition), []).extend(
                     Record(
