@@ -40,8 +40,14 @@ def _record(event: Any) -> Record:
         timestamp=round(message.timestamp * 1000),
         key=message.key,
         value=message.value,
-        headers=tuple(message.headers or ()),
+        headers=_headers(message.headers),
     )
+
+
+def _headers(raw: Any) -> tuple[tuple[str, bytes | None], ...]:
+    # aiokafka hands faust a list of (name, value) pairs; faust's own type allows a mapping.
+    pairs = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    return tuple((str(name), value) for name, value in pairs)
 
 
 def _agent(settings: Settings, handler: Handler, on_failure: OnFailure) -> AgentFun:

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from events import RegisterDevice, encode
 from events.identity import partition_key
+from services.log.segments import SegmentLog
 from tests.support import APPS, WorkerProcess, call, wait_for
 
 JS = Path(__file__).resolve().parent.parent / "js"
@@ -50,7 +51,7 @@ async def with_aiokafka(servers: str, topic: str, key: bytes, value: bytes) -> N
     producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=False)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key)
+        await producer.send_and_wait(topic, value, key=key, headers=[("trace", b"t-1")])
     finally:
         await producer.stop()
 
@@ -109,3 +110,33 @@ async def test_given_a_command_published_with_a_client_then_devreg_applies_it(
         return status == 200 and body[0]["channels"] == ["news"]
 
     await wait_for(registered, 30, f"the command published with {client} to be applied")
+
+
+async def test_given_a_command_with_headers_then_the_kept_log_holds_it_as_published(
+    run: WorkerProcess,
+) -> None:
+    # Given a command published with a header, and applied
+    device = "dev-headers"
+    key, value = command(device)
+    await with_aiokafka(bootstrap(run), f"{run.prefix}.commands", key, value)
+
+    async def registered() -> bool:
+        status, _ = await call("GET", run.url(f"messaging/registrations/{device}"))
+        return status == 200
+
+    await wait_for(registered, 30, "the command to be applied")
+
+    # Then the kept log holds the command with its key, value and header
+    kept = SegmentLog(run.data_dir / "log", readonly=True)
+    try:
+        found = [
+            r
+            for (topic, partition), _ in kept.ends().items()
+            if topic == f"{run.prefix}.commands"
+            for batch in kept.read(topic, partition, 0)
+            for r in batch
+            if r.key == key
+        ]
+    finally:
+        kept.close()
+    assert [(r.value, r.headers) for r in found] == [(value, (("trace", b"t-1"),))]
