@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from services.log.broker import free_port
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, call, devreg, registration, wait_for
 
 
 def port_open(port: int) -> bool:
@@ -87,5 +87,36 @@ async def test_given_a_lost_projection_when_run_again_then_it_is_rebuilt_from_th
         # Then every device is served again: the broker was given all it must read
         for n in range(30):
             assert await channels_of(run, f"dev-{n}") == (200, ["news"])
+    finally:
+        await run.stop()
+
+
+async def test_given_an_archive_of_the_export_era_when_run_then_it_becomes_the_kept_log(
+    tmp_path: Path,
+) -> None:
+    # Given a data directory holding only an archive (`devreg export`, as a clean stop wrote
+    # it before devreg kept the log itself)
+    first = embedded(tmp_path / "first", free_port())
+    await first.start()
+    try:
+        await register(first, "archived", "news")
+        code, _, err = await devreg(first, "export", str(tmp_path / "archive.ndjson"))
+        assert code == 0, err
+    finally:
+        await first.stop()
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "archive.ndjson").rename(data / "log-archive.ndjson")
+
+    # When devreg runs on it (with the same topics)
+    run = WorkerProcess(
+        data, None, first.prefix, command="run", env={"DEVREG_BROKER_PORT": str(free_port())}
+    )
+    await run.start()
+    try:
+        # Then the archive became the kept log, and the registry is served
+        assert await channels_of(run, "archived") == (200, ["news"])
+        assert (data / "log-archive.ndjson.adopted").exists()
+        assert list((data / "log").glob("*.seg"))
     finally:
         await run.stop()
