@@ -59,7 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # The embedded mode (services/log/restore.py, rollover.py): records per partition the
     # broker is given from the kept log, and the records kept in a partition since then that
     # make devreg give the broker fresh, short partitions.
-    embedded_tail: int = 1000
+    embedded_tail: int = 200
     embedded_rollover: int = 2000
 
     def secrets(self) -> list[str]:
@@ -178,7 +178,7 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_replication_factor: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_min_insync_replicas: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
-    devreg_embedded_tail: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
+    devreg_embedded_tail: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
     devreg_embedded_rollover: Annotated[int, Meta(ge=100, le=10_000_000)] = 2000
 
 
