@@ -16,7 +16,15 @@ import msgspec
 from events import decode_event
 from services.log.broker import free_port
 from tests.log_checks import assert_chains
-from tests.support import WorkerProcess, devreg, now_ms, registration, sized, wait_for
+from tests.support import (
+    WorkerProcess,
+    admin_headers,
+    devreg,
+    now_ms,
+    registration,
+    sized,
+    wait_for,
+)
 
 OPS = sized(test=3000, soak=50_000)
 DEVICES = sized(test=240, soak=4000)
@@ -139,7 +147,7 @@ async def check_served(run: WorkerProcess, load: Load, exact: bool) -> None:
 
 async def audit_answers(run: WorkerProcess, names: list[str], at: int) -> dict[str, Any]:
     answers: dict[str, Any] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=admin_headers()) as session:
         for name in names:
             base = run.url(f"messaging/registrations/{name}")
             async with session.get(f"{base}/history?limit=1000") as response:
