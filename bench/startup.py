@@ -21,7 +21,7 @@ import aiohttp
 from bench import feed
 from bench.report import Row, Target
 from bench.session import Session, log
-from bench.stack import API_KEY, APP_ID
+from bench.stack import ADMIN_KEY, API_KEY, APP_ID
 from bench.stats import Spread
 from services.log.broker import free_port
 
@@ -39,7 +39,7 @@ class Run:
             **os.environ,
             "DEVREG_DATA_DIR": str(self.data_dir),
             "DEVREG_HTTP_PORT": str(self.port),
-            "DEVREG_APPS": f"{APP_ID}:{API_KEY}",
+            "DEVREG_APPS": f"{APP_ID}:{API_KEY}:{ADMIN_KEY}",
         }
         env.pop("KAFKA_BOOTSTRAP", None)
         started = time.perf_counter()
