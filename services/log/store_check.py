@@ -73,10 +73,11 @@ async def mismatches(
 async def open_checked(path: Path, opener: Any, kafka: KafkaAccess, embedded: bool) -> Any:
     """Open a store; if it is corrupt, or the broker does not hold the history it claims,
     discard it (loudly) and start a fresh one, which the log then rebuilds. In the embedded
-    mode `devreg run` checked it against the kept log already (services/log/recovery.py),
-    and the broker was given only what the stores still need to read."""
+    mode `devreg run` checked it (its integrity too) against the kept log already
+    (services/log/recovery.py), and the broker was given only what the stores still need
+    to read: checking a large file's integrity twice doubled a cold start-up."""
     if embedded:
-        return await opener(path)
+        return await opener(path, check=False)
     try:
         store = await opener(path)
     except CorruptStore as exc:

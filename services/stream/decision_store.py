@@ -62,8 +62,9 @@ class DecisionStore:
         }
 
     @classmethod
-    async def open(cls, path: Path) -> DecisionStore:
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
+    async def open(cls, path: Path, *, check: bool = True) -> DecisionStore:
+        """`check`: see projections/sqlite.py open_db."""
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, check=check)
         return cls(conn, await read_positions(conn))
 
     async def close(self) -> None:
