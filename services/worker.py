@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -23,12 +23,12 @@ from services.http.forwarding import Forwarder
 from services.http.middleware import AccessLog, MalformedRequests
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
-from services.kafka.faust_app import EventsReader, build_app, hold_fetching, resume_fetching
+from services.kafka.faust_app import EventsReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
 from services.log import store_check
 from services.log.recovery import Embedded
-from services.log.rollover import Rollover
+from services.log.rollover import Rollover, held_still
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
@@ -125,21 +125,6 @@ class Worker:
                 self.takeover.handed({p: ends[(topic, p)] for p in handed})
         return self._positions()
 
-    @contextlib.asynccontextmanager
-    async def _quiesced(self) -> AsyncIterator[None]:
-        """Nothing written and nothing fetched by this worker meanwhile; every decided batch
-        kept and committed (services/log/rollover.py)."""
-        await self.gate.close()
-        try:
-            await self.processor.drain()
-            held = await hold_fetching(self.faust)
-            try:
-                yield
-            finally:
-                await resume_fetching(self.faust, held)
-        finally:
-            self.gate.open()
-
     async def start(self) -> None:
         started = time.monotonic()
         self.failure = asyncio.get_running_loop().create_future()
@@ -215,10 +200,9 @@ class Worker:
         self.health = BrokerHealth(self.producer)
         loops = [self.scheduler.run(), self.health.run(), self.read_back.run()]
         if self.embedded is not None:
+            still = partial(held_still, self.gate, self.processor.drain, self.faust)
             journal = self.embedded.journal
-            rollover = Rollover(
-                s, self.kafka, journal, self._quiesced, self._positions, self.metrics
-            )
+            rollover = Rollover(s, self.kafka, journal, still, self._positions, self.metrics)
             loops.append(rollover.run())
         for loop in loops:
             task = asyncio.ensure_future(loop)

@@ -30,20 +30,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
+import faust
 from aiokafka import TopicPartition
 
 from projections.positions import Record
 from services.config import Settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.kafka.faust_app import hold_fetching, resume_fetching
 from services.log.journal import Journal
 from services.log.recovery import topic_names
 from services.log.restore import Restored, restore
 from services.log.topics import wanted_topics
 from services.metrics import Metrics
+from services.stream.gate import Gate
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
@@ -66,6 +69,24 @@ class RolloverError(RuntimeError):
 
 class Quiesce(Protocol):
     def __call__(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+@contextlib.asynccontextmanager
+async def held_still(
+    gate: Gate, drain: Callable[[], Awaitable[None]], app: faust.App
+) -> AsyncIterator[None]:
+    """A worker holding still: nothing written (its writers wait at `gate`), every decided
+    batch kept and committed (`drain`), nothing fetched by its consumer (faust's `app`)."""
+    await gate.close()
+    try:
+        await drain()
+        held = await hold_fetching(app)
+        try:
+            yield
+        finally:
+            await resume_fetching(app, held)
+    finally:
+        gate.open()
 
 
 class Rollover:
