@@ -49,7 +49,10 @@ def export_main(settings: Settings, args: argparse.Namespace) -> int:
 
     kafka = require_kafka(settings, "export")
     summary = event_loop.run(
-        archive.export_log(kafka, topic_names(settings), Path(args.path)), settings.event_loop
+        archive.export_log(
+            kafka, topic_names(settings), Path(args.path), compacted=[settings.keys_topic]
+        ),
+        settings.event_loop,
     )
     print(summary, file=sys.stderr)
     return 0

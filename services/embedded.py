@@ -36,6 +36,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.events_topic,
         settings.outcomes_topic,
         settings.dlq_topic,
+        settings.keys_topic,
     ]
 
 
@@ -112,7 +113,9 @@ async def run(settings: Settings) -> int:
             log.info("restored the log from %s: %s", settings.archive_path, summary)
             ends = {(t, p): n for t, parts in summary.records.items() for p, n in parts.items()}
         code = await _serve(settings, kafka, stop, ends)
-        exported = await archive.export_log(kafka, topic_names(settings), settings.archive_path)
+        exported = await archive.export_log(
+            kafka, topic_names(settings), settings.archive_path, compacted=[settings.keys_topic]
+        )
         log.info("saved the log to %s: %s", settings.archive_path, exported)
         return code
     finally:

@@ -98,15 +98,27 @@ async def export_log(
     topics: Sequence[str],
     path: Path,
     on_progress: Callable[[int], None] | None = None,
+    compacted: Sequence[str] = (),
 ) -> ExportSummary:
-    """Write every record of `topics` to `path`; a failure leaves any previous file intact."""
+    """Write every record of `topics` to `path`; a failure leaves any previous file intact.
+
+    `compacted` topics (the keys topic) are written as Kafka's compaction would leave them,
+    offsets kept: a record whose key a later tombstone erased is written as a tombstone itself
+    (key, no value). The embedded broker never compacts, so without this an erased data key
+    would live on in every archive (docs/audit.md, "What an erasure leaves")."""
     progress = _Progress(on_progress)
     consumer = clients.consumer(kafka)
     try:
         await consumer.start()
         tps = _partitions(consumer, topics)
+        erasing = [tp for tp in tps if tp.topic in compacted]
+        plain = [tp for tp in tps if tp.topic not in compacted]
         with _replacing(path) as out:
-            written = await _drain(consumer, tps, out, progress) if tps else {}
+            written = await _drain(consumer, plain, out, progress) if plain else {}
+            if erasing:
+                held = _Held()
+                written |= await _drain(consumer, erasing, held, progress)
+                out.write(held.compacted())
     except KafkaError as exc:
         raise ArchiveError(
             f"cannot export {', '.join(topics)} from {kafka.bootstrap}: {exc!r}"
@@ -139,7 +151,10 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 
 
 async def _drain(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], out: IO[bytes], progress: _Progress
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    out: IO[bytes] | _Held,
+    progress: _Progress,
 ) -> dict[TopicPartition, int]:
     ends = await clients.end_offsets(consumer, tps)
     consumer.assign(tps)
@@ -160,6 +175,25 @@ async def _drain(
             stuck = ", ".join(f"{_name(tp)} (end offset {ends[tp]})" for tp in sorted(pending))
             raise ArchiveError(f"no records for {_STALL_S:.0f}s below the end of {stuck}")
     return counts
+
+
+class _Held:
+    """A compacted topic's records, held until its tombstones are all known (such a topic is
+    small: one record per live key)."""
+
+    def __init__(self) -> None:
+        self.records: list[ArchivedRecord] = []
+
+    def write(self, lines: bytes) -> None:
+        self.records.extend(_DECODER.decode_lines(lines))
+
+    def compacted(self) -> bytes:
+        erased = {(r.topic, r.partition, r.key) for r in self.records if r.value is None}
+        kept = [
+            msgspec.structs.replace(r, value=None) if (r.topic, r.partition, r.key) in erased else r
+            for r in self.records
+        ]
+        return _ENCODER.encode_lines(kept)
 
 
 def _archived(r: Any) -> ArchivedRecord:
