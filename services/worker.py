@@ -28,6 +28,9 @@ from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import EventsReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
+from services.keys.kek import load_kek
+from services.keys.keyring import Keyring
+from services.keys.store import KeyStore
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
@@ -39,6 +42,7 @@ from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
 from services.stream.read_back import ReadBack
 from services.stream.scheduler import ExpiryScheduler
+from services.stream.sealing import Sealing
 from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -122,6 +126,7 @@ class Worker:
         # Usually known already: the assignor told the gate when the group's table changed.
         self.takeover.assigned(p for t, p in assigned if t == topic)
         handed = self.takeover.waiting()
+        await self.keyring.handed(handed)
         if handed:
             try:
                 ends = await asyncio.wait_for(
@@ -151,6 +156,10 @@ class Worker:
             _open_checked(s.projection_path, ProjectionStore.open, self.kafka),
         )
         self._resources += [self.decisions, self.projection]
+        # Not checked against the broker like the other stores: it holds no positions it
+        # could claim too much with; a handed partition's keys are read from the topic again.
+        self.keys = await KeyStore.open(s.keys_path)
+        self._resources.append(self.keys)
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
@@ -159,6 +168,14 @@ class Worker:
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
+        self.keyring = Keyring(
+            self.keys,
+            load_kek(s),
+            self.command_producer,
+            self.kafka,
+            s.keys_topic,
+            self.ownership.partition_of,
+        )
         visibility = Visibility(s.events_topic, await self.projection.positions())
         self.scheduler = ExpiryScheduler(
             self.projection,
@@ -184,6 +201,7 @@ class Worker:
             self.ownership.partition_of,
             self._fail,
             projector.handle_own,
+            Sealing(self.keyring),
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
         self.faust = build_app(
@@ -232,6 +250,7 @@ class Worker:
             s.http_write_timeout_ms / 1000,
             s.token_keys,
             live_tail,
+            self.keyring,
         )
         debug = log.isEnabledFor(logging.DEBUG)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequests())

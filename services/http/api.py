@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -24,6 +25,8 @@ from services.http.command_gateway import (
 )
 from services.http.forwarding import Forwarder
 from services.http.wire import WireError, json_response
+from services.keys.keyring import Keyring
+from services.keys.personal import seal_personal
 from services.metrics import Metrics
 from services.stream.live_tail import LiveTail
 
@@ -47,6 +50,10 @@ class Api:
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
     tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
     live_tail: LiveTail  # the events as they happen, for /admin/{app}/live
+    keyring: Keyring  # seals personal values before a command leaves, opens them for answers
+
+    async def opened_token(self, app_id: str, device_id: str, text: str) -> str:
+        return await self.keyring.open(app_id, device_id, "device_token", text)
 
     def user(self, app_id: str, request: web.Request) -> str | None:
         """The fingerprint of the request's `user-token` (None without one): nothing devreg
@@ -96,7 +103,8 @@ class Api:
             raise WireError(rejection.code, rejection.message)
         if forwarded := await self.forwarder.to_owner(request, app_id, body.deviceId, raw):
             return forwarded  # the owner decides, so its read-your-writes holds
-        outcome = await self.submit(command)
+        # Sealed here, on the owner, which holds the device's key: no raw token is published.
+        outcome = await self.submit(await seal_personal(self.keyring, command))
         if not outcome.accepted:
             raise WireError(outcome.code or rules.INVALID_REGISTRATION, outcome.message or "")
         registration_id = wire.registration_id_text(outcome.registration_ids)
@@ -111,7 +119,8 @@ class Api:
         if device is None:
             message = f"Unable to retrieve device registration - unknown device ID {device_id!r}"
             raise WireError(rules.UNKNOWN_DEVICE_GET, message)
-        return json_response(wire.device_body(device))
+        token = await self.opened_token(app_id, device_id, device.device_token)
+        return json_response(wire.device_body(msgspec.structs.replace(device, device_token=token)))
 
     async def unregister(self, request: web.Request) -> web.Response:
         app_id = app_of(request)
@@ -127,7 +136,7 @@ class Api:
             raise WireError(rejection.code, rejection.message)
         if forwarded := await self.forwarder.to_owner(request, app_id, command.device_id):
             return forwarded
-        outcome = await self.submit(command)
+        outcome = await self.submit(await seal_personal(self.keyring, command))
         if not outcome.accepted:
             raise WireError(outcome.code or rules.UNKNOWN_DEVICE_DELETE, outcome.message or "")
         return json_response(wire.UnregisterResponse(result=True))

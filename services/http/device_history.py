@@ -128,7 +128,7 @@ class History:
         view = DeviceView(
             app_id=app_id,
             device_id=device_id,
-            device_token=state.device_token,
+            device_token=await self.api.opened_token(app_id, device_id, state.device_token),
             os=state.os,
             os_version=state.os_version,
             version=state.version,

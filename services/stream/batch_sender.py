@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from events import AnyEvent, Outcome, encode
+from events import AnyCommand, AnyEvent, Outcome, encode
 from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
@@ -27,9 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class Emission(msgspec.Struct):
+    """What one command produced: its outcome and events; or, for a command that came with a
+    raw personal value, only its sealed copy (`resent`), to be decided in its place."""
+
     record: Record
-    outcome: Outcome
+    outcome: Outcome | None
     events: tuple[AnyEvent, ...] = ()
+    resent: AnyCommand | None = None
 
 
 class Dead(msgspec.Struct):
@@ -66,8 +70,14 @@ class BatchSender:
         batches = RecordBatches(self._producer)
         events: list[list[tuple[bytes, bytes, Slot]]] = []
         for em in emissions:
-            key = partition_key(em.outcome.app_id, em.outcome.device_id)
             p = em.record.partition
+            if em.resent is not None:
+                key = partition_key(em.resent.app_id, em.resent.device_id)
+                await batches.add(s.commands_topic, p, key, encode(em.resent))
+                events.append([])
+                continue
+            assert em.outcome is not None
+            key = partition_key(em.outcome.app_id, em.outcome.device_id)
             sends = []
             for event in em.events:
                 value = encode(event)

@@ -37,6 +37,7 @@ from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.pending_decisions import PendingDecisions
+from services.stream.sealing import Sealing
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,10 @@ class CommandProcessor:
         partition_of: Callable[[str, str], int],
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn,
+        sealing: Sealing | None,
     ):
+        # None only where a test drives the processor with raw values and no keys.
+        self._sealing = sealing
         self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
@@ -122,13 +126,16 @@ class CommandProcessor:
         known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
+        copies = await self._sealed_copies(parsed, seen)
         emissions: list[Emission] = []
         dead: list[Dead] = []
         for record, command in parsed:
             if isinstance(command, Dead):
                 dead.append(command)
-                continue
-            emissions.append(self._decide(record, command, states, seen, known, batch))
+            elif id(command) in copies:
+                emissions.append(Emission(record, None, resent=copies[id(command)]))
+            else:
+                emissions.append(self._decide(record, command, states, seen, known, batch))
         sent = await self._sender.send(emissions, dead)
         pending.add(batch)
         previous = self._finishing
@@ -138,6 +145,28 @@ class CommandProcessor:
         if previous is not None:
             # Shielded: stopping the agent must not cancel a commit halfway through its steps.
             await asyncio.shield(previous)
+
+    async def _sealed_copies(
+        self, parsed: list[tuple[Record, AnyCommand | Dead]], seen: dict[Key, Outcome]
+    ) -> dict[int, AnyCommand]:
+        """Commands with a raw personal value that would be decided: their sealed copies, by
+        id() of the command (services/stream/sealing.py). A repeat, a misdirected command or
+        one the rules reject is decided as it is: it needs no key, and gets none."""
+        if self._sealing is None:
+            return {}
+        raw = [
+            c
+            for record, c in parsed
+            if not isinstance(c, Dead)
+            and self._sealing.needs_copy(c)
+            and (c.app_id, c.command_id) not in seen
+            and self._misdirected(record, c) is None
+            and rules.check(c, c.issued_at or record.timestamp) is None
+        ]
+        if not raw:
+            return {}
+        copies = await self._sealing.copies(raw)
+        return {id(c): copy for c, copy in zip(raw, copies, strict=True)}
 
     async def drain(self) -> None:
         """Wait until every batch handed to `handle` is committed (or has failed, which
@@ -164,9 +193,13 @@ class CommandProcessor:
         last_events, acknowledged = await self._sender.acknowledged(sent)
         if previous is not None:
             await asyncio.shield(previous)
+        if self._sealing is not None:
+            await self._sealing.erase_forgotten(e for em in emissions for e in em.events)
         await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged))
         self._pending.settle(batch)
         for emission, last_event in zip(emissions, last_events, strict=True):
+            if emission.outcome is None:
+                continue  # sent again sealed: the copy's decision is the command's
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
             self._metrics.inc("devreg_outcomes_total", code=code)
