@@ -46,11 +46,12 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
 def export_main(settings: Settings, args: argparse.Namespace) -> int:
     from services.embedded import topic_names
     from services.log import archive
+    from services.log.topics import compacted_topics
 
     kafka = require_kafka(settings, "export")
     summary = event_loop.run(
         archive.export_log(
-            kafka, topic_names(settings), Path(args.path), compacted=[settings.keys_topic]
+            kafka, topic_names(settings), Path(args.path), compacted=compacted_topics(settings)
         ),
         settings.event_loop,
     )

@@ -87,6 +87,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return f"{self.topic_prefix}.keys"
 
     @property
+    def tokens_topic(self) -> str:
+        return f"{self.topic_prefix}.tokens"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "token-index.sqlite"
+
+    @property
     def keys_path(self) -> Path:
         return self.data_dir / "keys.sqlite"
 

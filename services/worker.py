@@ -43,7 +43,11 @@ from services.stream.projector import Projector
 from services.stream.read_back import ReadBack
 from services.stream.scheduler import ExpiryScheduler
 from services.stream.sealing import Sealing
+from services.stream.token_claims import TokenClaims
 from services.stream.visibility import Visibility
+from services.tokens.index_store import IndexStore
+from services.tokens.records import index_key
+from services.tokens.relay import TokenRelay
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +116,11 @@ class Worker:
             self._fail(task.exception())  # type: ignore[arg-type]
 
     def _positions(self) -> Mapping[tuple[str, int], int]:
-        return {**self.decisions.next_offsets, **self.projection.next_offsets()}
+        return {
+            **self.decisions.next_offsets,
+            **self.projection.next_offsets(),
+            **self.index.next_offsets,
+        }
 
     def _projected_to(self, partition: int) -> int:
         return int(self.projection.next_offsets().get((self.settings.events_topic, partition), 0))
@@ -151,11 +159,12 @@ class Worker:
         self.catch_up = CatchUp(streams, self._positions)
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
-        self.decisions, self.projection = await asyncio.gather(
+        self.decisions, self.projection, self.index = await asyncio.gather(
             _open_checked(s.decisions_path, DecisionStore.open, self.kafka),
             _open_checked(s.projection_path, ProjectionStore.open, self.kafka),
+            _open_checked(s.index_path, IndexStore.open, self.kafka),
         )
-        self._resources += [self.decisions, self.projection]
+        self._resources += [self.decisions, self.projection, self.index]
         # Not checked against the broker like the other stores: it holds no positions it
         # could claim too much with; a handed partition's keys are read from the topic again.
         self.keys = await KeyStore.open(s.keys_path)
@@ -168,9 +177,10 @@ class Worker:
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
+        kek = load_kek(s)
         self.keyring = Keyring(
             self.keys,
-            load_kek(s),
+            kek,
             self.command_producer,
             self.kafka,
             s.keys_topic,
@@ -202,13 +212,23 @@ class Worker:
             self._fail,
             projector.handle_own,
             Sealing(self.keyring),
+            TokenClaims(self.keyring, index_key(kek), self.ownership.partition_of),
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
+        relay = TokenRelay(
+            self.index,
+            self.command_producer,
+            s.commands_topic,
+            self.ownership.partition_of,
+            s.one_device_per_token,
+            self.metrics,
+        )
         self.faust = build_app(
             s,
             self.kafka,
             self.processor.handle,
             projector.handle,
+            relay.handle,
             self._assigned,
             self._fail,
             CoPartitionedAssignor(self.ownership),

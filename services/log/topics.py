@@ -37,22 +37,24 @@ class TopicError(RuntimeError):
 
 def wanted_topics(settings: Settings) -> list[NewTopic]:
     n, replicas = settings.partitions, settings.replication_factor
-    configs = {**_KEEP_FOREVER, "min.insync.replicas": str(settings.min_insync_replicas)}
+    insync = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    configs = {**_KEEP_FOREVER, **insync}
     return [
         NewTopic(settings.commands_topic, n, replicas, topic_configs=dict(configs)),
         NewTopic(settings.events_topic, n, replicas, topic_configs=dict(configs)),
         NewTopic(settings.outcomes_topic, n, replicas, topic_configs=dict(configs)),
         NewTopic(settings.dlq_topic, 1, replicas, topic_configs=dict(configs)),
-        NewTopic(
-            settings.keys_topic,
-            n,
-            replicas,
-            topic_configs={
-                **KEYS_COMPACTION,
-                "min.insync.replicas": configs["min.insync.replicas"],
-            },
+        *(
+            NewTopic(topic, n, replicas, topic_configs={**KEYS_COMPACTION, **insync})
+            for topic in compacted_topics(settings)
         ),
     ]
+
+
+def compacted_topics(settings: Settings) -> list[str]:
+    """The keys topic and the tokens topic (services/tokens/records.py), compacted alike: each
+    holds what an erasure must be able to remove."""
+    return [settings.keys_topic, settings.tokens_topic]
 
 
 async def ensure_topics(settings: Settings, kafka: KafkaAccess) -> dict[str, int]:
@@ -71,7 +73,7 @@ async def ensure_topics(settings: Settings, kafka: KafkaAccess) -> dict[str, int
         await admin.close()
     counts = {d["topic"]: len(d["partitions"]) for d in described}
     commands = counts[settings.commands_topic]
-    for other in (settings.events_topic, settings.keys_topic):
+    for other in (settings.events_topic, *compacted_topics(settings)):
         if counts[other] != commands:
             raise TopicError(
                 f"{settings.commands_topic} has {commands} partitions but {other} has"

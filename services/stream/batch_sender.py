@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -63,9 +64,15 @@ class BatchSender:
         self._visibility = visibility
         self._metrics = metrics
 
-    async def send(self, emissions: list[Emission], dead: list[Dead]) -> Sent:
+    async def send(
+        self,
+        emissions: list[Emission],
+        dead: list[Dead],
+        tokens: Sequence[tuple[int, bytes, bytes | None]] = (),
+    ) -> Sent:
         """Hand every event, outcome and dead letter to the producer, in order per partition
-        (aiokafka keeps one request in flight per broker)."""
+        (aiokafka keeps one request in flight per broker); and the batch's records for the
+        tokens topic (services/stream/token_claims.py)."""
         s = self._settings
         batches = RecordBatches(self._producer)
         events: list[list[tuple[bytes, bytes, Slot]]] = []
@@ -84,6 +91,8 @@ class BatchSender:
                 sends.append((key, value, await batches.add(s.events_topic, p, key, value)))
             events.append(sends)
             await batches.add(s.outcomes_topic, p, key, encode(em.outcome))
+        for partition, token_key, token_value in tokens:
+            await batches.add(s.tokens_topic, partition, token_key, token_value)
         await batches.flush()
         return Sent(events, batches, [await self._dead_letter(d) for d in dead])
 

@@ -18,8 +18,16 @@ from projections.sqlite import open_db
 
 # 2: device_states and command_outcomes are rowid tables with a unique index: their rows (a
 #    ~400-byte JSON blob each) are too large for a WITHOUT ROWID b-tree (as for device_events)
-SCHEMA_VERSION = 2
+# 3: token_fingerprints, the fingerprints of the tokens each device claimed (a forgotten
+#    device's are erased from the token index: services/stream/token_claims.py)
+SCHEMA_VERSION = 3
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS token_fingerprints (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (app_id, device_id, fingerprint)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_states (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -52,6 +60,9 @@ class DecisionBatch(msgspec.Struct):
     channels: set[Key] = set()
     outcomes: dict[Key, Outcome] = {}
     positions: list[Position] = []
+    # Token fingerprints claimed per device; devices whose fingerprints are all dropped first.
+    fingerprints: dict[Key, set[str]] = {}
+    unfingerprinted: set[Key] = set()
 
 
 class DecisionStore:
@@ -110,10 +121,30 @@ class DecisionStore:
         )
         return {(app, channel) for app, channel, _ in rows}
 
+    async def load_fingerprints(self, keys: Iterable[Key]) -> dict[Key, set[str]]:
+        rows = await self._select_pairs(
+            "SELECT t.app_id, t.device_id, t.fingerprint FROM (VALUES {values}) AS k"
+            " JOIN token_fingerprints t ON t.app_id = k.column1 AND t.device_id = k.column2",
+            keys,
+        )
+        found: dict[Key, set[str]] = {}
+        for app, device, fp in rows:
+            found.setdefault((app, device), set()).add(str(fp))
+        return found
+
     async def commit(self, batch: DecisionBatch) -> None:
         conn = self._conn
         try:
             await conn.execute("BEGIN")
+            await conn.executemany(
+                "DELETE FROM token_fingerprints WHERE app_id = ? AND device_id = ?",
+                sorted(batch.unfingerprinted),
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO token_fingerprints (app_id, device_id, fingerprint)"
+                " VALUES (?,?,?)",
+                [(*key, fp) for key, fps in batch.fingerprints.items() for fp in sorted(fps)],
+            )
             await conn.executemany(
                 "INSERT OR REPLACE INTO device_states (app_id, device_id, state) VALUES (?,?,?)",
                 [(*key, _state_encoder.encode(s)) for key, s in batch.states.items()],

@@ -38,6 +38,7 @@ from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.sealing import Sealing
+from services.stream.token_claims import TokenClaims, Transition
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,11 @@ class CommandProcessor:
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn,
         sealing: Sealing | None,
+        claims: TokenClaims | None = None,
     ):
         # None only where a test drives the processor with raw values and no keys.
         self._sealing = sealing
+        self._claims = claims
         self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
@@ -129,14 +132,21 @@ class CommandProcessor:
         copies = await self._sealed_copies(parsed, seen)
         emissions: list[Emission] = []
         dead: list[Dead] = []
+        transitions: list[Transition] = []
         for record, command in parsed:
             if isinstance(command, Dead):
                 dead.append(command)
             elif id(command) in copies:
                 emissions.append(Emission(record, None, resent=copies[id(command)]))
             else:
-                emissions.append(self._decide(record, command, states, seen, known, batch))
-        sent = await self._sender.send(emissions, dead)
+                key = (command.app_id, command.device_id)
+                before = batch.states.get(key) or states.get(key)
+                emission = self._decide(record, command, states, seen, known, batch)
+                emissions.append(emission)
+                if emission.events and key in batch.states:
+                    transitions.append(Transition(before, batch.states[key], emission.events))
+        tokens = await self._token_records(transitions, batch, devices)
+        sent = await self._sender.send(emissions, dead, tokens)
         pending.add(batch)
         previous = self._finishing
         finishing = asyncio.ensure_future(self._finish(previous, batch, emissions, sent))
@@ -145,6 +155,16 @@ class CommandProcessor:
         if previous is not None:
             # Shielded: stopping the agent must not cancel a commit halfway through its steps.
             await asyncio.shield(previous)
+
+    async def _token_records(
+        self, transitions: list[Transition], batch: DecisionBatch, devices: list[Key]
+    ) -> list[tuple[int, bytes, bytes | None]]:
+        if self._claims is None or not transitions:
+            return []
+        changed = {(t.after.app_id, t.after.device_id) for t in transitions}
+        stored = await self._store.load_fingerprints(changed)
+        known = self._pending.over_fingerprints(changed, stored)
+        return await self._claims.records(transitions, batch, known)
 
     async def _sealed_copies(
         self, parsed: list[tuple[Record, AnyCommand | Dead]], seen: dict[Key, Outcome]

@@ -34,7 +34,7 @@ class RecordBatches:
         self._sent: list[RecordBatch] = []
         self._acks: list[asyncio.Future[Any]] = []  # one per batch in `_sent`
 
-    async def add(self, topic: str, partition: int, key: bytes, value: bytes) -> Slot:
+    async def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> Slot:
         tp = (topic, partition)
         batch = self._open.get(tp) or self._start(tp)
         meta = batch.builder.append(key=key, value=value, timestamp=None)
@@ -43,7 +43,7 @@ class RecordBatches:
             batch = self._start(tp)
             meta = batch.builder.append(key=key, value=value, timestamp=None)
             if meta is None:
-                raise ValueError(f"a record of {len(value)} bytes exceeds the batch size")
+                raise ValueError(f"a record of {len(value or b'')} bytes exceeds the batch size")
         return (batch, meta.offset, meta.timestamp)
 
     async def flush(self) -> None:
