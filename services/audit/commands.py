@@ -25,6 +25,7 @@ from services.audit.publish import PublishError, command_from_json, publish
 from services.audit.topic_report import describe
 from services.clock import now_ms
 from services.config import Settings, require_kafka
+from services.keys.snapshot import read_snapshot
 from services.log.reader import LogError, LogReader
 from services.progress import Progress
 from services.rebuild import swap_in as rebuild
@@ -168,11 +169,15 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
             report = await as_of.as_of_file(kafka, topic, as_of.AsOf(at_ms), out, progress)
             _print({"as_of": at_ms, "file": str(out), "build": report})
         elif args.device is not None:
-            device = await as_of.device_as_of(kafka, topic, args.app, args.device, at_ms, progress)
+            keys = await read_snapshot(settings, kafka)
+            device = await as_of.device_as_of(
+                kafka, topic, args.app, args.device, at_ms, progress, keys
+            )
             _print({"as_of": at_ms, "app_id": args.app, "device_id": args.device, "device": device})
         else:
+            keys = await read_snapshot(settings, kafka)
             devices = await as_of.channel_as_of(
-                kafka, topic, args.app, args.channel, at_ms, progress
+                kafka, topic, args.app, args.channel, at_ms, progress, keys
             )
             _print(
                 {"as_of": at_ms, "app_id": args.app, "channel": args.channel, "devices": devices}

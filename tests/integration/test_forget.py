@@ -99,6 +99,11 @@ async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left
 
         await wait_for(indexed, 20, "the token in the index")
         wrapped, key = _data_key(data, "app-a", device)
+        code, out, err = await devreg(
+            worker, "as-of", "--quiet", str(now_ms()), "--app", "app-a", "--device", device
+        )
+        assert code == 0, err
+        assert msgspec.json.decode(out)["device"]["device_token"] == token  # the CLI opens it
 
         # When it is forgotten over HTTP, and the other one with `devreg forget`
         status, answer = await admin(worker, "POST", f"devices/{device}/forget")
@@ -123,6 +128,24 @@ async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left
         assert answer[0]["deviceToken"] == sealed.ERASED
         status, _ = await admin(worker, "POST", "tokens/lookup", {"deviceToken": token})
         assert status == 400
+
+        # and the audit CLI agrees: the chain holds with the erasure in it, replay never fails
+        # on the sealed fields, and as-of shows the token erased
+        code, out, err = await devreg(worker, "history", "--quiet", "app-a", device)
+        assert code == 0, err
+        story = msgspec.json.decode(out)
+        assert story["chain"]["intact"] is True
+        assert story["events"][-1]["event"]["type"] == "device-forgotten/1"
+        code, out, err = await devreg(
+            worker, "replay", "--quiet", "--app", "app-a", "--device", device
+        )
+        assert code == 0, err
+        assert len(out.splitlines()) == 2
+        code, out, err = await devreg(
+            worker, "as-of", "--quiet", str(registered_at), "--app", "app-a", "--device", device
+        )
+        assert code == 0, err
+        assert msgspec.json.decode(out)["device"]["device_token"] == sealed.ERASED
 
         # and the log still verifies, and an export holds no copy either
         code, out, err = await devreg(worker, "verify", "--quiet")
