@@ -46,6 +46,9 @@ class DeviceState(msgspec.Struct, frozen=True, kw_only=True):
     # When the device was last forgotten: a value sealed with a key created before then was
     # sealed with an erased key (a registration in flight during the erasure).
     forgotten_at: int | None = None
+    # When the last event happened: for a device without channels, since when it is gone
+    # (retention erases it that long after).
+    changed_at: int = 0
 
     @property
     def exists(self) -> bool:
@@ -84,6 +87,7 @@ def evolve(state: DeviceState, event: DeviceEvent) -> DeviceState:
                 channels=channels,
                 registered_at=event.occurred_at,
                 registration=event.event_id,
+                changed_at=event.occurred_at,
             )
         case DeviceForgotten():
             return msgspec.structs.replace(
@@ -93,6 +97,7 @@ def evolve(state: DeviceState, event: DeviceEvent) -> DeviceState:
                 device_token="",
                 channels=_without(state.channels, event.channels),
                 forgotten_at=event.occurred_at,
+                changed_at=event.occurred_at,
             )
         case DeviceUnregistered() | RegistrationExpired() | TokenRejected() | DeviceSuperseded():
             return msgspec.structs.replace(
@@ -100,4 +105,5 @@ def evolve(state: DeviceState, event: DeviceEvent) -> DeviceState:
                 version=event.version,
                 last_hash=event.hash,
                 channels=_without(state.channels, event.channels),
+                changed_at=event.occurred_at,
             )

@@ -58,7 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     advertised_url: str  # how other workers and clients reach this one
     kek: str | None  # DEVREG_KEK (base64); None: the data directory's key file
     one_device_per_token: frozenset[str]  # apps whose duplicate tokens are superseded
-    retention_days: dict[str, int]  # app id -> days an unregistered device is kept
+    retention_days: dict[str, float]  # app id -> days a device without channels is kept
 
     def secrets(self) -> list[str]:
         """Every configured value no log line may show (services/logs.py masks them)."""
@@ -140,16 +140,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "log-archive.ndjson"
 
 
-def parse_retention(raw: str, apps: Mapping[str, str]) -> dict[str, int]:
-    days: dict[str, int] = {}
+def parse_retention(raw: str, apps: Mapping[str, str]) -> dict[str, float]:
+    """`app-id:days[,…]`; days may be a decimal (0.5 is twelve hours)."""
+    days: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         app_id, sep, count = item.partition(":")
-        if not sep or app_id not in apps or not count.isdigit() or not 1 <= int(count) <= 36500:
+        try:
+            value = float(count)
+        except ValueError:
+            value = -1.0
+        if not sep or app_id not in apps or not 0 < value <= 36500:
             raise ConfigError(
                 f"DEVREG_RETENTION_DAYS entry {item!r} is not app-id:days (a configured app,"
-                " 1 to 36500 days)"
+                " more than 0 and at most 36500 days)"
             )
-        days[app_id] = int(count)
+        days[app_id] = value
     return days
 
 

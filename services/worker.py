@@ -41,6 +41,7 @@ from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
 from services.stream.read_back import ReadBack
+from services.stream.retention import RetentionScheduler
 from services.stream.scheduler import ExpiryScheduler
 from services.stream.sealing import Sealing
 from services.stream.token_claims import TokenClaims
@@ -195,6 +196,15 @@ class Worker:
             self.ownership.partition_of,
             partitions=self.ownership.local,
         )
+        retention = RetentionScheduler(
+            self.decisions,
+            self.command_producer,
+            s.commands_topic,
+            s.retention_days,
+            self.metrics,
+            self.ownership.partition_of,
+            self.ownership.local,
+        )
         events_reader = EventsReader(s.events_topic)
         self.read_back = ReadBack(
             events_reader, self._projected_to, self.metrics, s.read_back_recheck_ms / 1000
@@ -237,7 +247,8 @@ class Worker:
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        for loop in (self.scheduler.run(), self.health.run(), self.read_back.run()):
+        loops = (self.scheduler.run(), self.health.run(), self.read_back.run(), retention.run())
+        for loop in loops:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)

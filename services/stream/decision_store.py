@@ -19,9 +19,19 @@ from projections.sqlite import open_db
 # 2: device_states and command_outcomes are rowid tables with a unique index: their rows (a
 #    ~400-byte JSON blob each) are too large for a WITHOUT ROWID b-tree (as for device_events)
 # 3: token_fingerprints, the fingerprints of the tokens each device claimed (a forgotten
-#    device's are erased from the token index: services/stream/token_claims.py)
+#    device's are erased from the token index: services/stream/token_claims.py); gone_devices,
+#    the devices without channels and not forgotten, by when they went (retention)
 SCHEMA_VERSION = 3
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS gone_devices (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (app_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS gone_devices_by_time ON gone_devices (app_id, since, device_id);
 CREATE TABLE IF NOT EXISTS token_fingerprints (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -63,6 +73,14 @@ class DecisionBatch(msgspec.Struct):
     # Token fingerprints claimed per device; devices whose fingerprints are all dropped first.
     fingerprints: dict[Key, set[str]] = {}
     unfingerprinted: set[Key] = set()
+    partitions: dict[Key, int] = {}  # each changed device's partition
+
+
+class GoneDevice(msgspec.Struct, frozen=True):
+    app_id: str
+    device_id: str
+    since: int
+    version: int
 
 
 class DecisionStore:
@@ -132,6 +150,45 @@ class DecisionStore:
             found.setdefault((app, device), set()).add(str(fp))
         return found
 
+    async def _write_gone(self, batch: DecisionBatch) -> None:
+        """A device without channels whose token is not erased yet is gone since its last
+        event; any other changed device is not (registered again, or forgotten)."""
+        gone = [(key, s) for key, s in batch.states.items() if not s.exists and s.device_token]
+        await self._conn.executemany(
+            "DELETE FROM gone_devices WHERE app_id = ? AND device_id = ?",
+            [key for key, s in batch.states.items() if s.exists or not s.device_token],
+        )
+        await self._conn.executemany(
+            "INSERT OR REPLACE INTO gone_devices (app_id, device_id, partition, since, version)"
+            " VALUES (?,?,?,?,?)",
+            [(*key, batch.partitions.get(key, 0), s.changed_at, s.version) for key, s in gone],
+        )
+
+    async def gone_before(
+        self, app_id: str, before: int, limit: int, partitions: frozenset[int] | None
+    ) -> list[GoneDevice]:
+        """The app's devices gone at or before `before`: an index range, never a scan."""
+        where = ""
+        if partitions is not None:
+            where = (
+                f" AND partition IN ({','.join(str(int(p)) for p in sorted(partitions)) or 'NULL'})"
+            )
+        async with self._conn.execute(
+            "SELECT app_id, device_id, since, version FROM gone_devices"
+            " INDEXED BY gone_devices_by_time WHERE app_id = ? AND since <= ?"
+            f"{where} ORDER BY since, device_id LIMIT ?",
+            (app_id, before, limit),
+        ) as cursor:
+            return [GoneDevice(*row) for row in await cursor.fetchall()]
+
+    async def next_gone(self, app_id: str, after: int) -> int | None:
+        """The earliest time a device of the app went, later than `after`."""
+        async with self._conn.execute(
+            "SELECT MIN(since) FROM gone_devices WHERE app_id = ? AND since > ?", (app_id, after)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row and row[0] is not None else None
+
     async def commit(self, batch: DecisionBatch) -> None:
         conn = self._conn
         try:
@@ -158,6 +215,7 @@ class DecisionStore:
                 " VALUES (?,?,?)",
                 [(*key, encode(o)) for key, o in batch.outcomes.items()],
             )
+            await self._write_gone(batch)
             await write_positions(conn, batch.positions)
             await conn.commit()
         except BaseException:

@@ -262,6 +262,7 @@ class CommandProcessor:
                 state = evolve(state, event)
         if decision.events:
             batch.states[key] = state
+            batch.partitions[key] = record.partition
         batch.outcomes[outcome_key] = decision.outcome
         result = "accepted" if decision.outcome.accepted else "rejected"
         if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
