@@ -38,7 +38,6 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_expiry_commands_total": ("Expiry commands sent by the scheduler", ()),
     "devreg_supersede_commands_total": ("Supersede commands sent by the token index", ()),
     "devreg_retention_commands_total": ("Forget commands sent by retention", ()),
-    "devreg_keys_erased_total": ("Device data keys erased (forgotten devices)", ()),
     "devreg_handler_failures_total": ("Handler failures that stopped the worker", ()),
     "devreg_http_exports_cut_total": ("Streamed exports cut off: the client stopped reading", ()),
     "devreg_http_live_cut_total": (
