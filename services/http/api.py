@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import msgspec
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
@@ -62,6 +63,19 @@ class Api:
         token = request.headers.get("user-token")
         return self.tokens.fingerprint(app_id, token) if token else None
 
+    async def sealed(self, command: AnyCommand) -> AnyCommand:
+        """`command` with its personal values sealed; a device's first key is made durable
+        on Kafka first, so a broker outage answers 503 (5901) here as in `submit`."""
+        if not self.broker_reachable():
+            raise WireError(rules.KAFKA_UNAVAILABLE, "Kafka is unreachable; retry later", 503)
+        try:
+            return await asyncio.wait_for(
+                seal_personal(self.keyring, command), self.gateway.timeout_s
+            )
+        except (KafkaError, TimeoutError) as exc:
+            message = f"Kafka did not acknowledge the device's key: {exc!r}"
+            raise WireError(rules.KAFKA_UNAVAILABLE, message, 503) from exc
+
     async def submit(self, command: AnyCommand) -> Outcome:
         if not self.broker_reachable():
             # Fail fast while the broker is known to be down, rather than hang every client.
@@ -104,7 +118,7 @@ class Api:
         if forwarded := await self.forwarder.to_owner(request, app_id, body.deviceId, raw):
             return forwarded  # the owner decides, so its read-your-writes holds
         # Sealed here, on the owner, which holds the device's key: no raw token is published.
-        outcome = await self.submit(await seal_personal(self.keyring, command))
+        outcome = await self.submit(await self.sealed(command))
         if not outcome.accepted:
             raise WireError(outcome.code or rules.INVALID_REGISTRATION, outcome.message or "")
         registration_id = wire.registration_id_text(outcome.registration_ids)
@@ -136,7 +150,7 @@ class Api:
             raise WireError(rejection.code, rejection.message)
         if forwarded := await self.forwarder.to_owner(request, app_id, command.device_id):
             return forwarded
-        outcome = await self.submit(await seal_personal(self.keyring, command))
+        outcome = await self.submit(await self.sealed(command))
         if not outcome.accepted:
             raise WireError(outcome.code or rules.UNKNOWN_DEVICE_DELETE, outcome.message or "")
         return json_response(wire.UnregisterResponse(result=True))

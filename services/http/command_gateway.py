@@ -42,6 +42,10 @@ class CommandGateway:
         self._topic = commands_topic
         self._timeout_s = visible_timeout_ms / 1000
 
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
     async def submit(self, command: AnyCommand) -> Outcome:
         """Send `command`; return its outcome once its events are visible to queries."""
         deadline = time.monotonic() + self._timeout_s

@@ -50,6 +50,7 @@ class Keyring:
         self._partition_of = partition_of
         self._clock = clock
         self._caught_up: set[int] = set()
+        self._epoch = 0  # bumped when partitions are handed over: a catch-up begun before stops
         self._catching_up: dict[int, asyncio.Future[None]] = {}
         self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         self._flushing: asyncio.Future[None] | None = None
@@ -118,16 +119,18 @@ class Keyring:
         return await asyncio.shield(future)
 
     async def _flush(self) -> None:
+        """Create the queued keys, one group at a time. Failures go to the callers waiting
+        (an HTTP request answers 503), not into an unobserved task."""
         await asyncio.sleep(0)  # let the requests of this loop turn join the batch
         while self._queued:
             batch, self._queued = self._queued, {}
             try:
                 created = await self._create(list(batch))
-            except BaseException as exc:
+            except Exception as exc:
                 for future in batch.values():
                     if not future.done():
                         future.set_exception(exc)
-                raise
+                continue
             for device, future in batch.items():
                 if not future.done():
                     future.set_result(created[device])
@@ -137,6 +140,12 @@ class Keyring:
         created: dict[DeviceKey, tuple[str, bytes]] = {}
         stored: list[StoredKey] = []
         for app_id, device_id in devices:
+            # Looked at again here, where creations run one group at a time: a caller that
+            # found no key just before another group created one must not make a second.
+            existing = await self._store.keys_of(app_id, device_id)
+            if existing:
+                created[(app_id, device_id)] = (existing[-1].key_id, self._unwrap(existing[-1]))
+                continue
             kid, key = cipher.new_key_id(stamp), cipher.new_key()
             slot = (app_id, device_id, kid)
             wrapped = cipher.wrap(self._kek, key, records.record_key(slot))
@@ -144,6 +153,8 @@ class Keyring:
             stored.append(StoredKey(app_id, device_id, kid, partition, wrapped))
             created[(app_id, device_id)] = (kid, key)
             self._unwrapped[slot] = key
+        if not stored:
+            return created
         await self._store.write(stored)
         await self._publish(
             [(s.partition, (s.app_id, s.device_id, s.key_id), s.wrapped) for s in stored]
@@ -189,6 +200,7 @@ class Keyring:
         chosen = set(partitions)
         if not chosen:
             return
+        self._epoch += 1
         self._caught_up -= chosen
         self._unwrapped = {
             s: k for s, k in self._unwrapped.items() if self._partition_of(s[0], s[1]) not in chosen
@@ -210,13 +222,17 @@ class Keyring:
 
     async def _read_partition(self, partition: int) -> None:
         """Fold the partition's keys from the stored position to the end of the topic."""
+        epoch = self._epoch
         positions = {p.partition: p.next_offset for p in await self._store.positions()}
         tp = TopicPartition(self.topic, partition)
         async with LogReader(self._kafka) as reader:
             async for batch in reader.read({tp: positions.get(partition, 0)}):
+                if epoch != self._epoch:
+                    return  # handed over meanwhile: what it held is gone, read again from 0
                 live, erased = records.fold(batch)
                 await self._store.write(live.values(), erased, last_positions(batch))
                 for slot in erased:
                     self._unwrapped.pop(slot, None)
-        self._caught_up.add(partition)
+        if epoch == self._epoch:
+            self._caught_up.add(partition)
         log.debug("keys of partition %d read from the keys topic", partition)
