@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from projections.positions import Position
 from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
-from services import shutdown
+from services import shutdown, token_lifecycle
 from services.config import Settings
 from services.http.access import Keys
 from services.http.api import LINGER_S, Api
@@ -28,8 +28,6 @@ from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import EventsReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
-from services.keys.kek import load_kek
-from services.keys.keyring import Keyring
 from services.keys.store import KeyStore
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
@@ -41,14 +39,9 @@ from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
 from services.stream.read_back import ReadBack
-from services.stream.retention import RetentionScheduler
 from services.stream.scheduler import ExpiryScheduler
-from services.stream.sealing import Sealing
-from services.stream.token_claims import TokenClaims
 from services.stream.visibility import Visibility
 from services.tokens.index_store import IndexStore
-from services.tokens.records import index_key
-from services.tokens.relay import TokenRelay
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +159,7 @@ class Worker:
             _open_checked(s.index_path, IndexStore.open, self.kafka),
         )
         self._resources += [self.decisions, self.projection, self.index]
-        # Not checked against the broker like the other stores: it holds no positions it
-        # could claim too much with; a handed partition's keys are read from the topic again.
+        # Not checked against the broker: a handed partition's keys are read from the topic.
         self.keys = await KeyStore.open(s.keys_path)
         self._resources.append(self.keys)
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
@@ -178,15 +170,17 @@ class Worker:
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
-        kek = load_kek(s)
-        self.keyring = Keyring(
-            self.keys,
-            kek,
-            self.command_producer,
+        tokens = token_lifecycle.build(
+            s,
             self.kafka,
-            s.keys_topic,
-            self.ownership.partition_of,
+            self.keys,
+            self.index,
+            self.decisions,
+            self.command_producer,
+            self.ownership,
+            self.metrics,
         )
+        self.keyring = tokens.keyring
         visibility = Visibility(s.events_topic, await self.projection.positions())
         self.scheduler = ExpiryScheduler(
             self.projection,
@@ -195,15 +189,6 @@ class Worker:
             self.metrics,
             self.ownership.partition_of,
             partitions=self.ownership.local,
-        )
-        retention = RetentionScheduler(
-            self.decisions,
-            self.command_producer,
-            s.commands_topic,
-            s.retention_days,
-            self.metrics,
-            self.ownership.partition_of,
-            self.ownership.local,
         )
         events_reader = EventsReader(s.events_topic)
         self.read_back = ReadBack(
@@ -221,24 +206,16 @@ class Worker:
             self.ownership.partition_of,
             self._fail,
             projector.handle_own,
-            Sealing(self.keyring),
-            TokenClaims(self.keyring, index_key(kek), self.ownership.partition_of),
+            tokens.sealing,
+            tokens.claims,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
-        relay = TokenRelay(
-            self.index,
-            self.command_producer,
-            s.commands_topic,
-            self.ownership.partition_of,
-            s.one_device_per_token,
-            self.metrics,
-        )
         self.faust = build_app(
             s,
             self.kafka,
             self.processor.handle,
             projector.handle,
-            relay.handle,
+            tokens.relay.handle,
             self._assigned,
             self._fail,
             CoPartitionedAssignor(self.ownership),
@@ -247,7 +224,12 @@ class Worker:
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        loops = (self.scheduler.run(), self.health.run(), self.read_back.run(), retention.run())
+        loops = (
+            self.scheduler.run(),
+            self.health.run(),
+            self.read_back.run(),
+            tokens.retention.run(),
+        )
         for loop in loops:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)

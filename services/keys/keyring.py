@@ -26,6 +26,7 @@ from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
 from services.keys.store import KeyStore, Slot, StoredKey
 from services.log.reader import LogReader
+from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
@@ -162,16 +163,13 @@ class Keyring:
         return created
 
     async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> None:
-        sends = [
-            await self._producer.send(
-                self.topic,
-                None if wrapped is None else records.record_value(wrapped),
-                key=records.record_key(slot),
-                partition=partition,
-            )
-            for partition, slot, wrapped in items
-        ]
-        await asyncio.gather(*sends)
+        """As record batches per partition, acknowledged before returning."""
+        batches = RecordBatches(self._producer)
+        for partition, slot, wrapped in items:
+            value = None if wrapped is None else records.record_value(wrapped)
+            await batches.add(self.topic, partition, records.record_key(slot), value)
+        await batches.flush()
+        await batches.acknowledged()
 
     # -- erasing -----------------------------------------------------------------------------
 
