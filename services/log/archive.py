@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.compaction import CompactingSpool
 
 _PROGRESS_EVERY = 5_000
 _IDLE_MS = 200  # drained: a window of many empty fetches, not one slow one, brought nothing
@@ -116,9 +117,10 @@ async def export_log(
         with _replacing(path) as out:
             written = await _drain(consumer, plain, out, progress) if plain else {}
             if erasing:
-                held = _Held()
-                written |= await _drain(consumer, erasing, held, progress)
-                out.write(held.compacted())
+                with tempfile.TemporaryFile() as spool:
+                    held = CompactingSpool(spool)
+                    written |= await _drain(consumer, erasing, held, progress)
+                    held.copy_to(out)
     except KafkaError as exc:
         raise ArchiveError(
             f"cannot export {', '.join(topics)} from {kafka.bootstrap}: {exc!r}"
@@ -153,7 +155,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 async def _drain(
     consumer: AIOKafkaConsumer,
     tps: list[TopicPartition],
-    out: IO[bytes] | _Held,
+    out: IO[bytes] | CompactingSpool,
     progress: _Progress,
 ) -> dict[TopicPartition, int]:
     ends = await clients.end_offsets(consumer, tps)
@@ -175,25 +177,6 @@ async def _drain(
             stuck = ", ".join(f"{_name(tp)} (end offset {ends[tp]})" for tp in sorted(pending))
             raise ArchiveError(f"no records for {_STALL_S:.0f}s below the end of {stuck}")
     return counts
-
-
-class _Held:
-    """A compacted topic's records, held until its tombstones are all known (such a topic is
-    small: one record per live key)."""
-
-    def __init__(self) -> None:
-        self.records: list[ArchivedRecord] = []
-
-    def write(self, lines: bytes) -> None:
-        self.records.extend(_DECODER.decode_lines(lines))
-
-    def compacted(self) -> bytes:
-        erased = {(r.topic, r.partition, r.key) for r in self.records if r.value is None}
-        kept = [
-            msgspec.structs.replace(r, value=None) if (r.topic, r.partition, r.key) in erased else r
-            for r in self.records
-        ]
-        return _ENCODER.encode_lines(kept)
 
 
 def _archived(r: Any) -> ArchivedRecord:
