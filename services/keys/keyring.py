@@ -30,6 +30,9 @@ from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
+# Unwrapped keys kept in memory (each ~150 bytes with its slot): a registry's busiest devices;
+# the rest are read from the key store again when needed.
+CACHED_KEYS = 100_000
 
 
 class Keyring:
@@ -100,8 +103,13 @@ class Keyring:
         key = self._unwrapped.get(slot)
         if key is None:
             key = cipher.unwrap(self._kek, stored.wrapped, records.record_key(slot))
-            self._unwrapped[slot] = key
+            self._remember(slot, key)
         return key
+
+    def _remember(self, slot: Slot, key: bytes) -> None:
+        if len(self._unwrapped) >= CACHED_KEYS:
+            del self._unwrapped[next(iter(self._unwrapped))]  # the oldest remembered
+        self._unwrapped[slot] = key
 
     # -- creating ----------------------------------------------------------------------------
 
@@ -153,7 +161,7 @@ class Keyring:
             partition = self._partition_of(app_id, device_id)
             stored.append(StoredKey(app_id, device_id, kid, partition, wrapped))
             created[(app_id, device_id)] = (kid, key)
-            self._unwrapped[slot] = key
+            self._remember(slot, key)
         if not stored:
             return created
         await self._store.write(stored)
