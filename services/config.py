@@ -140,7 +140,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "log-archive.ndjson"
 
 
-def parse_retention(raw: str, apps: Mapping[str, str]) -> dict[str, float]:
+def parse_retention(raw: str, apps: Mapping[str, object]) -> dict[str, float]:
     """`app-id:days[,…]`; days may be a decimal (0.5 is twelve hours)."""
     days: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
@@ -158,7 +158,7 @@ def parse_retention(raw: str, apps: Mapping[str, str]) -> dict[str, float]:
     return days
 
 
-def parse_shared_tokens(raw: str, apps: Mapping[str, str]) -> frozenset[str]:
+def parse_shared_tokens(raw: str, apps: Mapping[str, object]) -> frozenset[str]:
     """The apps that keep one-device-per-token on (all but those DEVREG_ALLOW_SHARED_TOKENS
     names)."""
     named = {part.strip() for part in raw.split(",") if part.strip()}

@@ -38,7 +38,7 @@ class TokenLifecycle:
     index_key: bytes
 
     def admin(self, api: Api) -> TokenAdmin:
-        return TokenAdmin(api, self.index, self.index_key, self.settings.admin_keys)
+        return TokenAdmin(api, self.index, self.index_key)
 
 
 def build(

@@ -268,7 +268,7 @@ class Worker:
         debug = log.isEnabledFor(logging.DEBUG)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
         self.runner = web.AppRunner(
-            build_http_app(api, s.events_topic, Keys(s.apps, s.domain_app)),
+            build_http_app(api, s.events_topic, Keys(s.apps, s.domain_app), tokens.admin(api)),
             # At debug level, one line per request (its path redacted); none otherwise.
             access_log=logging.getLogger("devreg.access") if debug else None,
             access_log_class=AccessLog,

@@ -1,5 +1,5 @@
-"""Admin routes of the token lifecycle (docs/design.md §11, §12), under
-`/admin/{app_id}/...` with the app's admin key in `X-Devreg-Admin-Key`:
+"""Admin routes of the token lifecycle (docs/design.md §11, §12), declared in the route table
+(services/http/routes.py) with the admin key, on every base:
 
 - `POST tokens/lookup`: which device holds a token (the token index, on the worker that owns
   the token's fingerprint);
@@ -13,25 +13,19 @@ The token travels in a body, never in a URL (URLs end up in logs).
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable
-from typing import Any
-
 import aiohttp
 import msgspec
 from aiohttp import web
 
 from events import ForgetDevice, Outcome, ReportRejectedToken, rules
 from services.clock import now_ms
+from services.http.access import ADMIN_HEADER, app_of
 from services.http.api import Api
 from services.http.command_gateway import new_command_id
 from services.http.forwarding import FORWARDED, TIMEOUT
 from services.http.wire import WireError, json_response
 from services.tokens import records
 from services.tokens.index_store import IndexStore
-
-ADMIN_KEY_HEADER = "X-Devreg-Admin-Key"
-BASE = "/admin/{app_id}"
 
 
 class LookupBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -73,19 +67,10 @@ def _decode(kind: type[msgspec.Struct], raw: bytes) -> msgspec.Struct:
 
 
 class TokenAdmin:
-    def __init__(self, api: Api, index: IndexStore, index_key: bytes, admin_keys: dict[str, str]):
+    def __init__(self, api: Api, index: IndexStore, index_key: bytes):
         self.api = api
         self._index = index
         self._index_key = index_key
-        self._admin_keys = admin_keys
-
-    def authorize(self, request: web.Request) -> str:
-        app_id = request.match_info["app_id"]
-        key = self._admin_keys.get(app_id, "")
-        given = request.headers.get(ADMIN_KEY_HEADER, "")
-        if not hmac.compare_digest(key.encode(), given.encode()) or not key:
-            raise WireError(rules.UNKNOWN_APP, "Unknown application id or admin key", 401)
-        return app_id
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_type != "application/json":
@@ -98,7 +83,7 @@ class TokenAdmin:
         return records.fingerprint(self._index_key, app_id, token)
 
     async def lookup(self, request: web.Request) -> web.Response:
-        app_id = self.authorize(request)
+        app_id = app_of(request)
         raw = await self._body(request)
         body = _decode(LookupBody, raw)
         assert isinstance(body, LookupBody)
@@ -125,7 +110,7 @@ class TokenAdmin:
         if owner is None:
             raise WireError(rules.PARTITION_MOVING, f"partition {partition} is moving", 503)
         headers = {
-            ADMIN_KEY_HEADER: request.headers.get(ADMIN_KEY_HEADER, ""),
+            ADMIN_HEADER: request.headers.get(ADMIN_HEADER, ""),
             FORWARDED: ownership.url,
         }
         try:
@@ -145,7 +130,7 @@ class TokenAdmin:
         raise WireError(rules.PARTITION_MOVING, f"the token index answered {answer.status}", 503)
 
     async def rejected(self, request: web.Request) -> web.Response:
-        app_id = self.authorize(request)
+        app_id = app_of(request)
         raw = await self._body(request)
         body = _decode(RejectedBody, raw)
         assert isinstance(body, RejectedBody)
@@ -182,7 +167,7 @@ class TokenAdmin:
         return self._answer(device_id, outcome)
 
     async def forget(self, request: web.Request) -> web.Response:
-        app_id = self.authorize(request)
+        app_id = app_of(request)
         device_id = request.match_info["device_id"]
         command = ForgetDevice(
             command_id=new_command_id(), app_id=app_id, device_id=device_id, issued_at=now_ms()
@@ -204,61 +189,3 @@ class TokenAdmin:
                 note=outcome.note,
             )
         )
-
-
-def add_routes(app: web.Application, admin: TokenAdmin) -> None:
-    add = app.router.add_route
-    add("POST", f"{BASE}/tokens/lookup", admin.lookup)
-    add("POST", f"{BASE}/tokens/rejected", admin.rejected)
-    add("POST", f"{BASE}/devices/{{device_id}}/forget", admin.forget)
-
-
-def openapi_paths(ref: Callable[[type], dict[str, str]], errors: dict[str, Any]) -> dict[str, Any]:
-    """The admin routes' part of the OpenAPI document (services/http/openapi.py)."""
-    admin = [
-        {"name": "appId", "in": "path", "required": True, "schema": {"type": "string"}},
-        {"name": ADMIN_KEY_HEADER, "in": "header", "required": True, "schema": {"type": "string"}},
-    ]
-
-    def body(kind: type) -> dict[str, Any]:
-        return {"required": True, "content": {"application/json": {"schema": ref(kind)}}}
-
-    def answer(kind: type, description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": ref(kind)}}}
-
-    return {
-        "/admin/{appId}/tokens/lookup": {
-            "post": {
-                "summary": "Which device holds a push token (the token index)",
-                "parameters": admin,
-                "requestBody": body(LookupBody),
-                "responses": {"200": answer(Holder, "The holder"), **errors},
-            }
-        },
-        "/admin/{appId}/tokens/rejected": {
-            "post": {
-                "summary": "A push provider rejected a token: remove its device, unless stale",
-                "parameters": admin,
-                "requestBody": body(RejectedBody),
-                "responses": {"200": answer(Decided, "Removed, or why not"), **errors},
-            }
-        },
-        "/admin/{appId}/devices/{deviceId}/forget": {
-            "post": {
-                "summary": "Erase a device's personal data (its keys: crypto-shredding)",
-                "parameters": [
-                    *admin,
-                    {
-                        "name": "deviceId",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "responses": {"200": answer(Decided, "Forgotten"), **errors},
-            }
-        },
-    }
-
-
-SCHEMA_TYPES = (LookupBody, Holder, RejectedBody, Decided)

