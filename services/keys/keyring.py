@@ -194,6 +194,7 @@ class Keyring:
         for slot in slots:
             self._unwrapped.pop(slot, None)
         await self._store.write((), slots)
+        await self._store.erase_traces()
         await self._publish(
             (k.partition, slot, None) for k, slot in zip(doomed, slots, strict=True)
         )

@@ -1,9 +1,10 @@
 """The worker's key store: the data keys of its partitions' devices, in SQLite.
 
 Kept apart from every other store, and written so that a deleted key does not linger in the
-file: `secure_delete` overwrites deleted content, and a rollback journal (deleted at each
-commit) instead of a WAL, whose old frames would keep copies of pages until a checkpoint.
-Keys are stored wrapped with the key-encryption key, as on the keys topic.
+file: `secure_delete` overwrites deleted content in the database, and after an erasure the
+WAL, whose old frames still hold the pages as they were, is checkpointed and truncated to
+nothing (`erase_traces`). Keys are stored wrapped with the key-encryption key, as on the keys
+topic; every commit is fsynced (a key must be durable before anything is sealed with it).
 """
 
 from __future__ import annotations
@@ -29,12 +30,8 @@ CREATE TABLE IF NOT EXISTS device_keys (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS device_keys_by_partition ON device_keys (partition);
 """
-# After open_db's pragmas: see the module docstring.
-_ERASING_PRAGMAS = (
-    "PRAGMA journal_mode=DELETE",
-    "PRAGMA secure_delete=ON",
-    "PRAGMA synchronous=FULL",
-)
+# After open_db's pragmas (WAL): see the module docstring.
+_ERASING_PRAGMAS = ("PRAGMA secure_delete=ON", "PRAGMA synchronous=FULL")
 
 
 class StoredKey(msgspec.Struct, frozen=True):
@@ -99,6 +96,10 @@ class KeyStore:
         except BaseException:
             await conn.rollback()
             raise
+
+    async def erase_traces(self) -> None:
+        """After keys were deleted: the WAL's copies of their pages go too."""
+        await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def forget_partitions(self, topic: str, partitions: Iterable[int]) -> None:
         """Drop what is held of partitions handed over from another worker: they are read
