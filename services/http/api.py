@@ -12,7 +12,16 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
+from events import (
+    AnyCommand,
+    Outcome,
+    RegisterDevice,
+    UnregisterDevice,
+    decode_event,
+    encode,
+    rules,
+    sealed,
+)
 from events.user_tokens import TokenKeys
 from projections.store import ProjectionStore
 from services.clock import now_ms
@@ -27,7 +36,7 @@ from services.http.command_gateway import (
 from services.http.forwarding import Forwarder
 from services.http.wire import WireError, json_response
 from services.keys.keyring import Keyring
-from services.keys.personal import seal_personal
+from services.keys.personal import PERSONAL_FIELDS, seal_personal
 from services.metrics import Metrics
 from services.stream.live_tail import LiveTail
 
@@ -55,6 +64,20 @@ class Api:
 
     async def opened_token(self, app_id: str, device_id: str, text: str) -> str:
         return await self.keyring.open(app_id, device_id, "device_token", text)
+
+    async def opened_event(self, raw: bytes) -> bytes:
+        """An event's JSON to show: its sealed values opened (ERASED where the key is gone).
+        Its `hash` is of the sealed text the log holds: check chains before opening."""
+        if sealed.PREFIX.encode() not in raw:
+            return raw
+        event = decode_event(raw)
+        device_id = getattr(event, "device_id", "")
+        changes = {}
+        for name, label in PERSONAL_FIELDS.items():
+            value = getattr(event, name, None)
+            if isinstance(value, str) and sealed.is_sealed(value):
+                changes[name] = await self.keyring.open(event.app_id, device_id, label, value)
+        return encode(msgspec.structs.replace(event, **changes)) if changes else raw
 
     def user(self, app_id: str, request: web.Request) -> str | None:
         """The fingerprint of the request's `user-token` (None without one): nothing devreg
