@@ -118,9 +118,16 @@ def replay_main(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> int:
         progress = _progress("replay", args)
+        people = _for_people(args)
+        keys = await read_snapshot(settings, kafka) if people else None
         async with LogReader(kafka) as reader:
             run = replay.Replay(
-                reader, settings.events_topic, where, sys.stdout.buffer, _for_people(args)
+                reader,
+                settings.events_topic,
+                where,
+                sys.stdout.buffer,
+                people,
+                keys.open_event if keys else None,
             )
             starts = await run.starts(from_offsets, args.scan)
             try:
@@ -140,7 +147,13 @@ def history_main(settings: Settings, args: argparse.Namespace) -> int:
         found = await history.history(kafka, settings.events_topic, args.app, args.device, progress)
         progress.finish()
         if _for_people(args):
-            lines = timeline.history_lines(args.app, args.device, found.events, found.chain)
+            # Checked on the log's bytes above; shown with the sealed values opened.
+            keys = await read_snapshot(settings, kafka)
+            events = [
+                msgspec.structs.replace(c, event=keys.open_event(c.event)) if keys else c
+                for c in found.events
+            ]
+            lines = timeline.history_lines(args.app, args.device, events, found.chain)
             print("\n".join(lines), flush=True)
         else:
             _print(found)

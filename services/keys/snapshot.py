@@ -7,13 +7,15 @@ sealed with it shows as erased (events/sealed.py ERASED).
 
 from __future__ import annotations
 
+import msgspec
 from aiokafka import TopicPartition
 
-from events import sealed
+from events import AnyEvent, sealed
 from services.config import ConfigError, Settings
 from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
 from services.keys.kek import load_kek
+from services.keys.personal import PERSONAL_FIELDS
 from services.keys.store import Slot
 from services.log.reader import LogReader
 
@@ -31,6 +33,17 @@ class KeySnapshot:
         if key is not None:
             value = cipher.open_sealed(text, key, cipher.context(app_id, device_id, field))
         return sealed.ERASED if value is None else value
+
+    def open_event(self, event: AnyEvent) -> AnyEvent:
+        """The event with its sealed values opened, to show (never to check: its hash is of
+        the sealed text)."""
+        device_id = getattr(event, "device_id", "")
+        changes = {}
+        for name, label in PERSONAL_FIELDS.items():
+            value = getattr(event, name, None)
+            if isinstance(value, str) and sealed.is_sealed(value):
+                changes[name] = self.open(event.app_id, device_id, label, value)
+        return msgspec.structs.replace(event, **changes) if changes else event
 
 
 async def read_snapshot(settings: Settings, kafka: KafkaAccess) -> KeySnapshot | None:
