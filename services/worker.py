@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaProducer
 from projections.positions import Position
 from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
-from services import shutdown
+from services import gc_tuning, shutdown
 from services.config import Settings
 from services.http.access import Keys
+from services.http.admission import Admission
 from services.http.api import LINGER_S, Api
 from services.http.app import build_http_app
 from services.http.command_gateway import CommandGateway
@@ -25,7 +26,7 @@ from services.http.forwarding import Forwarder
 from services.http.middleware import AccessLog, MalformedRequests
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
-from services.kafka.faust_app import EventsReader, build_app
+from services.kafka.faust_app import PartitionReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
 from services.log import store_check as history_check
@@ -33,6 +34,7 @@ from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
+from services.stream.hand_off import HandOff
 from services.stream.live_tail import LiveTail
 from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
@@ -118,7 +120,10 @@ class Worker:
         with the log's end as it stands now; returns the stores' positions once the batches
         in flight are committed (where to resume)."""
         await self.processor.drain()
-        topic = self.settings.events_topic
+        s = self.settings
+        self.hand_off.assigned(p for t, p in assigned if t == s.commands_topic)
+        self.read_back.reassigned()
+        topic = s.events_topic
         # Usually known already: the assignor told the gate when the group's table changed.
         self.takeover.assigned(p for t, p in assigned if t == topic)
         handed = self.takeover.waiting()
@@ -167,8 +172,9 @@ class Worker:
             self.metrics,
             self.ownership.partition_of,
             partitions=self.ownership.local,
+            acknowledged=lambda records: self.hand_off.offer_all(records),
         )
-        events_reader = EventsReader(s.events_topic)
+        events_reader = PartitionReader(s.events_topic)
         self.read_back = ReadBack(
             events_reader, self._projected_to, self.metrics, s.read_back_recheck_ms / 1000
         )
@@ -186,20 +192,33 @@ class Worker:
             projector.handle_own,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
+        commands_reader = PartitionReader(s.commands_topic)
+        commands_back = ReadBack(
+            commands_reader,
+            self.processor.next_offset,
+            self.metrics,
+            s.commands_recheck_ms / 1000 if s.hand_off else 0,
+            what="commands",
+        )
+        self.hand_off = HandOff(
+            self.processor, commands_back, self.metrics, s.batch_size, enabled=s.hand_off
+        )
         self.faust = build_app(
             s,
             self.kafka,
-            self.processor.handle,
+            self.hand_off.from_log,
             projector.handle,
             self._assigned,
             self._fail,
             CoPartitionedAssignor(self.ownership),
+            self.hand_off.revoked,
         )
-        events_reader.app = self.faust
+        events_reader.app = commands_reader.app = self.faust
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        for loop in (self.scheduler.run(), self.health.run(), self.read_back.run()):
+        loops = (self.scheduler.run(), self.health.run(), self.read_back.run())
+        for loop in (*loops, commands_back.run(), self.hand_off.run()):
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
@@ -217,7 +236,11 @@ class Worker:
         )
         self._resources.append(live_tail)
         gateway = CommandGateway(
-            self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
+            self.command_producer,
+            visibility,
+            s.commands_topic,
+            s.visible_timeout_ms,
+            self.hand_off.offer,
         )
         assert s.token_keys is not None, "keyfiles.complete() gives every worker its keys"
         api = Api(
@@ -232,6 +255,7 @@ class Worker:
             s.http_write_timeout_ms / 1000,
             s.token_keys,
             live_tail,
+            Admission(s.http_max_writes, s.http_max_write_wait_ms / 1000, self.metrics),
         )
         debug = log.isEnabledFor(logging.DEBUG)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
@@ -248,8 +272,11 @@ class Worker:
         )
         await self.runner.setup()
         self._resources.append(self.runner)
-        site = web.TCPSite(self.runner, s.http_host, s.http_port)
+        # aiohttp's default accept queue (128) overflows under open-loop load: the kernel drops
+        # the connections, and their clients wait a second or more to try again.
+        site = web.TCPSite(self.runner, s.http_host, s.http_port, backlog=s.http_backlog)
         await site.start()
+        gc_tuning.tune(s.gc_threshold)
         self._ready = True
         log.info(
             "devreg worker ready in %.2fs on http://%s:%d",

@@ -16,6 +16,7 @@ from projections.store import ProjectionStore
 from services.clock import now_ms
 from services.http import params, wire
 from services.http.access import app_of
+from services.http.admission import Admission
 from services.http.command_gateway import (
     CommandGateway,
     NotVisibleInTime,
@@ -47,6 +48,7 @@ class Api:
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
     tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
     live_tail: LiveTail  # the events as they happen, for /admin/{app}/live
+    admission: Admission  # refuses a write at once when too many wait already
 
     def user(self, app_id: str, request: web.Request) -> str | None:
         """The fingerprint of the request's `user-token` (None without one): nothing devreg
@@ -60,7 +62,8 @@ class Api:
             # Fail fast while the broker is known to be down, rather than hang every client.
             raise WireError(rules.KAFKA_UNAVAILABLE, "Kafka is unreachable; retry later", 503)
         try:
-            return await self.gateway.submit(command)
+            with self.admission.write():
+                return await self.gateway.submit(command)
         except Unavailable as exc:
             raise WireError(rules.KAFKA_UNAVAILABLE, str(exc), 503) from exc
         except NotVisibleInTime as exc:
@@ -72,7 +75,8 @@ class Api:
             raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
         try:
             # A client that never finishes its body must not hold the handler forever.
-            raw = await asyncio.wait_for(request.read(), self.body_timeout_s)
+            async with asyncio.timeout(self.body_timeout_s):
+                raw = await request.read()
         except TimeoutError:
             raise WireError(
                 rules.INVALID_REQUEST, "Request body not received in time", 408
@@ -151,6 +155,7 @@ class Api:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         self.metrics.set("devreg_expirations_pending", await self.projection.pending_expirations())
+        self.metrics.set("devreg_http_writes_in_flight", self.admission.in_flight)
         for partition, lag in self.lag().items():
             self.metrics.set("devreg_projection_lag_events", lag, partition=str(partition))
         return web.Response(
