@@ -122,7 +122,8 @@ async def test_given_a_foreign_command_between_two_own_ones_then_decided_in_log_
     order = [by_version[v] for v in sorted(by_version)]
     assert order[-2:] == [("foreign",), ("own",)]
     channels = await device_channels(worker, device)
-    assert channels is not None and {"foreign", "own"} <= channels
+    assert channels is not None
+    assert {"foreign", "own"} <= channels
     # And it was the gap that made the worker read the partition again
     assert await metric(worker, "devreg_commands_read_back_resumes_total", reason="gap") >= 1
 

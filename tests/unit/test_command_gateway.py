@@ -44,8 +44,20 @@ def command() -> RegisterDevice:
     )
 
 
-def gateway(producer: Producer, visibility: Visibility, handed: list[Record]) -> CommandGateway:
-    return CommandGateway(producer, visibility, TOPIC, 50, handed.append)  # type: ignore[arg-type]
+class Handed(list[Record]):
+    """The records the gateway handed over; `acked` is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acked = asyncio.Event()
+
+    def __call__(self, record: Record) -> None:
+        self.append(record)
+        self.acked.set()
+
+
+def gateway(producer: Producer, visibility: Visibility, handed: Handed) -> CommandGateway:
+    return CommandGateway(producer, visibility, TOPIC, 50, handed)  # type: ignore[arg-type]
 
 
 def outcome() -> Outcome:
@@ -53,14 +65,14 @@ def outcome() -> Outcome:
 
 
 async def test_given_no_acknowledgement_in_time_then_unavailable_and_nothing_handed() -> None:
-    handed: list[Record] = []
+    handed = Handed()
     with pytest.raises(Unavailable):
         await gateway(Producer(silent=True), Visibility("t.events"), handed).submit(command())
     assert handed == []
 
 
 async def test_given_acknowledged_but_never_decided_then_not_visible_in_time() -> None:
-    handed: list[Record] = []
+    handed = Handed()
     with pytest.raises(NotVisibleInTime):
         await gateway(Producer(), Visibility("t.events"), handed).submit(command())
     # The record Kafka acknowledged was handed over: it will still be decided
@@ -69,10 +81,9 @@ async def test_given_acknowledged_but_never_decided_then_not_visible_in_time() -
 
 async def test_given_decided_but_not_applied_then_not_visible_in_time() -> None:
     visibility = Visibility("t.events")
-    handed: list[Record] = []
+    handed = Handed()
     submit = asyncio.ensure_future(gateway(Producer(), visibility, handed).submit(command()))
-    while not handed:
-        await asyncio.sleep(0)
+    await handed.acked.wait()
     visibility.decided(Decided(outcome(), (0, 5)))
     with pytest.raises(NotVisibleInTime):
         await submit
@@ -80,10 +91,9 @@ async def test_given_decided_but_not_applied_then_not_visible_in_time() -> None:
 
 async def test_given_decided_and_applied_then_the_outcome() -> None:
     visibility = Visibility("t.events")
-    handed: list[Record] = []
+    handed = Handed()
     submit = asyncio.ensure_future(gateway(Producer(), visibility, handed).submit(command()))
-    while not handed:
-        await asyncio.sleep(0)
+    await handed.acked.wait()
     visibility.decided(Decided(outcome(), (0, 5)))
     await asyncio.sleep(0)
     visibility.applied([Position("t.events", 0, 6, "")])
