@@ -3,8 +3,7 @@ read-your-writes (each POST answers once the registration is visible) at p99 ≤
 
 Each offered rate is tried on a fresh stack (a fresh embedded broker: its fetches slow down
 as its history grows, docs/design.md §10) for `capacity_duration_s`, latency counted from
-each request's scheduled time (no coordinated omission), after `http_warmup_s` at the same
-rate that is not counted. A rate passes when every POST was
+each request's scheduled time (no coordinated omission). A rate passes when every POST was
 answered 200 within the run, at p99 ≤ the bound. The search grows the rate by half until a
 rate fails, then halves the interval between the last pass and the first failure.
 """
@@ -54,9 +53,6 @@ async def probe(session: Session, rate: float, label: str) -> Probe:
         path = stack.worker.registrations_path
         pool = load.Pool(stack.worker.port, limit=4096)
 
-        async def warm(n: int, scheduled: float) -> None:
-            await pool.request(load.post_json(path, body(f"{label}-warm", n)))
-
         async def one(n: int, scheduled: float) -> None:
             nonlocal errors
             try:
@@ -68,9 +64,6 @@ async def probe(session: Session, rate: float, label: str) -> Probe:
             else:
                 errors += 1
 
-        # Not counted: the pool's connections are opened, the worker's caches filled.
-        warmup = session.sizes.http_warmup_s
-        await load.open_loop(rate, warmup, lambda n, t: asyncio.ensure_future(warm(n, t)))
         async with session.profiled(f"capacity-{rate:.0f}", stack.worker.pid):
             meter = stack.cpu_meter().start()
             worker_cpu = cpu_seconds(stack.worker.pid)

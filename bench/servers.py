@@ -4,8 +4,7 @@
              with msgspec and answers, nothing else.
 `kafka-ack`: devreg's register path up to "the command is acknowledged by Kafka", with
              read-your-writes off: validate, build the RegisterDevice command, encode it, send
-             it as devreg does (services/http/command_batches.py, the worker's producer
-             settings) and answer once Kafka acknowledges.
+             it with the producer settings devreg uses and answer once Kafka acknowledges.
              devreg has no switch for that mode, so this is how the issue's target figure
              (POST → command acknowledged by Kafka) is measured. Nothing consumes the topic.
 
@@ -27,8 +26,6 @@ from aiokafka import AIOKafkaProducer
 
 from events import RegisterDevice, encode
 from events.identity import partition_key
-from services.http.command_batches import CommandBatches
-from services.kafka.partitioner import partition_for
 
 PATH = "/{app_id}/{api_key}/messaging/registrations"
 
@@ -67,7 +64,7 @@ async def validate(request: web.Request) -> web.Response:
     return _answer(body)
 
 
-def kafka_ack(commands: CommandBatches) -> Handler:
+def kafka_ack(producer: AIOKafkaProducer, topic: str) -> Handler:
     async def register(request: web.Request) -> web.Response:
         try:
             body = _decoder.decode(await request.read())
@@ -84,7 +81,8 @@ def kafka_ack(commands: CommandBatches) -> Handler:
             os_version=str(body.osVersion),
             channels=tuple(body.channels or ()),
         )
-        await commands.send(partition_key(app_id, body.deviceId), encode(command))
+        key = partition_key(app_id, body.deviceId)
+        await producer.send_and_wait(topic, encode(command), key=key)
         return _answer(body)
 
     return register
@@ -100,16 +98,10 @@ async def serve(args: argparse.Namespace) -> None:
     if args.mode == "kafka-ack":
         # The producer settings of services/worker.py.
         producer = AIOKafkaProducer(
-            bootstrap_servers=args.bootstrap,
-            acks="all",
-            linger_ms=1,
-            enable_idempotence=False,
-            max_batch_size=512 * 1024,
+            bootstrap_servers=args.bootstrap, acks="all", linger_ms=1, enable_idempotence=False
         )
         await producer.start()
-        partitions = len(await producer.partitions_for(args.topic))
-        commands = CommandBatches(producer, args.topic, lambda key: partition_for(key, partitions))
-        app.router.add_post(PATH, kafka_ack(commands))
+        app.router.add_post(PATH, kafka_ack(producer, args.topic))
     else:
         app.router.add_post(PATH, validate)
     app.router.add_get("/readyz", lambda request: _ready())

@@ -21,7 +21,6 @@ from services.http.access import Keys
 from services.http.admission import Admission
 from services.http.api import LINGER_S, Api
 from services.http.app import build_http_app
-from services.http.command_batches import CommandBatches
 from services.http.command_gateway import CommandGateway
 from services.http.forwarding import Forwarder
 from services.http.middleware import AccessLog, MalformedRequests
@@ -29,7 +28,7 @@ from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import PartitionReader, build_app
 from services.kafka.health import BrokerHealth
-from services.kafka.partitioner import key_partition, partition_for
+from services.kafka.partitioner import key_partition
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
@@ -236,13 +235,12 @@ class Worker:
             self.metrics,
         )
         self._resources.append(live_tail)
-        commands = CommandBatches(
-            self.command_producer,
-            s.commands_topic,
-            lambda key: partition_for(key, self.ownership.partitions),
-        )
         gateway = CommandGateway(
-            commands.send, visibility, s.visible_timeout_ms, self.hand_off.offer
+            self.command_producer,
+            visibility,
+            s.commands_topic,
+            s.visible_timeout_ms,
+            self.hand_off.offer,
         )
         assert s.token_keys is not None, "keyfiles.complete() gives every worker its keys"
         api = Api(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from events import AnyCommand, Outcome, encode
@@ -29,21 +30,18 @@ def new_command_id() -> str:
     return uuid.uuid4().hex
 
 
-# Sends (key, value) to the commands topic; returns the record the log holds once Kafka
-# acknowledged it (services/http/command_batches.py).
-Send = Callable[[bytes, bytes], Awaitable[Record]]
-
-
 class CommandGateway:
     def __init__(
         self,
-        send: Send,
+        producer: AIOKafkaProducer,
         visibility: Visibility,
+        commands_topic: str,
         visible_timeout_ms: int,
         acknowledged: Callable[[Record], None] = lambda record: None,
     ):
-        self._send = send
+        self._producer = producer
         self._visibility = visibility
+        self._topic = commands_topic
         self._timeout_s = visible_timeout_ms / 1000
         # Told the record the log holds once Kafka acknowledged it: the hand-off
         # (services/stream/hand_off.py) decides it from there.
@@ -61,13 +59,13 @@ class CommandGateway:
         try:
             async with asyncio.timeout(self._timeout_s):
                 try:
-                    record = await self._send(key, value)
+                    meta = await self._producer.send_and_wait(self._topic, value, key=key)
                 except KafkaError as exc:
                     raise Unavailable(f"Kafka did not acknowledge the command: {exc!r}") from exc
                 acked = True
-                if log.isEnabledFor(logging.DEBUG):
-                    self._log_sent(command, record)
-                self._acknowledged(record)
+                self._acknowledged(
+                    Record(self._topic, meta.partition, meta.offset, meta.timestamp, key, value)
+                )
                 result = await decided
                 if result.last_event is not None:
                     await self._visibility.wait_applied(*result.last_event)
@@ -83,17 +81,3 @@ class CommandGateway:
             ) from exc
         finally:
             self._visibility.forget(command.app_id, command.command_id)
-
-    @staticmethod
-    def _log_sent(command: AnyCommand, record: Record) -> None:
-        log.debug(
-            "command %s sent",
-            type(command).__name__,
-            extra={
-                "command_id": command.command_id,
-                "app_id": command.app_id,
-                "device_id": command.device_id,
-                "partition": record.partition,
-                "offset": record.offset,
-            },
-        )

@@ -5,8 +5,10 @@ effect is not visible in time is NotVisibleInTime (5900: it will still take effe
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from aiokafka.structs import RecordMetadata
 
 from events import Outcome, RegisterDevice
 from projections.positions import Position, Record
@@ -23,11 +25,11 @@ class Producer:
         self.silent = silent
         self.offset = 0
 
-    async def send(self, key: bytes, value: bytes) -> Record:
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> Any:
         if self.silent:
             await asyncio.Event().wait()
         self.offset += 1
-        return Record(TOPIC, 1, self.offset - 1, 1234, key, value)
+        return RecordMetadata(topic, 1, None, self.offset - 1, 1234, 0, 0)
 
 
 def command() -> RegisterDevice:
@@ -55,7 +57,7 @@ class Handed(list[Record]):
 
 
 def gateway(producer: Producer, visibility: Visibility, handed: Handed) -> CommandGateway:
-    return CommandGateway(producer.send, visibility, 100, handed)
+    return CommandGateway(producer, visibility, TOPIC, 50, handed)  # type: ignore[arg-type]
 
 
 def outcome() -> Outcome:
