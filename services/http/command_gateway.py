@@ -63,9 +63,12 @@ class CommandGateway:
                 except KafkaError as exc:
                     raise Unavailable(f"Kafka did not acknowledge the command: {exc!r}") from exc
                 acked = True
-                self._acknowledged(
-                    Record(self._topic, meta.partition, meta.offset, meta.timestamp, key, value)
+                record = Record(
+                    self._topic, meta.partition, meta.offset, meta.timestamp, key, value
                 )
+                if log.isEnabledFor(logging.DEBUG):
+                    self._log_sent(command, record)
+                self._acknowledged(record)
                 result = await decided
                 if result.last_event is not None:
                     await self._visibility.wait_applied(*result.last_event)
@@ -81,3 +84,17 @@ class CommandGateway:
             ) from exc
         finally:
             self._visibility.forget(command.app_id, command.command_id)
+
+    @staticmethod
+    def _log_sent(command: AnyCommand, record: Record) -> None:
+        log.debug(
+            "command %s sent",
+            type(command).__name__,
+            extra={
+                "command_id": command.command_id,
+                "app_id": command.app_id,
+                "device_id": command.device_id,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+        )
