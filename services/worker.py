@@ -72,9 +72,9 @@ async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
 BATCH_BYTES = 512 * 1024
 
 
-def _producer(kafka: KafkaAccess) -> AIOKafkaProducer:
+def _producer(kafka: KafkaAccess, linger_ms: int) -> AIOKafkaProducer:
     return clients.producer(
-        kafka, linger_ms=1, max_batch_size=BATCH_BYTES, partitioner=key_partition
+        kafka, linger_ms=linger_ms, max_batch_size=BATCH_BYTES, partitioner=key_partition
     )
 
 
@@ -159,8 +159,11 @@ class Worker:
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        self.producer = _producer(self.kafka)  # events and outcomes
-        self.command_producer = _producer(self.kafka)  # commands: HTTP, scheduler
+        self.producer = _producer(self.kafka, linger_ms=1)  # events and outcomes
+        # Commands (HTTP, scheduler) without a linger: a quiet POST's command goes out at once.
+        # Under load nothing is lost: aiokafka keeps one request in flight per connection, and
+        # what accumulates meanwhile goes out together in the next.
+        self.command_producer = _producer(self.kafka, linger_ms=0)
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
