@@ -5,7 +5,8 @@ Each offered rate is tried on a fresh stack (a fresh embedded broker: its fetche
 as its history grows, docs/design.md §10) for `capacity_duration_s`, latency counted from
 each request's scheduled time (no coordinated omission). A rate passes when every POST was
 answered 200 within the run, at p99 ≤ the bound. The search grows the rate by half until a
-rate fails, then halves the interval between the last pass and the first failure.
+rate fails (halves it while rates fail), then halves the interval between the highest pass
+and the lowest failure three times.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ START_RATE = 1000.0
 GROWTH = 1.5
 BISECTIONS = 3
 MAX_RATE = 20_000.0
+MIN_RATE = 50.0
 
 
 class Probe(msgspec.Struct, frozen=True):
@@ -98,22 +100,30 @@ async def probe(session: Session, rate: float, label: str) -> Probe:
 
 
 async def search(session: Session, run: int) -> tuple[Probe | None, list[Probe]]:
-    """The highest passing rate found, and every probe made."""
+    """The highest passing rate found, and every probe made: up by half from START_RATE
+    while rates pass (down by half while they fail), then BISECTIONS between the highest
+    pass and the lowest failure."""
     probes: list[Probe] = []
     best: Probe | None = None
-    rate, failed_at = START_RATE, None
-    while failed_at is None and rate <= MAX_RATE:
+    failed_at: float | None = None
+    rate = START_RATE
+    while MIN_RATE <= rate <= MAX_RATE:
         result = await probe(session, rate, f"cap{run}-{rate:.0f}")
         probes.append(result)
         if result.passed:
-            best, rate = result, round(rate * GROWTH, -1)
+            best = result
+            if failed_at is not None:
+                break
+            rate = round(rate * GROWTH, -1)
         else:
             failed_at = rate
-    for _ in range(BISECTIONS if failed_at is not None else 0):
-        low = best.rate if best is not None else 0.0
-        assert failed_at is not None
-        rate = round((low + failed_at) / 2, -1)
-        if rate in (low, failed_at):
+            if best is not None:
+                break
+            rate = round(rate / 2, -1)
+    for _ in range(BISECTIONS if best is not None and failed_at is not None else 0):
+        assert best is not None and failed_at is not None
+        rate = round((best.rate + failed_at) / 2, -1)
+        if rate in (best.rate, failed_at):
             break
         result = await probe(session, rate, f"cap{run}-{rate:.0f}")
         probes.append(result)
