@@ -121,7 +121,8 @@ async def search(session: Session, run: int) -> tuple[Probe | None, list[Probe]]
                 break
             rate = round(rate / 2, -1)
     for _ in range(BISECTIONS if best is not None and failed_at is not None else 0):
-        assert best is not None and failed_at is not None
+        assert best is not None
+        assert failed_at is not None
         rate = round((best.rate + failed_at) / 2, -1)
         if rate in (best.rate, failed_at):
             break
