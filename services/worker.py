@@ -6,14 +6,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from projections.positions import Position
-from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services import gc_tuning, shutdown
 from services.config import Settings
@@ -44,23 +41,6 @@ from services.stream.scheduler import ExpiryScheduler
 from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
-
-
-async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
-    """Open a store; if it is corrupt, or the broker does not hold the history it claims,
-    discard it (loudly) and start a fresh one, which the log then rebuilds."""
-    try:
-        store = await opener(path)
-    except CorruptStore as exc:
-        history_check.discard(path, [str(exc)])
-        return await opener(path)
-    positions: list[Position] = await store.positions()
-    reasons = await history_check.mismatches(kafka, positions)
-    if not reasons:
-        return store
-    await store.close()
-    history_check.discard(path, reasons)
-    return await opener(path)
 
 
 # The processor hands each partition's events and outcomes of a decided batch to Kafka as one
@@ -152,8 +132,8 @@ class Worker:
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
         self.decisions, self.projection = await asyncio.gather(
-            _open_checked(s.decisions_path, DecisionStore.open, self.kafka),
-            _open_checked(s.projection_path, ProjectionStore.open, self.kafka),
+            history_check.open_checked(s.decisions_path, DecisionStore.open, self.kafka),
+            history_check.open_checked(s.projection_path, ProjectionStore.open, self.kafka),
         )
         self._resources += [self.decisions, self.projection]
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
