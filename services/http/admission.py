@@ -1,4 +1,4 @@
-"""Admission of writes: a POST or DELETE is refused at once (503, code 5903, Retry-After)
+"""Admission of writes: a POST or DELETE is refused at once (503, code 5904, Retry-After)
 when the worker already has more in flight than it can answer in time.
 
 Under open-loop load beyond what one worker decides, every accepted write waits longer than
