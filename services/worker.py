@@ -176,16 +176,7 @@ class Worker:
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
         commands_reader = PartitionReader(s.commands_topic)
-        commands_back = ReadBack(
-            commands_reader,
-            self.processor.next_offset,
-            self.metrics,
-            s.commands_recheck_ms / 1000 if s.hand_off else 0,
-            what="commands",
-        )
-        self.hand_off = HandOff(
-            self.processor, commands_back, self.metrics, s.batch_size, enabled=s.hand_off
-        )
+        self.hand_off = HandOff.of(self.processor, commands_reader, self.metrics, s)
         self.faust = build_app(
             s,
             self.kafka,
@@ -201,7 +192,7 @@ class Worker:
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
         loops = (self.scheduler.run(), self.health.run(), self.read_back.run())
-        for loop in (*loops, commands_back.run(), self.hand_off.run()):
+        for loop in (*loops, self.hand_off.read_back.run(), self.hand_off.run()):
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)

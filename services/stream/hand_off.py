@@ -35,9 +35,10 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from projections.positions import Record
+from services.config import Settings
 from services.metrics import Metrics
 from services.stream.processor import Pick
-from services.stream.read_back import ReadBack
+from services.stream.read_back import ReadBack, Reader
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,20 @@ class HandOff:
         self._owned: frozenset[int] = frozenset()  # commands partitions, this generation
         self._queue: list[tuple[int, Record]] = []  # (generation, record), in offer order
         self._wake = asyncio.Event()
+
+    @classmethod
+    def of(
+        cls, processor: Processor, reader: Reader, metrics: Metrics, settings: Settings
+    ) -> HandOff:
+        """The worker's: the commands partitions of faust's consumer paused and resumed by
+        a read-back of their own (none when the hand-off is off: every command is read)."""
+        recheck_s = settings.commands_recheck_ms / 1000 if settings.hand_off else 0
+        back = ReadBack(reader, processor.next_offset, metrics, recheck_s, what="commands")
+        return cls(processor, back, metrics, settings.batch_size, enabled=settings.hand_off)
+
+    @property
+    def read_back(self) -> ReadBack:
+        return self._read_back
 
     def offer(self, record: Record) -> None:
         """Kafka acknowledged this own command: the record the log holds."""
