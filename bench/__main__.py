@@ -29,7 +29,17 @@ from pathlib import Path
 
 import msgspec
 
-from bench import channel_page, expiry, freshness, ingest, lookup, rebuild, register, report
+from bench import (
+    capacity,
+    channel_page,
+    expiry,
+    freshness,
+    ingest,
+    lookup,
+    rebuild,
+    register,
+    report,
+)
 from bench import wrk as wrk_tool
 from bench.report import Row
 from bench.session import FULL, QUICK, Session, Sizes, log
@@ -41,6 +51,7 @@ Benchmark = Callable[[Session], Awaitable[list[Row]]]
 BENCHMARKS: dict[str, Benchmark] = {
     "register": register.run,
     "freshness": freshness.run,
+    "capacity": capacity.run,
     "ingest": ingest.run,
     "get": lookup.run,
     "channel": channel_page.run,

@@ -29,6 +29,7 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True):
     freshness_duration_s: float
     expiry: tuple[int, ...]  # pending expirations per burst
     expiry_watch_s: float  # how long after the expiration a burst is watched at most
+    capacity_duration_s: float  # seconds per offered rate in the write-capacity search
 
 
 FULL = Sizes(
@@ -41,6 +42,7 @@ FULL = Sizes(
     freshness_duration_s=10,
     expiry=(10_000, 100_000),
     expiry_watch_s=300,
+    capacity_duration_s=10,
 )
 QUICK = Sizes(
     runs=1,
@@ -52,6 +54,7 @@ QUICK = Sizes(
     freshness_duration_s=3,
     expiry=(2_000,),
     expiry_watch_s=60,
+    capacity_duration_s=3,
 )
 
 

@@ -28,6 +28,7 @@ NOT_VISIBLE_IN_TIME = 5900  # HTTP 503: accepted by Kafka, not yet visible to qu
 KAFKA_UNAVAILABLE = 5901  # HTTP 503: Kafka did not acknowledge the command (retry is safe)
 PARTITION_MOVING = 5902  # HTTP 503: the device's partition is being reassigned (retry)
 TOO_MANY_VIEWERS = 5903  # HTTP 503: a worker serves a bounded number of live streams
+SERVER_BUSY = 5904  # HTTP 503: too many writes waiting already; nothing was sent (retry)
 LENGTH_EXCEEDED = 8000
 UNKNOWN_APP = 8002  # HTTP 401 (not 3064: the JS SDK reads that as a stale user token)
 ADMIN_KEY_REQUIRED = 8003  # HTTP 401: an admin route without the app's admin key

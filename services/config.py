@@ -50,6 +50,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stop_timeout_ms: int  # a stop is over within about this long (services/shutdown.py)
     batch_size: int
     read_back_recheck_ms: int  # services/stream/read_back.py; 0: never pause the read-back
+    hand_off: bool  # own commands decided at Kafka's ack (services/stream/hand_off.py)
+    commands_recheck_ms: int  # a paused commands partition is read again this often
+    http_backlog: int  # the listening socket's accept queue
+    http_max_writes: int  # POSTs/DELETEs in flight; past it a new one is answered 503 at once
+    http_max_write_wait_ms: int  # ... and when the oldest in flight has waited this long
+    gc_threshold: int  # the young generation's threshold; 0: Python's own GC settings
     log_level: str
     log_format: str  # "text" or "json"
     event_loop: str  # "uvloop" or "asyncio" (services/event_loop.py says why)
@@ -213,6 +219,12 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_stop_timeout_ms: Annotated[Ms, _ms(1000, 600000)] = 15000
     devreg_batch_size: Annotated[int, Meta(ge=1, le=100000)] = 2000
     devreg_read_back_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 2000
+    devreg_hand_off: bool = True
+    devreg_commands_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 500
+    devreg_http_backlog: Annotated[int, Meta(ge=1, le=65535)] = 4096
+    devreg_http_max_writes: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
+    devreg_http_max_write_wait_ms: Annotated[Ms, _ms(10, 600000)] = 1000
+    devreg_gc_threshold: Annotated[int, Meta(ge=0, le=10_000_000)] = 50_000
     devreg_log_level: Literal["debug", "info", "warn", "error"] = "info"
     devreg_log_format: Literal["text", "json"] = "text"
     devreg_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
@@ -233,7 +245,7 @@ KNOWN_VARIABLES = frozenset(f.encode_name for f in msgspec.structs.fields(Enviro
 # Variables whose values are secrets: an error names them, never shows them.
 SECRET_VARIABLES = frozenset({"DEVREG_APPS", "DEVREG_TOKEN_KEYS", "KAFKA_SASL_PASSWORD"})
 # Values compared case-insensitively.
-_LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP"}
+_LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP", "DEVREG_HAND_OFF"}
 _UPPERED = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"}
 _AT = re.compile(r"at `\$\.(\w+)`")
 
@@ -307,6 +319,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         stop_timeout_ms=e.devreg_stop_timeout_ms,
         batch_size=e.devreg_batch_size,
         read_back_recheck_ms=e.devreg_read_back_recheck_ms,
+        hand_off=e.devreg_hand_off,
+        commands_recheck_ms=e.devreg_commands_recheck_ms,
+        http_backlog=e.devreg_http_backlog,
+        http_max_writes=e.devreg_http_max_writes,
+        http_max_write_wait_ms=e.devreg_http_max_write_wait_ms,
+        gc_threshold=e.devreg_gc_threshold,
         log_level=e.devreg_log_level,
         log_format=e.devreg_log_format,
         event_loop=e.devreg_event_loop,

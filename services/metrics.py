@@ -46,6 +46,26 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_read_back_pauses_total": ("Events partitions paused: only own events to read", ()),
     "devreg_read_back_resumes_total": ("Events partitions read again, by reason", ("reason",)),
+    "devreg_commands_read_back_pauses_total": (
+        "Commands partitions paused: only commands decided already to read",
+        (),
+    ),
+    "devreg_commands_read_back_resumes_total": (
+        "Commands partitions read again, by reason",
+        ("reason",),
+    ),
+    "devreg_commands_handed_off_total": (
+        "Own commands decided from Kafka's acknowledgement, without reading them back",
+        (),
+    ),
+    "devreg_commands_left_to_log_total": (
+        "Own commands left to be read from the log, by reason (gap, fenced)",
+        ("reason",),
+    ),
+    "devreg_http_writes_refused_total": (
+        "POSTs and DELETEs answered 503 at once: too many in flight or waiting too long",
+        (),
+    ),
 }
 GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_expirations_pending": ("Subscriptions with an expiration still to come", ()),
@@ -55,6 +75,11 @@ GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_read_back_paused_partitions": ("Events partitions whose read-back is paused", ()),
     "devreg_live_viewers": ("Live event streams this worker serves now", ()),
+    "devreg_commands_read_back_paused_partitions": (
+        "Commands partitions whose read-back is paused",
+        (),
+    ),
+    "devreg_http_writes_in_flight": ("POSTs and DELETEs being answered", ()),
 }
 HISTOGRAMS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_http_request_duration_seconds": (

@@ -6,18 +6,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from projections.positions import Position
-from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
-from services import shutdown, token_lifecycle
+from services import gc_tuning, shutdown, token_lifecycle
 from services.config import Settings
 from services.http.access import Keys
+from services.http.admission import Admission
 from services.http.api import LINGER_S, Api
 from services.http.app import build_http_app
 from services.http.command_gateway import CommandGateway
@@ -25,7 +23,7 @@ from services.http.forwarding import Forwarder
 from services.http.middleware import AccessLog, MalformedRequests
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
-from services.kafka.faust_app import EventsReader, build_app
+from services.kafka.faust_app import PartitionReader, build_app
 from services.kafka.health import BrokerHealth
 from services.kafka.partitioner import key_partition
 from services.keys.store import KeyStore
@@ -34,6 +32,7 @@ from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
+from services.stream.hand_off import HandOff
 from services.stream.live_tail import LiveTail
 from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
@@ -46,23 +45,6 @@ from services.tokens.index_store import IndexStore
 log = logging.getLogger(__name__)
 
 
-async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
-    """Open a store; if it is corrupt, or the broker does not hold the history it claims,
-    discard it (loudly) and start a fresh one, which the log then rebuilds."""
-    try:
-        store = await opener(path)
-    except CorruptStore as exc:
-        history_check.discard(path, [str(exc)])
-        return await opener(path)
-    positions: list[Position] = await store.positions()
-    reasons = await history_check.mismatches(kafka, positions)
-    if not reasons:
-        return store
-    await store.close()
-    history_check.discard(path, reasons)
-    return await opener(path)
-
-
 # The processor hands each partition's events and outcomes of a decided batch to Kafka as one
 # record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
 # once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch
@@ -72,9 +54,9 @@ async def _open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
 BATCH_BYTES = 512 * 1024
 
 
-def _producer(kafka: KafkaAccess) -> AIOKafkaProducer:
+def _producer(kafka: KafkaAccess, linger_ms: int) -> AIOKafkaProducer:
     return clients.producer(
-        kafka, linger_ms=1, max_batch_size=BATCH_BYTES, partitioner=key_partition
+        kafka, linger_ms=linger_ms, max_batch_size=BATCH_BYTES, partitioner=key_partition
     )
 
 
@@ -124,7 +106,10 @@ class Worker:
         with the log's end as it stands now; returns the stores' positions once the batches
         in flight are committed (where to resume)."""
         await self.processor.drain()
-        topic = self.settings.events_topic
+        s = self.settings
+        self.hand_off.assigned(p for t, p in assigned if t == s.commands_topic)
+        self.read_back.reassigned()
+        topic = s.events_topic
         # Usually known already: the assignor told the gate when the group's table changed.
         self.takeover.assigned(p for t, p in assigned if t == topic)
         handed = self.takeover.waiting()
@@ -154,9 +139,9 @@ class Worker:
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
         self.decisions, self.projection, self.index = await asyncio.gather(
-            _open_checked(s.decisions_path, DecisionStore.open, self.kafka),
-            _open_checked(s.projection_path, ProjectionStore.open, self.kafka),
-            _open_checked(s.index_path, IndexStore.open, self.kafka),
+            history_check.open_checked(s.decisions_path, DecisionStore.open, self.kafka),
+            history_check.open_checked(s.projection_path, ProjectionStore.open, self.kafka),
+            history_check.open_checked(s.index_path, IndexStore.open, self.kafka),
         )
         self._resources += [self.decisions, self.projection, self.index]
         # Not checked against the broker: a handed partition's keys are read from the topic.
@@ -165,8 +150,11 @@ class Worker:
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        self.producer = _producer(self.kafka)  # events and outcomes
-        self.command_producer = _producer(self.kafka)  # commands: HTTP, scheduler
+        self.producer = _producer(self.kafka, linger_ms=1)  # events and outcomes
+        # Commands (HTTP, scheduler) without a linger: a quiet POST's command goes out at once.
+        # Under load nothing is lost: aiokafka keeps one request in flight per connection, and
+        # what accumulates meanwhile goes out together in the next.
+        self.command_producer = _producer(self.kafka, linger_ms=0)
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
@@ -189,8 +177,9 @@ class Worker:
             self.metrics,
             self.ownership.partition_of,
             partitions=self.ownership.local,
+            acknowledged=lambda records: self.hand_off.offer_all(records),
         )
-        events_reader = EventsReader(s.events_topic)
+        events_reader = PartitionReader(s.events_topic)
         self.read_back = ReadBack(
             events_reader, self._projected_to, self.metrics, s.read_back_recheck_ms / 1000
         )
@@ -210,17 +199,20 @@ class Worker:
             tokens.claims,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
+        commands_reader = PartitionReader(s.commands_topic)
+        self.hand_off = HandOff.of(self.processor, commands_reader, self.metrics, s)
         self.faust = build_app(
             s,
             self.kafka,
-            self.processor.handle,
+            self.hand_off.from_log,
             projector.handle,
             tokens.relay.handle,
             self._assigned,
             self._fail,
             CoPartitionedAssignor(self.ownership),
+            self.hand_off.revoked,
         )
-        events_reader.app = self.faust
+        events_reader.app = commands_reader.app = self.faust
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
@@ -230,7 +222,7 @@ class Worker:
             self.read_back.run(),
             tokens.retention.run(),
         )
-        for loop in loops:
+        for loop in (*loops, self.hand_off.read_back.run(), self.hand_off.run()):
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
@@ -248,7 +240,11 @@ class Worker:
         )
         self._resources.append(live_tail)
         gateway = CommandGateway(
-            self.command_producer, visibility, s.commands_topic, s.visible_timeout_ms
+            self.command_producer,
+            visibility,
+            s.commands_topic,
+            s.visible_timeout_ms,
+            self.hand_off.offer,
         )
         assert s.token_keys is not None, "keyfiles.complete() gives every worker its keys"
         api = Api(
@@ -264,6 +260,7 @@ class Worker:
             s.token_keys,
             live_tail,
             self.keyring,
+            Admission(s.http_max_writes, s.http_max_write_wait_ms / 1000, self.metrics),
         )
         debug = log.isEnabledFor(logging.DEBUG)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
@@ -280,8 +277,11 @@ class Worker:
         )
         await self.runner.setup()
         self._resources.append(self.runner)
-        site = web.TCPSite(self.runner, s.http_host, s.http_port)
+        # aiohttp's default accept queue (128) overflows under open-loop load: the kernel drops
+        # the connections, and their clients wait a second or more to try again.
+        site = web.TCPSite(self.runner, s.http_host, s.http_port, backlog=s.http_backlog)
         await site.start()
+        gc_tuning.tune(s.gc_threshold)
         self._ready = True
         log.info(
             "devreg worker ready in %.2fs on http://%s:%d",

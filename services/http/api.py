@@ -27,6 +27,7 @@ from projections.store import ProjectionStore
 from services.clock import now_ms
 from services.http import params, wire
 from services.http.access import app_of
+from services.http.admission import Admission
 from services.http.command_gateway import (
     CommandGateway,
     NotVisibleInTime,
@@ -61,6 +62,7 @@ class Api:
     tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
     live_tail: LiveTail  # the events as they happen, for /admin/{app}/live
     keyring: Keyring  # seals personal values before a command leaves, opens them for answers
+    admission: Admission  # refuses a write at once when too many wait already
 
     async def opened_token(self, app_id: str, device_id: str, text: str) -> str:
         return await self.keyring.open(app_id, device_id, "device_token", text)
@@ -104,7 +106,8 @@ class Api:
             # Fail fast while the broker is known to be down, rather than hang every client.
             raise WireError(rules.KAFKA_UNAVAILABLE, "Kafka is unreachable; retry later", 503)
         try:
-            return await self.gateway.submit(command)
+            with self.admission.write():
+                return await self.gateway.submit(command)
         except Unavailable as exc:
             raise WireError(rules.KAFKA_UNAVAILABLE, str(exc), 503) from exc
         except NotVisibleInTime as exc:
@@ -116,7 +119,8 @@ class Api:
             raise WireError(rules.INVALID_REGISTRATION, "Content-Type must be application/json")
         try:
             # A client that never finishes its body must not hold the handler forever.
-            raw = await asyncio.wait_for(request.read(), self.body_timeout_s)
+            async with asyncio.timeout(self.body_timeout_s):
+                raw = await request.read()
         except TimeoutError:
             raise WireError(
                 rules.INVALID_REQUEST, "Request body not received in time", 408
@@ -197,6 +201,7 @@ class Api:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         self.metrics.set("devreg_expirations_pending", await self.projection.pending_expirations())
+        self.metrics.set("devreg_http_writes_in_flight", self.admission.in_flight)
         for partition, lag in self.lag().items():
             self.metrics.set("devreg_projection_lag_events", lag, partition=str(partition))
         return web.Response(

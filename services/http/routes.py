@@ -62,7 +62,8 @@ class Route:
 
 _REGISTRATION = Answer("One registration", list[Registration])
 _NOTHING = Answer("Nothing to configure", {"type": "object"})
-_UNAVAILABLE = 503  # Kafka unavailable, not visible in time, or the partition is moving
+# Kafka unavailable, not visible in time, the partition moving, or too many writes waiting
+_UNAVAILABLE = 503
 # One server-sent event of the live tail: `data` is JSON, {"workers": n} for `ready`,
 # {"reason": "..."} for `end`, and {"partition", "offset", "timestamp", "event"} otherwise.
 _SSE_EVENT = {

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import TopicPartition
 
 from projections.positions import Position, fingerprint
+from projections.sqlite import CorruptStore
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 
@@ -82,3 +84,20 @@ def discard(path: Path, reasons: list[str]) -> Path:
         target,
     )
     return target
+
+
+async def open_checked(path: Path, opener: Any, kafka: KafkaAccess) -> Any:
+    """Open a store; if it is corrupt, or the broker does not hold the history it claims,
+    discard it (loudly) and start a fresh one, which the log then rebuilds."""
+    try:
+        store = await opener(path)
+    except CorruptStore as exc:
+        discard(path, [str(exc)])
+        return await opener(path)
+    positions: list[Position] = await store.positions()
+    reasons = await mismatches(kafka, positions)
+    if not reasons:
+        return store
+    await store.close()
+    discard(path, reasons)
+    return await opener(path)

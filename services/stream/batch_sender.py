@@ -21,7 +21,7 @@ from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
-from services.stream.record_batches import RecordBatches, Slot
+from services.stream.record_batches import RecordBatches, Slot, landed
 from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,8 @@ class BatchSender:
         acknowledged: list[Record] = []
         topic = self._settings.events_topic
         for sends in sent.events:
-            for key, value, (batch, offset, created) in sends:
-                meta = metas[batch]
-                # -1: the topic keeps create times, the record's own (as `send` reports it)
-                stamp = created if meta.timestamp == -1 else meta.timestamp
-                acknowledged.append(
-                    Record(topic, meta.partition, meta.offset + offset, stamp, key, value)
-                )
+            for key, value, slot in sends:
+                acknowledged.append(landed(topic, key, value, slot, metas))
             last = acknowledged[-1] if sends else None
             positions.append((last.partition, last.offset) if last else None)
             if last:

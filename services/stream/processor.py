@@ -7,6 +7,12 @@ versions, hashes) that every reader skips.
 
 Batches overlap: once batch N is sent, batch N+1 is decided (on top of N's decisions, kept in
 PendingDecisions) while N waits for its acknowledgement and commit; commits stay in order.
+
+Two callers hand it commands, one at a time (`_turn`): faust's agent, with what it read from
+the log, and the hand-off (services/stream/hand_off.py), with the worker's own commands as
+Kafka acknowledged them. Either way a partition's commands are decided in log order: a record
+below the next offset is skipped (decided already), and the hand-off only passes runs that
+continue exactly from it.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ def _channel_keys(command: AnyCommand) -> list[Key]:
 
 
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
+# Chooses, while the processor is the caller's, which records to decide.
+Pick = Callable[[], Sequence[Record]]
 
 
 class CommandProcessor:
@@ -110,16 +118,49 @@ class CommandProcessor:
         self._pending = PendingDecisions()
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
+        self._turn = asyncio.Lock()  # the agent and the hand-off decide one at a time
+
+    def next_offset(self, partition: int) -> int:
+        """The next commands offset to decide on `partition` (batches in flight included)."""
+        key = (self._settings.commands_topic, partition)
+        pending = self._pending.next_offsets.get(key)
+        return pending if pending is not None else self._store.next_offsets.get(key, 0)
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Decide a batch and send its events and outcomes; the acknowledgement, the commit
         and the notifications finish in the background while the next batch is decided.
-        Returns once the previous batch has finished (at most two batches in flight)."""
+        Returns once the previous batch has finished (at most two batches in flight per
+        caller)."""
+        async with self._turn:
+            previous = await self._send(records)
+        await self._after(previous)
+
+    async def handle_picked(self, pick: Pick) -> None:
+        """Decide what `pick` chooses once it is this caller's turn: the hand-off's choice
+        depends on the next offsets and the ownership at that moment, not before."""
+        async with self._turn:
+            previous = await self._send(pick())
+        await self._after(previous)
+
+    async def turn_over(self) -> None:
+        """Wait until a batch being decided has been handed to the producer."""
+        async with self._turn:
+            pass
+
+    @staticmethod
+    async def _after(previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            # Shielded: stopping the agent must not cancel a commit halfway through its steps.
+            await asyncio.shield(previous)
+
+    async def _send(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
+        """Decide the records not decided yet and hand their events and outcomes to the
+        producer; returns the batch before (to wait for outside the turn), if any."""
         pending = self._pending
         nxt = {**self._store.next_offsets, **pending.next_offsets}
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
         if not fresh:
-            return
+            return None
         parsed = [(r, _parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
         devices = [(c.app_id, c.device_id) for c in commands]
@@ -152,9 +193,7 @@ class CommandProcessor:
         finishing = asyncio.ensure_future(self._finish(previous, batch, emissions, sent))
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
-        if previous is not None:
-            # Shielded: stopping the agent must not cancel a commit halfway through its steps.
-            await asyncio.shield(previous)
+        return previous
 
     async def _token_records(
         self, transitions: list[Transition], batch: DecisionBatch, devices: list[Key]
