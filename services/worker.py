@@ -8,24 +8,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-from aiokafka import AIOKafkaProducer
-
 from projections.store import ProjectionStore
 from services import gc_tuning, shutdown, token_lifecycle
 from services.config import Settings
-from services.http.access import Keys
 from services.http.admission import Admission
-from services.http.api import LINGER_S, Api
-from services.http.app import build_http_app
+from services.http.api import Api
 from services.http.command_gateway import CommandGateway
 from services.http.forwarding import Forwarder
-from services.http.middleware import AccessLog, MalformedRequests
+from services.http.server import serve
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import PartitionReader, build_app
 from services.kafka.health import BrokerHealth
-from services.kafka.partitioner import key_partition
 from services.keys.store import KeyStore
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
@@ -43,21 +37,6 @@ from services.stream.visibility import Visibility
 from services.tokens.index_store import IndexStore
 
 log = logging.getLogger(__name__)
-
-
-# The processor hands each partition's events and outcomes of a decided batch to Kafka as one
-# record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
-# once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch
-# over the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
-# keeps the log's batches large: the embedded broker reads a log of small ones slowly
-# (docs/audit.md).
-BATCH_BYTES = 512 * 1024
-
-
-def _producer(kafka: KafkaAccess, linger_ms: int) -> AIOKafkaProducer:
-    return clients.producer(
-        kafka, linger_ms=linger_ms, max_batch_size=BATCH_BYTES, partitioner=key_partition
-    )
 
 
 class Worker:
@@ -150,11 +129,11 @@ class Worker:
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        self.producer = _producer(self.kafka, linger_ms=1)  # events and outcomes
+        self.producer = clients.record_producer(self.kafka, linger_ms=1)  # events and outcomes
         # Commands (HTTP, scheduler) without a linger: a quiet POST's command goes out at once.
         # Under load nothing is lost: aiokafka keeps one request in flight per connection, and
         # what accumulates meanwhile goes out together in the next.
-        self.command_producer = _producer(self.kafka, linger_ms=0)
+        self.command_producer = clients.record_producer(self.kafka, linger_ms=0)
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
@@ -262,25 +241,8 @@ class Worker:
             self.keyring,
             Admission(s.http_max_writes, s.http_max_write_wait_ms / 1000, self.metrics),
         )
-        debug = log.isEnabledFor(logging.DEBUG)
-        logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
-        self.runner = web.AppRunner(
-            build_http_app(api, s.events_topic, Keys(s.apps, s.domain_app), tokens.admin(api)),
-            # At debug level, one line per request (its path redacted); none otherwise.
-            access_log=logging.getLogger("devreg.access") if debug else None,
-            access_log_class=AccessLog,
-            # Also the deadline for a new connection's first request: aiohttp arms it when
-            # the connection opens and does not extend it while header bytes trickle in, so
-            # a client that never completes its headers cannot hold a connection (slowloris).
-            keepalive_timeout=s.http_idle_timeout_ms / 1000,
-            lingering_time=LINGER_S,
-        )
-        await self.runner.setup()
+        self.runner = await serve(s, api, tokens.admin(api))
         self._resources.append(self.runner)
-        # aiohttp's default accept queue (128) overflows under open-loop load: the kernel drops
-        # the connections, and their clients wait a second or more to try again.
-        site = web.TCPSite(self.runner, s.http_host, s.http_port, backlog=s.http_backlog)
-        await site.start()
         gc_tuning.tune(s.gc_threshold)
         self._ready = True
         log.info(

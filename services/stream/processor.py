@@ -21,26 +21,18 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-import msgspec
 from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
-    ChannelCreated,
-    DeviceState,
     Outcome,
-    RegisterDevice,
-    decide,
-    decode_command,
-    empty_state,
-    evolve,
     rules,
 )
-from events.user_tokens import TokenKeys, without_raw_token
 from projections.positions import Record, last_positions
 from services.config import Settings
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
+from services.stream.decider import Decider, channel_keys, parse
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.sealing import Sealing
@@ -49,37 +41,6 @@ from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
-
-
-class _Channels:
-    """`in` test for decide(): channels known for one app, before or during this batch."""
-
-    def __init__(self, app_id: str, known: set[Key], added: set[Key]):
-        self.app_id, self.known, self.added = app_id, known, added
-
-    def __contains__(self, channel: object) -> bool:
-        key = (self.app_id, str(channel))
-        return key in self.known or key in self.added
-
-
-def _parse(record: Record, tokens: TokenKeys | None) -> AnyCommand | Dead:
-    try:
-        command = decode_command(record.value or b"")
-    except msgspec.DecodeError as exc:
-        return Dead(record, f"undecodable command: {exc}")
-    if command.issued_at is None:
-        # A producer that did not stamp the command: the record's own time is in the log too.
-        command = msgspec.structs.replace(command, issued_at=record.timestamp)
-    # The commands topic holds whatever a publisher wrote, raw session tokens included; no
-    # event may: they become fingerprints before anything is decided.
-    return without_raw_token(command, tokens)
-
-
-def _channel_keys(command: AnyCommand) -> list[Key]:
-    if isinstance(command, RegisterDevice):
-        names = command.channels or (rules.DEFAULT_CHANNEL,)
-        return [(command.app_id, name) for name in names]
-    return []
 
 
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
@@ -104,7 +65,6 @@ class CommandProcessor:
         # None only where a test drives the processor with raw values and no keys.
         self._sealing = sealing
         self._claims = claims
-        self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
         self._visibility = visibility
@@ -116,6 +76,7 @@ class CommandProcessor:
         # while the decisions commit: both are SQLite work on threads of their own.
         self._fold_own = fold_own
         self._pending = PendingDecisions()
+        self._decider = Decider(settings, metrics, partition_of)
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
         self._turn = asyncio.Lock()  # the agent and the hand-off decide one at a time
@@ -161,13 +122,13 @@ class CommandProcessor:
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
         if not fresh:
             return None
-        parsed = [(r, _parse(r, self._settings.token_keys)) for r in fresh]
+        parsed = [(r, parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
         devices = [(c.app_id, c.device_id) for c in commands]
         ids = [(c.app_id, c.command_id) for c in commands]
         states = pending.over_states(devices, await self._store.load_states(devices))
         seen = pending.over_outcomes(ids, await self._store.load_outcomes(ids))
-        known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
+        known = await self._store.load_channels(k for c in commands for k in channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
         copies = await self._sealed_copies(parsed, seen)
@@ -182,7 +143,7 @@ class CommandProcessor:
             else:
                 key = (command.app_id, command.device_id)
                 before = batch.states.get(key) or states.get(key)
-                emission = self._decide(record, command, states, seen, known, batch)
+                emission = self._decider.decide(record, command, states, seen, known, batch)
                 emissions.append(emission)
                 if emission.events and key in batch.states:
                     transitions.append(Transition(before, batch.states[key], emission.events))
@@ -219,7 +180,7 @@ class CommandProcessor:
             if not isinstance(c, Dead)
             and self._sealing.needs_copy(c)
             and (c.app_id, c.command_id) not in seen
-            and self._misdirected(record, c) is None
+            and self._decider.misdirected(record, c) is None
             and rules.check(c, c.issued_at or record.timestamp) is None
         ]
         if not raw:
@@ -262,83 +223,3 @@ class CommandProcessor:
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
             self._metrics.inc("devreg_outcomes_total", code=code)
-
-    def _decide(
-        self,
-        record: Record,
-        command: AnyCommand,
-        states: dict[Key, DeviceState],
-        seen: dict[Key, Outcome],
-        known: set[Key],
-        batch: DecisionBatch,
-    ) -> Emission:
-        outcome_key = (command.app_id, command.command_id)
-        earlier = batch.outcomes.get(outcome_key) or seen.get(outcome_key)
-        if earlier is not None:
-            self._metrics.inc("devreg_commands_total", result="repeated")
-            return Emission(record, earlier)
-        now = command.issued_at or record.timestamp
-        if rejection := self._misdirected(record, command):
-            outcome = Outcome(
-                command_id=command.command_id,
-                app_id=command.app_id,
-                device_id=command.device_id,
-                accepted=False,
-                decided_at=now,
-                code=rejection.code,
-                message=rejection.message,
-            )
-            batch.outcomes[outcome_key] = outcome
-            self._metrics.inc("devreg_commands_total", result="rejected")
-            return Emission(record, outcome)
-        key = (command.app_id, command.device_id)
-        state = batch.states.get(key) or states.get(key) or empty_state(*key)
-        decision = decide(state, _Channels(command.app_id, known, batch.channels), command, now)
-        for event in decision.events:
-            if isinstance(event, ChannelCreated):
-                batch.channels.add((event.app_id, event.channel))
-            else:
-                state = evolve(state, event)
-        if decision.events:
-            batch.states[key] = state
-            batch.partitions[key] = record.partition
-        batch.outcomes[outcome_key] = decision.outcome
-        result = "accepted" if decision.outcome.accepted else "rejected"
-        if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
-            self._log_decision(record, command, decision.outcome, result)
-        self._metrics.inc("devreg_commands_total", result=result)
-        return Emission(record, decision.outcome, decision.events)
-
-    def _log_decision(
-        self, record: Record, command: AnyCommand, outcome: Outcome, result: str
-    ) -> None:
-        log.debug(
-            "command %s: %s%s",
-            type(command).__name__,
-            result,
-            f" ({outcome.code}: {outcome.message})" if outcome.code else "",
-            extra={
-                "command_id": command.command_id,
-                "app_id": command.app_id,
-                "device_id": command.device_id,
-                "partition": record.partition,
-                "offset": record.offset,
-            },
-        )
-
-    def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
-        """A command for an app devreg does not serve, or on another partition than its
-        device's. All of a device's commands must come through the one partition its events
-        go to: one elsewhere would fork the device's history across two partitions, in an
-        order no reader can know, and stop the projector at the apparent gap."""
-        if command.app_id not in self._settings.apps:
-            return rules.Rejection(rules.UNKNOWN_APP, f"Unknown application id {command.app_id!r}")
-        expected = self._partition_of(command.app_id, command.device_id)
-        if record.partition != expected:
-            message = (
-                f"Command on partition {record.partition} of {record.topic}; the device's is"
-                f" {expected}: publish it keyed by [app_id, device_id] with Kafka's default"
-                " (murmur2) partitioner"
-            )
-            return rules.Rejection(rules.INVALID_REQUEST, message)
-        return None
