@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 
 from bench import (
+    capacity,
     channel_page,
     expiry,
     freshness,
@@ -52,6 +53,7 @@ Benchmark = Callable[[Session], Awaitable[list[Row]]]
 BENCHMARKS: dict[str, Benchmark] = {
     "register": register.run,
     "freshness": freshness.run,
+    "capacity": capacity.run,
     "ingest": ingest.run,
     "get": lookup.run,
     "channel": channel_page.run,

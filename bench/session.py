@@ -30,6 +30,7 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True):
     expiry: tuple[int, ...]  # pending expirations per burst
     expiry_watch_s: float  # how long after the expiration a burst is watched at most
     long_run: int  # registrations of the long run (bench/long_run.py)
+    capacity_duration_s: float  # seconds per offered rate in the write-capacity search
 
 
 FULL = Sizes(
@@ -43,6 +44,7 @@ FULL = Sizes(
     expiry=(10_000, 100_000),
     expiry_watch_s=300,
     long_run=1_000_000,
+    capacity_duration_s=10,
 )
 QUICK = Sizes(
     runs=1,
@@ -55,6 +57,7 @@ QUICK = Sizes(
     expiry=(2_000,),
     expiry_watch_s=60,
     long_run=20_000,
+    capacity_duration_s=3,
 )
 
 

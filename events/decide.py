@@ -10,17 +10,23 @@ from collections.abc import Container
 
 import msgspec
 
-from events import identity, rules
+from events import identity, rules, sealed
 from events.model import (
     AnyCommand,
     AnyEvent,
     ChannelCreated,
+    DeviceForgotten,
     DeviceRegistered,
+    DeviceSuperseded,
     DeviceUnregistered,
     ExpireRegistration,
+    ForgetDevice,
     Outcome,
     RegisterDevice,
     RegistrationExpired,
+    ReportRejectedToken,
+    SupersedeDevice,
+    TokenRejected,
     UnregisterDevice,
 )
 from events.state import DeviceState
@@ -68,10 +74,29 @@ def _dedupe(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _sealed_before_erasure(state: DeviceState, *values: str | None) -> bool:
+    """A value sealed with a key created before the device was last forgotten: that key is
+    erased, so the value could never be read (a registration in flight during the erasure)."""
+    if state.forgotten_at is None:
+        return False
+    for value in values:
+        kid = sealed.key_id(value or "")
+        created = sealed.key_created_at(kid) if kid else None
+        if created is not None and created <= state.forgotten_at:
+            return True
+    return False
+
+
 def _register(
     state: DeviceState, known_channels: Container[str], command: RegisterDevice, now_ms: int
 ) -> Decision:
     app_id, device_id = command.app_id, command.device_id
+    if _sealed_before_erasure(state, command.device_token, command.user_token):
+        message = (
+            f"Device {device_id!r} was forgotten while this registration was on its way:"
+            " register it again"
+        )
+        return _reject(command, now_ms, rules.Rejection(rules.INVALID_REGISTRATION, message))
     channels = _dedupe(command.channels) or (rules.DEFAULT_CHANNEL,)
     events: list[AnyEvent] = []
     # Ids come from fixed slots: the device's event is 0, channel i's announcement 1 + i.
@@ -175,6 +200,80 @@ def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Dec
     return _accept(command, now_ms, tuple(events))
 
 
+def _all_channels(state: DeviceState) -> tuple[str, ...]:
+    # Sorted, so the event never depends on the order a store kept the channels in.
+    return tuple(sorted(state.channels))
+
+
+def _report(state: DeviceState, command: ReportRejectedToken, now_ms: int) -> Decision:
+    """Remove the device for a provider's rejection, only if the report is about the token it
+    holds now, from a push sent after its last registration (parse-server wiped valid tokens
+    on stale reports: #4500, #6052). Tokens compare by sealed text: same key, same text."""
+    ignored = None
+    if not state.exists:
+        ignored = "the device is not registered"
+    elif state.device_token != command.device_token:
+        ignored = "the device no longer holds this token"
+    elif state.registered_at > command.sent_at:
+        ignored = (
+            f"the device registered again at {state.registered_at}, after the push was sent"
+            f" at {command.sent_at}"
+        )
+    if ignored is not None:
+        return _accept(command, now_ms, (), note=f"ignored: {ignored}")
+    event = TokenRejected(
+        event_id=identity.event_id(command.app_id, command.command_id, 0),
+        app_id=command.app_id,
+        version=state.version + 1,
+        occurred_at=now_ms,
+        command_id=command.command_id,
+        prev_hash=state.last_hash,
+        device_id=command.device_id,
+        channels=_all_channels(state),
+        provider=command.provider,
+        reason=command.reason,
+        sent_at=command.sent_at,
+    )
+    return _accept(command, now_ms, (identity.seal(event),))
+
+
+def _supersede(state: DeviceState, command: SupersedeDevice, now_ms: int) -> Decision:
+    if not state.exists or state.registration != command.claim:
+        note = "ignored: the device registered again, or was removed, since that registration"
+        return _accept(command, now_ms, (), note=note)
+    event = DeviceSuperseded(
+        event_id=identity.event_id(command.app_id, command.command_id, 0),
+        app_id=command.app_id,
+        version=state.version + 1,
+        occurred_at=now_ms,
+        command_id=command.command_id,
+        prev_hash=state.last_hash,
+        device_id=command.device_id,
+        channels=_all_channels(state),
+        by_device_id=command.by_device_id,
+    )
+    return _accept(command, now_ms, (identity.seal(event),))
+
+
+def _forget(state: DeviceState, command: ForgetDevice, now_ms: int) -> Decision:
+    if state.version == 0:
+        return _reject(command, now_ms, _unknown_device(command))
+    if not state.device_token and not state.channels and state.forgotten_at is not None:
+        return _accept(command, now_ms, (), note="ignored: the device is forgotten already")
+    event = DeviceForgotten(
+        event_id=identity.event_id(command.app_id, command.command_id, 0),
+        app_id=command.app_id,
+        version=state.version + 1,
+        occurred_at=now_ms,
+        command_id=command.command_id,
+        prev_hash=state.last_hash,
+        device_id=command.device_id,
+        channels=_all_channels(state),
+        reason=command.reason,
+    )
+    return _accept(command, now_ms, (identity.seal(event),))
+
+
 def decide(
     state: DeviceState, known_channels: Container[str], command: AnyCommand, now_ms: int
 ) -> Decision:
@@ -189,3 +288,9 @@ def decide(
             return _unregister(state, command, now_ms)
         case ExpireRegistration():
             return _expire(state, command, now_ms)
+        case ReportRejectedToken():
+            return _report(state, command, now_ms)
+        case SupersedeDevice():
+            return _supersede(state, command, now_ms)
+        case ForgetDevice():
+            return _forget(state, command, now_ms)

@@ -7,7 +7,16 @@ import unicodedata
 
 import msgspec
 
-from events.model import AnyCommand, ExpireRegistration, RegisterDevice, UnregisterDevice
+from events import sealed
+from events.model import (
+    AnyCommand,
+    ExpireRegistration,
+    ForgetDevice,
+    RegisterDevice,
+    ReportRejectedToken,
+    SupersedeDevice,
+    UnregisterDevice,
+)
 
 # Backendless error codes devreg answers with (HTTP 400 unless noted).
 UNKNOWN_DEVICE_GET = 5000
@@ -19,6 +28,7 @@ NOT_VISIBLE_IN_TIME = 5900  # HTTP 503: accepted by Kafka, not yet visible to qu
 KAFKA_UNAVAILABLE = 5901  # HTTP 503: Kafka did not acknowledge the command (retry is safe)
 PARTITION_MOVING = 5902  # HTTP 503: the device's partition is being reassigned (retry)
 TOO_MANY_VIEWERS = 5903  # HTTP 503: a worker serves a bounded number of live streams
+SERVER_BUSY = 5904  # HTTP 503: too many writes waiting already; nothing was sent (retry)
 LENGTH_EXCEEDED = 8000
 UNKNOWN_APP = 8002  # HTTP 401 (not 3064: the JS SDK reads that as a stale user token)
 ADMIN_KEY_REQUIRED = 8003  # HTTP 401: an admin route without the app's admin key
@@ -92,6 +102,17 @@ def check_channel(channel: str) -> Rejection | None:
     return _length("channels", channel)
 
 
+def _token(name: str, value: str) -> Rejection | None:
+    """A personal value: raw (a Kafka publisher's, sealed by the processor before deciding)
+    within the length limit, or sealed text of the form devreg writes."""
+    if sealed.is_sealed(value):
+        if sealed.well_formed(value):
+            return None
+        message = f"Property '{name}' is not a well-formed sealed value"
+        return Rejection(INVALID_REGISTRATION, message)
+    return _required(name, value)
+
+
 def check_channels(channels: tuple[str, ...]) -> Rejection | None:
     if len(channels) > MAX_CHANNELS:
         return Rejection(
@@ -129,7 +150,7 @@ def check_identity(command: AnyCommand) -> Rejection | None:
 def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
     rejection = (
         check_device_id(command.device_id)
-        or _required("deviceToken", command.device_token)
+        or _token("deviceToken", command.device_token)
         or _length("osVersion", command.os_version)
         or check_channels(command.channels)
     )
@@ -153,6 +174,21 @@ def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
     return None
 
 
+def _time(name: str, value: int) -> Rejection | None:
+    if not 0 <= value <= MAX_TIME_MS:
+        return Rejection(INVALID_REQUEST, f"Property '{name}' is out of range")
+    return None
+
+
+def check_report(command: ReportRejectedToken) -> Rejection | None:
+    return (
+        _token("deviceToken", command.device_token)
+        or _required("provider", command.provider)
+        or _length("reason", command.reason)
+        or _time("sentAt", command.sent_at)
+    )
+
+
 def check(command: AnyCommand, now_ms: int) -> Rejection | None:
     """Every rule a command must pass before it can be decided against state."""
     rejection = check_identity(command)
@@ -163,5 +199,12 @@ def check(command: AnyCommand, now_ms: int) -> Rejection | None:
             return check_register(command, now_ms)
         case UnregisterDevice(channels=channels) if channels is not None:
             return check_channels(channels)
+        case ReportRejectedToken():
+            return check_report(command)
+        case SupersedeDevice():
+            by, claim = command.by_device_id, command.claim
+            return _required("byDeviceId", by) or _required("claim", claim)
+        case ForgetDevice():
+            return _required("reason", command.reason)
         case UnregisterDevice() | ExpireRegistration():
             return None

@@ -50,12 +50,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stop_timeout_ms: int  # a stop is over within about this long (services/shutdown.py)
     batch_size: int
     read_back_recheck_ms: int  # services/stream/read_back.py; 0: never pause the read-back
+    hand_off: bool  # own commands decided at Kafka's ack (services/stream/hand_off.py)
+    commands_recheck_ms: int  # a paused commands partition is read again this often
+    http_backlog: int  # the listening socket's accept queue
+    http_max_writes: int  # POSTs/DELETEs in flight; past it a new one is answered 503 at once
+    http_max_write_wait_ms: int  # ... and when the oldest in flight has waited this long
+    gc_threshold: int  # the young generation's threshold; 0: Python's own GC settings
     log_level: str
     log_format: str  # "text" or "json"
     event_loop: str  # "uvloop" or "asyncio" (services/event_loop.py says why)
     replication_factor: int
     min_insync_replicas: int
     advertised_url: str  # how other workers and clients reach this one
+    kek: str | None  # DEVREG_KEK (base64); None: the data directory's key file
+    one_device_per_token: frozenset[str]  # apps whose duplicate tokens are superseded
+    retention_days: dict[str, float]  # app id -> days a device without channels is kept
     # The embedded mode (services/log/restore.py, rollover.py): records per partition the
     # broker is given from the kept log, and the records kept in a partition since then that
     # make devreg give the broker fresh, short partitions.
@@ -83,6 +92,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def outcomes_topic(self) -> str:
         return f"{self.topic_prefix}.outcomes"
+
+    @property
+    def keys_topic(self) -> str:
+        return f"{self.topic_prefix}.keys"
+
+    @property
+    def tokens_topic(self) -> str:
+        return f"{self.topic_prefix}.tokens"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "token-index.sqlite"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.data_dir / "keys.sqlite"
+
+    @property
+    def kek_path(self) -> Path:
+        return self.data_dir / "key-encryption-key"
 
     @property
     def dlq_topic(self) -> str:
@@ -129,6 +158,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.data_dir / "log-archive.ndjson"
 
 
+def parse_retention(raw: str, apps: Mapping[str, object]) -> dict[str, float]:
+    """`app-id:days[,…]`; days may be a decimal (0.5 is twelve hours)."""
+    days: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        app_id, sep, count = item.partition(":")
+        try:
+            value = float(count)
+        except ValueError:
+            value = -1.0
+        if not sep or app_id not in apps or not 0 < value <= 36500:
+            raise ConfigError(
+                f"DEVREG_RETENTION_DAYS entry {item!r} is not app-id:days (a configured app,"
+                " more than 0 and at most 36500 days)"
+            )
+        days[app_id] = value
+    return days
+
+
+def parse_shared_tokens(raw: str, apps: Mapping[str, object]) -> frozenset[str]:
+    """The apps that keep one-device-per-token on (all but those DEVREG_ALLOW_SHARED_TOKENS
+    names)."""
+    named = {part.strip() for part in raw.split(",") if part.strip()}
+    if "*" in named:
+        return frozenset()
+    unknown = sorted(named - set(apps))
+    if unknown:
+        raise ConfigError(f"DEVREG_ALLOW_SHARED_TOKENS names unknown apps: {', '.join(unknown)}")
+    return frozenset(set(apps) - named)
+
+
 Ms = int
 _PORT = Meta(ge=0, le=65535)
 
@@ -172,6 +231,12 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_stop_timeout_ms: Annotated[Ms, _ms(1000, 600000)] = 15000
     devreg_batch_size: Annotated[int, Meta(ge=1, le=100000)] = 2000
     devreg_read_back_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 2000
+    devreg_hand_off: bool = True
+    devreg_commands_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 500
+    devreg_http_backlog: Annotated[int, Meta(ge=1, le=65535)] = 4096
+    devreg_http_max_writes: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
+    devreg_http_max_write_wait_ms: Annotated[Ms, _ms(10, 600000)] = 1000
+    devreg_gc_threshold: Annotated[int, Meta(ge=0, le=10_000_000)] = 50_000
     devreg_log_level: Literal["debug", "info", "warn", "error"] = "info"
     devreg_log_format: Literal["text", "json"] = "text"
     devreg_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
@@ -180,6 +245,13 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
     devreg_embedded_tail: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
     devreg_embedded_rollover: Annotated[int, Meta(ge=100, le=10_000_000)] = 2000
+    # The key-encryption key that wraps every device's data key (docs/design.md §12): 32
+    # bytes, base64. Unset: read from (or, the first time, written to) the data directory.
+    devreg_kek: str = ""
+    # Apps (comma-separated) whose duplicate tokens are NOT superseded; "*" for all.
+    devreg_allow_shared_tokens: str = ""
+    # app-id:days[,...]: erase a device once unregistered (or expired) for that many days.
+    devreg_retention_days: str = ""
 
 
 # Every variable load_settings reads: deployment files are checked against this list.
@@ -187,7 +259,7 @@ KNOWN_VARIABLES = frozenset(f.encode_name for f in msgspec.structs.fields(Enviro
 # Variables whose values are secrets: an error names them, never shows them.
 SECRET_VARIABLES = frozenset({"DEVREG_APPS", "DEVREG_TOKEN_KEYS", "KAFKA_SASL_PASSWORD"})
 # Values compared case-insensitively.
-_LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP"}
+_LOWERED = {"DEVREG_LOG_LEVEL", "DEVREG_LOG_FORMAT", "DEVREG_EVENT_LOOP", "DEVREG_HAND_OFF"}
 _UPPERED = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"}
 _AT = re.compile(r"at `\$\.(\w+)`")
 
@@ -261,6 +333,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         stop_timeout_ms=e.devreg_stop_timeout_ms,
         batch_size=e.devreg_batch_size,
         read_back_recheck_ms=e.devreg_read_back_recheck_ms,
+        hand_off=e.devreg_hand_off,
+        commands_recheck_ms=e.devreg_commands_recheck_ms,
+        http_backlog=e.devreg_http_backlog,
+        http_max_writes=e.devreg_http_max_writes,
+        http_max_write_wait_ms=e.devreg_http_max_write_wait_ms,
+        gc_threshold=e.devreg_gc_threshold,
         log_level=e.devreg_log_level,
         log_format=e.devreg_log_format,
         event_loop=e.devreg_event_loop,
@@ -269,6 +347,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         advertised_url=advertised.rstrip("/"),
         embedded_tail=e.devreg_embedded_tail,
         embedded_rollover=e.devreg_embedded_rollover,
+        kek=e.devreg_kek or None,
+        one_device_per_token=parse_shared_tokens(e.devreg_allow_shared_tokens, apps),
+        retention_days=parse_retention(e.devreg_retention_days, apps),
     )
 
 

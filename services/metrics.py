@@ -36,6 +36,8 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_events_duplicate_total": ("Re-emitted events skipped by the projection", ()),
     "devreg_expiry_commands_total": ("Expiry commands sent by the scheduler", ()),
+    "devreg_supersede_commands_total": ("Supersede commands sent by the token index", ()),
+    "devreg_retention_commands_total": ("Forget commands sent by retention", ()),
     "devreg_handler_failures_total": ("Handler failures that stopped the worker", ()),
     "devreg_http_exports_cut_total": ("Streamed exports cut off: the client stopped reading", ()),
     "devreg_http_live_cut_total": (
@@ -48,6 +50,26 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Times the embedded broker was given fresh, short partitions from the kept log",
         (),
     ),
+    "devreg_commands_read_back_pauses_total": (
+        "Commands partitions paused: only commands decided already to read",
+        (),
+    ),
+    "devreg_commands_read_back_resumes_total": (
+        "Commands partitions read again, by reason",
+        ("reason",),
+    ),
+    "devreg_commands_handed_off_total": (
+        "Own commands decided from Kafka's acknowledgement, without reading them back",
+        (),
+    ),
+    "devreg_commands_left_to_log_total": (
+        "Own commands left to be read from the log, by reason (gap, fenced)",
+        ("reason",),
+    ),
+    "devreg_http_writes_refused_total": (
+        "POSTs and DELETEs answered 503 at once: too many in flight or waiting too long",
+        (),
+    ),
 }
 GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_expirations_pending": ("Subscriptions with an expiration still to come", ()),
@@ -57,6 +79,11 @@ GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_read_back_paused_partitions": ("Events partitions whose read-back is paused", ()),
     "devreg_live_viewers": ("Live event streams this worker serves now", ()),
+    "devreg_commands_read_back_paused_partitions": (
+        "Commands partitions whose read-back is paused",
+        (),
+    ),
+    "devreg_http_writes_in_flight": ("POSTs and DELETEs being answered", ()),
 }
 HISTOGRAMS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_http_request_duration_seconds": (

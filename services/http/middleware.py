@@ -98,7 +98,10 @@ async def backendless_errors(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except WireError as exc:
-        return error_response(exc.code, exc.message, exc.status)
+        response = error_response(exc.code, exc.message, exc.status)
+        if exc.retry_after_s:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     except ConnectionResetError:
         # The client went away before its request was read whole: no one to answer, and not
         # a server error (logging it as one would let any client flood the error log).

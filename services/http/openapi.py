@@ -24,7 +24,10 @@ _STATUS = {
     403: "The app has no admin key: its admin routes are closed (8004)",
     408: "Request body not received in time (5002)",
     413: "Body over 64 KiB (5002)",
-    503: "Kafka unavailable (5901), not visible in time (5900), or partition moving (5902)",
+    503: (
+        "Kafka unavailable (5901), not visible in time (5900), partition moving (5902), too"
+        " many live streams (5903), or too many writes waiting (5904, with Retry-After)"
+    ),
 }
 _PUBLIC_STATUS = {
     404: {"description": "No such file"},

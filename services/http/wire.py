@@ -51,9 +51,10 @@ _encoder = msgspec.json.Encoder()
 class WireError(Exception):
     """An error with a Backendless code, answered as `{code, message, errorData}`."""
 
-    def __init__(self, code: int, message: str, status: int = 400):
+    def __init__(self, code: int, message: str, status: int = 400, retry_after_s: int = 0):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+        self.retry_after_s = retry_after_s  # a Retry-After header when above 0
 
 
 def json_response(body: object, status: int = 200) -> web.Response:

@@ -1,4 +1,5 @@
-"""faust wiring, kept thin: two agents that hand record batches to plain async functions.
+"""faust wiring, kept thin: three agents that hand record batches to plain async functions
+(commands to the processor, events to the projector, the tokens topic to the token index).
 
 faust runs the consumer group, the agents and their batching; the handlers own all logic and
 are testable without faust. Positions live in SQLite, not in Kafka's committed offsets: after
@@ -28,6 +29,8 @@ Handler = Callable[[Sequence[Record]], Awaitable[None]]
 Positions = Callable[[set[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
 OnFailure = Callable[[BaseException], None]
 AgentFun = Callable[[Any], Awaitable[None]]
+# Told when a rebalance takes this worker's partitions away, before it rejoins the group.
+Revoked = Callable[[], Awaitable[None]]
 BATCH_WINDOW_S = 0.005  # how long an agent waits to fill a batch: the floor of freshness
 
 
@@ -101,8 +104,10 @@ def _resume_from_stores(app: faust.App, positions: Positions) -> None:
     consumer.perform_seek = perform_seek
 
 
-class EventsReader:
-    """The events topic's partitions in faust's consumer, for services/stream/read_back.py.
+class PartitionReader:
+    """One topic's partitions in faust's consumer, for services/stream/read_back.py: the
+    events (the worker's own, folded by write-through) and the commands (the worker's own,
+    handed to the processor at Kafka's acknowledgement: services/stream/hand_off.py).
 
     Paused in the aiokafka consumer faust runs (on its thread), not with faust's own
     pause_partitions: faust's only stops handing records over, while aiokafka goes on fetching
@@ -214,9 +219,11 @@ def build_app(
     kafka: KafkaAccess,
     on_commands: Handler,
     on_events: Handler,
+    on_tokens: Handler,
     positions: Positions,
     on_failure: OnFailure,
     assignor: CoPartitionedAssignor,
+    revoked: Revoked,
 ) -> faust.App:
     app = faust.App(
         settings.group_id,
@@ -239,8 +246,17 @@ def build_app(
     faust_delivery.install(app)  # before app.topic(): topics create the transport
     commands = app.topic(settings.commands_topic, key_serializer="raw", value_serializer="raw")
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    tokens = app.topic(settings.tokens_topic, key_serializer="raw", value_serializer="raw")
     app.agent(commands, name="devreg.command-processor")(_agent(settings, on_commands, on_failure))
     app.agent(events, name="devreg.projector")(_agent(settings, on_events, on_failure))
+    app.agent(tokens, name="devreg.token-index")(_agent(settings, on_tokens, on_failure))
     _tune_consumer(app, settings.fetch_max_wait_ms, assignor)
     _resume_from_stores(app, positions)
+
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await revoked()
+
+    # faust awaits this before the consumer rejoins the group: nothing this worker decides
+    # after it returns can race the partitions' next owner.
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
     return app

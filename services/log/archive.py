@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from projections.positions import Record
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.compaction import CompactingSpool
 from services.log.reader import LogError, LogReader
 
 _PROGRESS_EVERY = 5_000
@@ -97,22 +98,30 @@ async def export_log(
     topics: Sequence[str],
     path: Path,
     on_progress: Callable[[int], None] | None = None,
+    compacted: Sequence[str] = (),
 ) -> ExportSummary:
     """Write every record of `topics` to `path`; a failure leaves any previous file intact.
-    Read through the log reader, so the embedded mode's kept log is exported whole."""
+    Read through the log reader, so the embedded mode's kept log is exported whole.
+
+    `compacted` topics (the keys topic) are written as Kafka's compaction would leave them,
+    offsets kept: a record whose key a later tombstone erased is written as a tombstone itself
+    (key, no value). The embedded broker never compacts, so without this an erased data key
+    would live on in every archive (docs/audit.md, "What an erasure leaves")."""
     progress = _Progress(on_progress)
     try:
         async with LogReader(kafka) as reader:
             await reader.consumer.topics()  # all topics: naming one would create it on Tansu
             tps = _partitions(reader.consumer, topics)
+            erasing = [tp for tp in tps if tp.topic in compacted]
+            plain = [tp for tp in tps if tp.topic not in compacted]
             written = dict.fromkeys(tps, 0)
             with _replacing(path) as out:
-                if tps:
-                    async for batch in reader.read(dict.fromkeys(tps, 0)):
-                        out.write(_ENCODER.encode_lines([_archived(r) for r in batch]))
-                        for r in batch:
-                            written[TopicPartition(r.topic, r.partition)] += 1
-                        progress.add(len(batch))
+                await _drain(reader, plain, out, written, progress)
+                if erasing:
+                    with tempfile.TemporaryFile() as spool:
+                        held = CompactingSpool(spool)
+                        await _drain(reader, erasing, held, written, progress)
+                        held.copy_to(out)
     except (KafkaError, LogError) as exc:
         raise ArchiveError(
             f"cannot export {', '.join(topics)} from {kafka.bootstrap}: {exc!r}"
@@ -140,6 +149,22 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+async def _drain(
+    reader: LogReader,
+    tps: list[TopicPartition],
+    out: IO[bytes] | CompactingSpool,
+    written: dict[TopicPartition, int],
+    progress: _Progress,
+) -> None:
+    if not tps:
+        return
+    async for batch in reader.read(dict.fromkeys(tps, 0)):
+        out.write(_ENCODER.encode_lines([_archived(r) for r in batch]))
+        for r in batch:
+            written[TopicPartition(r.topic, r.partition)] += 1
+        progress.add(len(batch))
 
 
 def _archived(r: Record) -> ArchivedRecord:

@@ -1,34 +1,38 @@
 """Sending a decided batch to Kafka, and collecting what Kafka acknowledged.
 
-The command processor (services/stream/processor.py) decides; this hands every event, outcome and
-dead letter of a batch to the producer in order, then turns the acknowledgements into the
-records the log now holds (for the projection's write-through) and each command's last event
-position (for read-your-writes).
+The command processor (services/stream/processor.py) decides; this hands every event, outcome,
+dead letter, sealed copy and token claim of a batch to the producer in order, then turns the
+acknowledgements into the records the log now holds (for the projection's write-through and
+the embedded mode's kept log) and each command's last event position (for read-your-writes).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from events import AnyEvent, Outcome, encode
+from events import AnyCommand, AnyEvent, Outcome, encode
 from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
-from services.stream.record_batches import Headers, RecordBatches, Slot
+from services.stream.record_batches import Headers, RecordBatches, Slot, landed
 from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
 
 class Emission(msgspec.Struct):
+    """What one command produced: its outcome and events; or, for a command that came with a
+    raw personal value, only its sealed copy (`resent`), to be decided in its place."""
+
     record: Record
-    outcome: Outcome
+    outcome: Outcome | None
     events: tuple[AnyEvent, ...] = ()
+    resent: AnyCommand | None = None
 
 
 class Dead(msgspec.Struct):
@@ -38,7 +42,8 @@ class Dead(msgspec.Struct):
 
 class Sent(msgspec.Struct):
     """A batch handed to the producer: per command, its events' (key, value, slot) in order;
-    every other record (outcomes, dead letters) with its slot; its record batches."""
+    every other record (outcomes, dead letters, sealed copies of commands, token claims) with
+    its slot; its record batches."""
 
     events: list[list[tuple[bytes, bytes, Slot]]]
     others: list[tuple[str, bytes | None, bytes | None, Headers, Slot]]
@@ -67,24 +72,40 @@ class BatchSender:
         self._visibility = visibility
         self._metrics = metrics
 
-    async def send(self, emissions: list[Emission], dead: list[Dead]) -> Sent:
+    async def send(
+        self,
+        emissions: list[Emission],
+        dead: list[Dead],
+        tokens: Sequence[tuple[int, bytes, bytes | None]] = (),
+    ) -> Sent:
         """Hand every event, outcome and dead letter to the producer, in order per partition
-        (aiokafka keeps one request in flight per broker)."""
+        (aiokafka keeps one request in flight per broker); and the batch's records for the
+        tokens topic (services/stream/token_claims.py)."""
         s = self._settings
         batches = RecordBatches(self._producer)
         events: list[list[tuple[bytes, bytes, Slot]]] = []
         others: list[tuple[str, bytes | None, bytes | None, Headers, Slot]] = []
+
+        async def other(topic: str, p: int, key: bytes | None, value: bytes | None) -> None:
+            others.append((topic, key, value, (), await batches.add(topic, p, key, value)))
+
         for em in emissions:
-            key = partition_key(em.outcome.app_id, em.outcome.device_id)
             p = em.record.partition
+            if em.resent is not None:
+                key = partition_key(em.resent.app_id, em.resent.device_id)
+                await other(s.commands_topic, p, key, encode(em.resent))
+                events.append([])
+                continue
+            assert em.outcome is not None
+            key = partition_key(em.outcome.app_id, em.outcome.device_id)
             sends = []
             for event in em.events:
                 value = encode(event)
                 sends.append((key, value, await batches.add(s.events_topic, p, key, value)))
             events.append(sends)
-            outcome = encode(em.outcome)
-            slot = await batches.add(s.outcomes_topic, p, key, outcome)
-            others.append((s.outcomes_topic, key, outcome, (), slot))
+            await other(s.outcomes_topic, p, key, encode(em.outcome))
+        for partition, token_key, token_value in tokens:
+            await other(s.tokens_topic, partition, token_key, token_value)
         for d in dead:
             headers = self._dead_letter(d)
             slot = await batches.add(s.dlq_topic, 0, d.record.key, d.record.value, headers)
@@ -95,26 +116,18 @@ class BatchSender:
     async def acknowledged(self, sent: Sent) -> Acknowledged:
         """Await every acknowledgement; the records as Kafka now holds them."""
         metas = await sent.batches.acknowledged()
-
-        def held(topic: str, key: Any, value: Any, headers: Headers, slot: Slot) -> Record:
-            batch, offset, created = slot
-            meta = metas[batch]
-            # -1: the topic keeps create times, the record's own (as `send` reports it)
-            stamp = created if meta.timestamp == -1 else meta.timestamp
-            return Record(topic, meta.partition, meta.offset + offset, stamp, key, value, headers)
-
         positions: list[tuple[int, int] | None] = []
         acknowledged: list[Record] = []
         topic = self._settings.events_topic
         for sends in sent.events:
             for key, value, slot in sends:
-                acknowledged.append(held(topic, key, value, (), slot))
+                acknowledged.append(landed(topic, key, value, slot, metas))
             last = acknowledged[-1] if sends else None
             positions.append((last.partition, last.offset) if last else None)
             if last:
                 self._visibility.emitted(last.partition, last.offset)
             self._metrics.inc("devreg_events_emitted_total", len(sends))
-        others = [held(*other) for other in sent.others]
+        others = [landed(t, k, v, slot, metas, h) for t, k, v, h, slot in sent.others]
         return Acknowledged(positions, acknowledged, others)
 
     def _dead_letter(self, d: Dead) -> Headers:

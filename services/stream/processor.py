@@ -7,6 +7,12 @@ versions, hashes) that every reader skips.
 
 Batches overlap: once batch N is sent, batch N+1 is decided (on top of N's decisions, kept in
 PendingDecisions) while N waits for its acknowledgement and commit; commits stay in order.
+
+Two callers hand it commands, one at a time (`_turn`): faust's agent, with what it read from
+the log, and the hand-off (services/stream/hand_off.py), with the worker's own commands as
+Kafka acknowledged them. Either way a partition's commands are decided in log order: a record
+below the next offset is skipped (decided already), and the hand-off only passes runs that
+continue exactly from it.
 """
 
 from __future__ import annotations
@@ -15,70 +21,35 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-import msgspec
 from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
-    ChannelCreated,
-    DeviceState,
     Outcome,
-    RegisterDevice,
-    decide,
-    decode_command,
-    empty_state,
-    evolve,
     rules,
 )
-from events.user_tokens import TokenKeys, without_raw_token
 from projections.positions import Record, last_positions
 from services.config import Settings
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
+from services.stream.decider import Decider, channel_keys, parse
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.gate import Gate
 from services.stream.pending_decisions import PendingDecisions
+from services.stream.sealing import Sealing
+from services.stream.token_claims import TokenClaims, Transition
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 
 
-class _Channels:
-    """`in` test for decide(): channels known for one app, before or during this batch."""
-
-    def __init__(self, app_id: str, known: set[Key], added: set[Key]):
-        self.app_id, self.known, self.added = app_id, known, added
-
-    def __contains__(self, channel: object) -> bool:
-        key = (self.app_id, str(channel))
-        return key in self.known or key in self.added
-
-
-def _parse(record: Record, tokens: TokenKeys | None) -> AnyCommand | Dead:
-    try:
-        command = decode_command(record.value or b"")
-    except msgspec.DecodeError as exc:
-        return Dead(record, f"undecodable command: {exc}")
-    if command.issued_at is None:
-        # A producer that did not stamp the command: the record's own time is in the log too.
-        command = msgspec.structs.replace(command, issued_at=record.timestamp)
-    # The commands topic holds whatever a publisher wrote, raw session tokens included; no
-    # event may: they become fingerprints before anything is decided.
-    return without_raw_token(command, tokens)
-
-
-def _channel_keys(command: AnyCommand) -> list[Key]:
-    if isinstance(command, RegisterDevice):
-        names = command.channels or (rules.DEFAULT_CHANNEL,)
-        return [(command.app_id, name) for name in names]
-    return []
-
-
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
 # Keeps every record of a decided batch before it commits (services/log/journal.py): the
 # embedded mode's durable log. None on Apache Kafka, whose log is durable itself.
 Keep = Callable[[list[Record]], Awaitable[None]]
+# Chooses, while the processor is the caller's, which records to decide.
+Pick = Callable[[], Sequence[Record]]
 
 
 class CommandProcessor:
@@ -92,11 +63,15 @@ class CommandProcessor:
         partition_of: Callable[[str, str], int],
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn,
+        sealing: Sealing | None,
+        claims: TokenClaims | None = None,
         keep: Keep | None = None,
         gate: Gate | None = None,
     ):
+        # None only where a test drives the processor with raw values and no keys.
+        self._sealing = sealing
+        self._claims = claims
         self._gate = gate or Gate()  # closed while the embedded broker is renewed
-        self._partition_of = partition_of  # the commands partition of a device's key
         self._settings = settings
         self._store = store
         self._visibility = visibility
@@ -109,47 +84,118 @@ class CommandProcessor:
         self._fold_own = fold_own
         self._keep = keep
         self._pending = PendingDecisions()
+        self._decider = Decider(settings, metrics, partition_of)
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
+        self._turn = asyncio.Lock()  # the agent and the hand-off decide one at a time
+
+    def next_offset(self, partition: int) -> int:
+        """The next commands offset to decide on `partition` (batches in flight included)."""
+        key = (self._settings.commands_topic, partition)
+        pending = self._pending.next_offsets.get(key)
+        return pending if pending is not None else self._store.next_offsets.get(key, 0)
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Decide a batch and send its events and outcomes; the acknowledgement, the commit
         and the notifications finish in the background while the next batch is decided.
-        Returns once the previous batch has finished (at most two batches in flight)."""
-        async with self._gate.passage():
-            await self._handle(records)
+        Returns once the previous batch has finished (at most two batches in flight per
+        caller). Both callers pass the gate first: nothing is sent while the embedded
+        broker's topics are renewed (services/log/rollover.py)."""
+        async with self._gate.passage(), self._turn:
+            previous = await self._send(records)
+        await self._after(previous)
 
-    async def _handle(self, records: Sequence[Record]) -> None:
+    async def handle_picked(self, pick: Pick) -> None:
+        """Decide what `pick` chooses once it is this caller's turn: the hand-off's choice
+        depends on the next offsets and the ownership at that moment, not before."""
+        async with self._gate.passage(), self._turn:
+            previous = await self._send(pick())
+        await self._after(previous)
+
+    async def turn_over(self) -> None:
+        """Wait until a batch being decided has been handed to the producer."""
+        async with self._turn:
+            pass
+
+    @staticmethod
+    async def _after(previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            # Shielded: stopping the agent must not cancel a commit halfway through its steps.
+            await asyncio.shield(previous)
+
+    async def _send(self, records: Sequence[Record]) -> asyncio.Future[None] | None:
+        """Decide the records not decided yet and hand their events and outcomes to the
+        producer; returns the batch before (to wait for outside the turn), if any."""
         pending = self._pending
         nxt = {**self._store.next_offsets, **pending.next_offsets}
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
         if not fresh:
-            return
-        parsed = [(r, _parse(r, self._settings.token_keys)) for r in fresh]
+            return None
+        parsed = [(r, parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
         devices = [(c.app_id, c.device_id) for c in commands]
         ids = [(c.app_id, c.command_id) for c in commands]
         states = pending.over_states(devices, await self._store.load_states(devices))
         seen = pending.over_outcomes(ids, await self._store.load_outcomes(ids))
-        known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
+        known = await self._store.load_channels(k for c in commands for k in channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
+        copies = await self._sealed_copies(parsed, seen)
         emissions: list[Emission] = []
         dead: list[Dead] = []
+        transitions: list[Transition] = []
         for record, command in parsed:
             if isinstance(command, Dead):
                 dead.append(command)
-                continue
-            emissions.append(self._decide(record, command, states, seen, known, batch))
-        sent = await self._sender.send(emissions, dead)
+            elif id(command) in copies:
+                emissions.append(Emission(record, None, resent=copies[id(command)]))
+            else:
+                key = (command.app_id, command.device_id)
+                before = batch.states.get(key) or states.get(key)
+                emission = self._decider.decide(record, command, states, seen, known, batch)
+                emissions.append(emission)
+                if emission.events and key in batch.states:
+                    transitions.append(Transition(before, batch.states[key], emission.events))
+        tokens = await self._token_records(transitions, batch, devices)
+        sent = await self._sender.send(emissions, dead, tokens)
         pending.add(batch)
         previous = self._finishing
         finishing = asyncio.ensure_future(self._finish(previous, batch, fresh, emissions, sent))
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
-        if previous is not None:
-            # Shielded: stopping the agent must not cancel a commit halfway through its steps.
-            await asyncio.shield(previous)
+        return previous
+
+    async def _token_records(
+        self, transitions: list[Transition], batch: DecisionBatch, devices: list[Key]
+    ) -> list[tuple[int, bytes, bytes | None]]:
+        if self._claims is None or not transitions:
+            return []
+        changed = {(t.after.app_id, t.after.device_id) for t in transitions}
+        stored = await self._store.load_fingerprints(changed)
+        known = self._pending.over_fingerprints(changed, stored)
+        return await self._claims.records(transitions, batch, known)
+
+    async def _sealed_copies(
+        self, parsed: list[tuple[Record, AnyCommand | Dead]], seen: dict[Key, Outcome]
+    ) -> dict[int, AnyCommand]:
+        """Commands with a raw personal value that would be decided: their sealed copies, by
+        id() of the command (services/stream/sealing.py). A repeat, a misdirected command or
+        one the rules reject is decided as it is: it needs no key, and gets none."""
+        if self._sealing is None:
+            return {}
+        raw = [
+            c
+            for record, c in parsed
+            if not isinstance(c, Dead)
+            and self._sealing.needs_copy(c)
+            and (c.app_id, c.command_id) not in seen
+            and self._decider.misdirected(record, c) is None
+            and rules.check(c, c.issued_at or record.timestamp) is None
+        ]
+        if not raw:
+            return {}
+        copies = await self._sealing.copies(raw)
+        return {id(c): copy for c, copy in zip(raw, copies, strict=True)}
 
     async def drain(self) -> None:
         """Wait until every batch handed to `handle` is committed (or has failed, which
@@ -180,88 +226,15 @@ class CommandProcessor:
             await asyncio.shield(previous)
         if self._keep is not None:
             await self._keep([*commands, *acknowledged.events, *acknowledged.others])
+        # Erased once the forget events are kept: a crash before the erasure decides them
+        # again (the same events) and erases again; one after it finds the keys gone.
+        if self._sealing is not None:
+            await self._sealing.erase_forgotten(e for em in emissions for e in em.events)
         await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged.events))
         self._pending.settle(batch)
         for emission, last_event in zip(emissions, acknowledged.last_events, strict=True):
+            if emission.outcome is None:
+                continue  # sent again sealed: the copy's decision is the command's
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
             self._metrics.inc("devreg_outcomes_total", code=code)
-
-    def _decide(
-        self,
-        record: Record,
-        command: AnyCommand,
-        states: dict[Key, DeviceState],
-        seen: dict[Key, Outcome],
-        known: set[Key],
-        batch: DecisionBatch,
-    ) -> Emission:
-        outcome_key = (command.app_id, command.command_id)
-        earlier = batch.outcomes.get(outcome_key) or seen.get(outcome_key)
-        if earlier is not None:
-            self._metrics.inc("devreg_commands_total", result="repeated")
-            return Emission(record, earlier)
-        now = command.issued_at or record.timestamp
-        if rejection := self._misdirected(record, command):
-            outcome = Outcome(
-                command_id=command.command_id,
-                app_id=command.app_id,
-                device_id=command.device_id,
-                accepted=False,
-                decided_at=now,
-                code=rejection.code,
-                message=rejection.message,
-            )
-            batch.outcomes[outcome_key] = outcome
-            self._metrics.inc("devreg_commands_total", result="rejected")
-            return Emission(record, outcome)
-        key = (command.app_id, command.device_id)
-        state = batch.states.get(key) or states.get(key) or empty_state(*key)
-        decision = decide(state, _Channels(command.app_id, known, batch.channels), command, now)
-        for event in decision.events:
-            if isinstance(event, ChannelCreated):
-                batch.channels.add((event.app_id, event.channel))
-            else:
-                state = evolve(state, event)
-        if decision.events:
-            batch.states[key] = state
-        batch.outcomes[outcome_key] = decision.outcome
-        result = "accepted" if decision.outcome.accepted else "rejected"
-        if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
-            self._log_decision(record, command, decision.outcome, result)
-        self._metrics.inc("devreg_commands_total", result=result)
-        return Emission(record, decision.outcome, decision.events)
-
-    def _log_decision(
-        self, record: Record, command: AnyCommand, outcome: Outcome, result: str
-    ) -> None:
-        log.debug(
-            "command %s: %s%s",
-            type(command).__name__,
-            result,
-            f" ({outcome.code}: {outcome.message})" if outcome.code else "",
-            extra={
-                "command_id": command.command_id,
-                "app_id": command.app_id,
-                "device_id": command.device_id,
-                "partition": record.partition,
-                "offset": record.offset,
-            },
-        )
-
-    def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
-        """A command for an app devreg does not serve, or on another partition than its
-        device's. All of a device's commands must come through the one partition its events
-        go to: one elsewhere would fork the device's history across two partitions, in an
-        order no reader can know, and stop the projector at the apparent gap."""
-        if command.app_id not in self._settings.apps:
-            return rules.Rejection(rules.UNKNOWN_APP, f"Unknown application id {command.app_id!r}")
-        expected = self._partition_of(command.app_id, command.device_id)
-        if record.partition != expected:
-            message = (
-                f"Command on partition {record.partition} of {record.topic}; the device's is"
-                f" {expected}: publish it keyed by [app_id, device_id] with Kafka's default"
-                " (murmur2) partitioner"
-            )
-            return rules.Rejection(rules.INVALID_REQUEST, message)
-        return None

@@ -1,11 +1,11 @@
-"""Reading the worker's own events back from the log only while that brings something new.
+"""Reading the worker's own records back from the log only while that brings something new.
 
 The command processor folds its events into the projection as soon as Kafka acknowledges them
 (write-through, services/stream/processor.py). The projector's agent then reads the same events back
 from the log and finds every one applied already: faust's per-message work for nothing, ~20%
 of a worker's CPU in an ingest (measured: 6.5k → 8.3k commands/s without it). So an events
 partition whose reader delivers nothing but such copies is paused (in the aiokafka consumer
-faust runs: services/kafka/faust_app.py EventsReader says why there), and it reads again:
+faust runs: services/kafka/faust_app.py PartitionReader says why there), and it reads again:
 
 - at once, when write-through meets events of a paused partition that it cannot apply
   because they do not follow the stored position (something it did not write came first);
@@ -19,6 +19,11 @@ A resumed partition first seeks to the stored position, so the copies in between
 without being read. Only `only_copies` pauses, and it records what it paused; only `_resume`
 forgets a partition, and it resumes it. So no partition stays paused longer than the recheck
 interval. With an interval of 0 nothing is ever paused (every event is read back, as before).
+
+The same mechanism serves the commands topic: the worker hands its own commands to the
+processor at Kafka's acknowledgement (services/stream/hand_off.py), so reading them back
+brings only commands decided already; there the position is the processor's next offset, and
+a gap is an own command that does not follow it (another producer's came first).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class Reader(Protocol):
-    """The events partitions of faust's consumer (services/kafka/faust_app.py EventsReader)."""
+    """One topic's partitions in faust's consumer (services/kafka/faust_app.py
+    PartitionReader)."""
 
     async def pause(self, partitions: set[int]) -> None: ...
 
@@ -49,12 +55,18 @@ class ReadBack:
         next_offset: Callable[[int], int],
         metrics: Metrics,
         recheck_s: float,
+        what: str = "events",
     ):
         self._reader = reader
-        self._next_offset = next_offset  # the projection's stored position of a partition
+        self._next_offset = next_offset  # where to read from: the store's next offset
         self._metrics = metrics
         self._recheck_s = recheck_s
         self._paused: set[int] = set()
+        self._what = what
+        metric_prefix = "devreg_read_back" if what == "events" else f"devreg_{what}_read_back"
+        self._pauses = f"{metric_prefix}_pauses_total"
+        self._resumes = f"{metric_prefix}_resumes_total"
+        self._gauge = f"{metric_prefix}_paused_partitions"
 
     @property
     def paused(self) -> frozenset[int]:
@@ -67,16 +79,21 @@ class ReadBack:
         new = set(partitions) - self._paused
         if new:
             self._paused |= new  # recorded first: what is paused is always in the set
-            self._metrics.inc("devreg_read_back_pauses_total", len(new))
-            self._metrics.set("devreg_read_back_paused_partitions", len(self._paused))
+            self._metrics.inc(self._pauses, len(new))
+            self._metrics.set(self._gauge, len(self._paused))
             await self._reader.pause(new)
 
     async def not_applied(self, partitions: Iterable[int]) -> None:
         """Write-through could not apply events of these partitions: read them from the log."""
         waiting = set(partitions) & self._paused
         if waiting:
-            log.info("events partitions %s read again: write-through met a gap", sorted(waiting))
+            log.info("%s partitions %s read again: a gap", self._what, sorted(waiting))
             await self._resume(waiting, "gap")
+
+    def reassigned(self) -> None:
+        """A rebalance gave the consumer new partition states, none of them paused."""
+        self._paused.clear()
+        self._metrics.set(self._gauge, 0)
 
     async def run(self) -> None:
         while self._recheck_s:
@@ -86,6 +103,6 @@ class ReadBack:
 
     async def _resume(self, partitions: set[int], reason: str) -> None:
         self._paused -= partitions
-        self._metrics.set("devreg_read_back_paused_partitions", len(self._paused))
+        self._metrics.set(self._gauge, len(self._paused))
         await self._reader.resume({p: self._next_offset(p) for p in sorted(partitions)})
-        self._metrics.inc("devreg_read_back_resumes_total", len(partitions), reason=reason)
+        self._metrics.inc(self._resumes, len(partitions), reason=reason)

@@ -12,6 +12,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from projections.positions import Record
+
 
 class RecordBatch:
     """One record batch for one (topic, partition): filled, then sent."""
@@ -25,15 +27,35 @@ Headers = tuple[tuple[str, bytes | None], ...]
 Slot = tuple[RecordBatch, int, int]
 
 
+def landed(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    slot: Slot,
+    metas: dict[RecordBatch, Any],
+    headers: Headers = (),
+) -> Record:
+    """The record the log holds, once its batch was acknowledged (`metas`)."""
+    batch, offset, created = slot
+    meta = metas[batch]
+    # -1: the topic keeps create times, the record's own (as `send` reports it)
+    stamp = created if meta.timestamp == -1 else meta.timestamp
+    return Record(topic, meta.partition, meta.offset + offset, stamp, key, value, headers)
+
+
 class RecordBatches:
     """Records added in order; a (topic, partition)'s batch is sent when full, the rest at
     `flush`; `acknowledged` awaits Kafka's answer to each batch sent."""
 
-    def __init__(self, producer: AIOKafkaProducer):
+    def __init__(self, producer: AIOKafkaProducer, keep: bool = False):
         self._producer = producer
         self._open: dict[tuple[str, int], RecordBatch] = {}
         self._sent: list[RecordBatch] = []
         self._acks: list[asyncio.Future[Any]] = []  # one per batch in `_sent`
+        # With `keep`, every record added, for `acknowledged_records`.
+        self._kept: list[tuple[str, bytes | None, bytes | None, Headers, Slot]] | None = (
+            [] if keep else None
+        )
 
     async def add(
         self,
@@ -52,7 +74,10 @@ class RecordBatches:
             meta = batch.builder.append(key=key, value=value, timestamp=None, headers=list(headers))
             if meta is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes exceeds the batch size")
-        return (batch, meta.offset, meta.timestamp)
+        slot = (batch, meta.offset, meta.timestamp)
+        if self._kept is not None:
+            self._kept.append((topic, key, value, headers, slot))
+        return slot
 
     async def flush(self) -> None:
         for tp in list(self._open):
@@ -61,6 +86,12 @@ class RecordBatches:
     async def acknowledged(self) -> dict[RecordBatch, Any]:
         """Every batch sent, with Kafka's RecordMetadata for it (its base offset)."""
         return dict(zip(self._sent, await asyncio.gather(*self._acks), strict=True))
+
+    async def acknowledged_records(self) -> list[Record]:
+        """Every record added (made with `keep`), as the log holds it, in the order added."""
+        assert self._kept is not None, "RecordBatches(keep=True) keeps the records"
+        metas = await self.acknowledged()
+        return [landed(t, k, v, slot, metas, h) for t, k, v, h, slot in self._kept]
 
     def _start(self, tp: tuple[str, int]) -> RecordBatch:
         batch = self._open[tp] = RecordBatch(self._producer.create_batch())

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from events import ExpireRegistration, encode
 from events.identity import partition_key
+from projections.positions import Record
 from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
 from services.clock import now_ms
@@ -58,12 +59,17 @@ class ExpiryScheduler:
         batch_size: int = BATCH,
         clock: Callable[[], int] = now_ms,
         partitions: Callable[[], Partitions] = lambda: None,
+        acknowledged: Callable[[list[Record]], None] = lambda records: None,
         gate: Gate | None = None,
     ):
         self._gate = gate or Gate()  # closed while the embedded broker is renewed
         # The commands partition of a device's key (the producers' murmur2 partitioner).
         self._partition_of = partition_of
         self._partitions = partitions  # with several workers, only this one's partitions
+        # Told each batch's records as the log holds them, as soon as Kafka acknowledges
+        # them: the hand-off (services/stream/hand_off.py) decides them from there, in order
+        # with the HTTP commands it is handed on the same partitions.
+        self._acknowledged = acknowledged
         self._projection = projection
         self._producer = producer
         self._topic = commands_topic
@@ -124,7 +130,7 @@ class ExpiryScheduler:
 
     async def _expire_due_now(self) -> int:
         await self._rewind_if_landed(self._clock())
-        sent: list[tuple[list[ExpireRegistration], RecordBatches]] = []
+        sent: list[tuple[list[ExpireRegistration], asyncio.Future[list[Record]]]] = []
         while True:
             now = self._clock()
             due = await self._projection.due_expirations(
@@ -140,21 +146,28 @@ class ExpiryScheduler:
                 self._cursor_since = time.monotonic()
             self._cursor = (due[-1].expiration, due[-1].app_id, due[-1].device_id)
             await asyncio.sleep(0)  # a burst goes out in batches: let HTTP requests in between
-        for commands, batches in sent:
-            await batches.acknowledged()
+        for commands, acknowledged in sent:
+            await acknowledged
             self._count(commands)
         return now
 
-    async def _send(self, commands: list[ExpireRegistration]) -> RecordBatches:
-        """As record batches per partition, each to the partition of its device's key."""
-        batches = RecordBatches(self._producer)
+    async def _send(self, commands: list[ExpireRegistration]) -> asyncio.Future[list[Record]]:
+        """As record batches per partition, each to the partition of its device's key;
+        returns their acknowledgement (handed over as soon as it arrives)."""
+        batches = RecordBatches(self._producer, keep=True)
         for c in commands:
             partition = self._partition_of(c.app_id, c.device_id)
             await batches.add(
                 self._topic, partition, partition_key(c.app_id, c.device_id), encode(c)
             )
         await batches.flush()
-        return batches
+        acknowledged = asyncio.ensure_future(batches.acknowledged_records())
+        acknowledged.add_done_callback(self._hand_over)
+        return acknowledged
+
+    def _hand_over(self, acknowledged: asyncio.Future[list[Record]]) -> None:
+        if not acknowledged.cancelled() and acknowledged.exception() is None:
+            self._acknowledged(acknowledged.result())
 
     def _count(self, commands: list[ExpireRegistration]) -> None:
         for command in commands:

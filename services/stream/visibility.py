@@ -7,6 +7,8 @@ applied. Both live in this worker (it owns every partition in single-worker mode
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import Iterable
 
 import msgspec
@@ -27,7 +29,10 @@ class Visibility:
         self._decisions: dict[tuple[str, str], asyncio.Future[Decided]] = {}
         self._applied: dict[int, int] = {}
         self._emitted: dict[int, int] = {}
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Per events partition, a heap of (offset, tie-breaker, future): an applied batch
+        # wakes the waiters it reached and looks at no other.
+        self._waiting: dict[int, list[tuple[int, int, asyncio.Future[None]]]] = {}
+        self._tie = itertools.count()
         self.applied(applied)
 
     def expect(self, app_id: str, command_id: str) -> asyncio.Future[Decided]:
@@ -55,22 +60,21 @@ class Visibility:
 
     def applied(self, positions: Iterable[Position]) -> None:
         for p in positions:
-            if p.topic == self._events_topic:
-                self._applied[p.partition] = max(self._applied.get(p.partition, 0), p.next_offset)
-        still: list[tuple[int, int, asyncio.Future[None]]] = []
-        for partition, offset, future in self._waiting:
-            if future.done():
+            if p.topic != self._events_topic:
                 continue
-            if self._applied.get(partition, 0) > offset:
-                future.set_result(None)
-            else:
-                still.append((partition, offset, future))
-        self._waiting = still
+            applied = max(self._applied.get(p.partition, 0), p.next_offset)
+            self._applied[p.partition] = applied
+            waiting = self._waiting.get(p.partition)
+            while waiting and waiting[0][0] < applied:
+                future = heapq.heappop(waiting)[2]
+                if not future.done():  # a waiter whose request timed out is cancelled
+                    future.set_result(None)
 
     async def wait_applied(self, partition: int, offset: int) -> None:
         """Return once the projection has applied the event at (partition, offset)."""
         if self._applied.get(partition, 0) > offset:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((partition, offset, future))
+        entry = (offset, next(self._tie), future)
+        heapq.heappush(self._waiting.setdefault(partition, []), entry)
         await future

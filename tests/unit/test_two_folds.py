@@ -24,9 +24,9 @@ def _decided_log(script: list[Step]) -> tuple[list[AnyEvent], dict[DeviceKey, De
     now = NOW
     for index, step in enumerate(script):
         now += step.advance_ms
-        command = to_command(step, index, now)
-        key = (command.app_id, command.device_id)
+        key = (step.app_id, step.device_id)
         state = states.get(key) or empty_state(*key)
+        command = to_command(step, index, now, state)
         for event in decide(state, known.setdefault(command.app_id, set()), command, now).events:
             log.append(event)
             if isinstance(event, ChannelCreated):
