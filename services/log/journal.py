@@ -1,21 +1,21 @@
 """The embedded mode's durable log: what the command processor keeps before it commits.
 
 The processor hands every record of a decided batch here once Kafka acknowledged it: the
-commands it consumed (headers included), the events, the outcomes and the dead letters, each
-at the offset Kafka gave it. They are appended to the segments (services/log/segments.py),
-and only then are the decisions and the projection committed. So after a crash the stores
-never claim more than the segments hold, and everything a user was told succeeded (a POST
-answers after the commit) is in them.
+commands it consumed (headers included), the events, the outcomes, the dead letters, the
+sealed copies of raw commands and the token claims, each at the offset Kafka gave it. They are
+appended to the segments (services/log/segments.py), and only then are the decisions and the
+projection committed. So after a crash the stores never claim more than the segments hold,
+and everything a user was told succeeded (a POST answers after the commit) is in them.
 
 A partition of the segments must stay contiguous. Records devreg did not write itself (an
-event someone else published, say) leave a gap before devreg's next record there: the gap is
-read from the broker, which still holds it, and appended first.
+event someone else published, say) leave a gap before devreg's next record there, and so do
+commands not decided yet before a sealed copy the processor sent behind them: the gap is read
+from the broker, which still holds it, and appended first.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 
 from aiokafka import TopicPartition
 
@@ -25,6 +25,9 @@ from services.kafka.clients import KafkaAccess
 from services.log.segments import SegmentGap, SegmentLog
 
 _BACKFILL_DEADLINE_S = 10.0
+# Rounds of appending and filling gaps per batch: a partition's records open a gap where
+# another writer's records lie before them; each round fills every partition's first one.
+_MAX_ROUNDS = 8
 
 
 class JournalError(RuntimeError):
@@ -43,49 +46,64 @@ class Journal:
         self.since_restore.clear()
 
     async def keep(self, records: list[Record]) -> None:
-        for _ in range(3):
-            try:
-                self._count(records, self.segments.append(records))
+        """Append `records` at their offsets; what lies between a segment's end and a record
+        of the batch (records someone else wrote, or commands not decided yet before a sealed
+        copy the processor sent) is read from the broker and appended first."""
+        for _ in range(_MAX_ROUNDS):
+            appended, gaps = self.segments.append_continuing(records)
+            self._count(appended)
+            if not gaps:
                 return
-            except SegmentGap as gap:
-                missing = await self._backfill(gap)
-                self._count(missing, self.segments.append(missing))
+            missing = await self._backfill(gaps)
+            appended, still = self.segments.append_continuing(missing)
+            self._count(appended)
+            if still:
+                raise JournalError(f"{still[0]}: the broker's records do not fill it")
         raise JournalError("records cannot be kept: gaps keep opening in the segments")
 
-    def _count(self, records: Iterable[Record], appended: int) -> None:
-        if not appended:
-            return
-        for record in records:
-            key = (record.topic, record.partition)
-            self.since_restore[key] = self.since_restore.get(key, 0) + 1
+    def _count(self, appended: dict[tuple[str, int], int]) -> None:
+        for key, n in appended.items():
+            if n:
+                self.since_restore[key] = self.since_restore.get(key, 0) + n
 
-    async def _backfill(self, gap: SegmentGap) -> list[Record]:
-        """The records gap.end .. gap.first - 1, read from the broker."""
-        tp = TopicPartition(gap.topic, gap.partition)
+    async def _backfill(self, gaps: list[SegmentGap]) -> list[Record]:
+        """The records gap.end .. gap.first - 1 of each gap, read from the broker."""
+        wanted = {TopicPartition(g.topic, g.partition): (g.end, g.first) for g in gaps}
         consumer = clients.consumer(self._kafka)
-        found: list[Record] = []
+        found: dict[TopicPartition, list[Record]] = {tp: [] for tp in wanted}
         await consumer.start()
         try:
-            consumer.assign([tp])
-            consumer.seek(tp, gap.end)
+            consumer.assign(list(wanted))
+            for tp, (end, _) in wanted.items():
+                consumer.seek(tp, end)
+            pending = set(wanted)
             deadline = time.monotonic() + _BACKFILL_DEADLINE_S
-            while (not found or found[-1].offset + 1 < gap.first) and time.monotonic() < deadline:
-                fetched = await consumer.getmany(tp, timeout_ms=200)
-                for r in fetched.get(tp, []):
-                    if gap.end + len(found) == r.offset < gap.first:
-                        found.append(
-                            Record(
-                                r.topic,
-                                r.partition,
-                                r.offset,
-                                r.timestamp,
-                                r.key,
-                                r.value,
-                                tuple(r.headers),
+            while pending and time.monotonic() < deadline:
+                fetched = await consumer.getmany(*pending, timeout_ms=200)
+                for tp, records in fetched.items():
+                    end, first = wanted[tp]
+                    got = found[tp]
+                    for r in records:
+                        if end + len(got) == r.offset < first:
+                            got.append(
+                                Record(
+                                    r.topic,
+                                    r.partition,
+                                    r.offset,
+                                    r.timestamp,
+                                    r.key,
+                                    r.value,
+                                    tuple(r.headers),
+                                )
                             )
-                        )
+                    if end + len(got) >= first:
+                        pending.discard(tp)
         finally:
             await clients.stop_consumer(consumer)
-        if len(found) != gap.first - gap.end:
-            raise JournalError(f"{gap}: the broker did not give the missing records")
-        return found
+        for tp, (end, first) in wanted.items():
+            if len(found[tp]) != first - end:
+                raise JournalError(
+                    f"{tp.topic}[{tp.partition}] {end}..{first - 1}: the broker did not give"
+                    " the missing records"
+                )
+        return [r for records in found.values() for r in records]

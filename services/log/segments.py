@@ -250,20 +250,38 @@ class SegmentLog:
     def append(self, records: Iterable[Record]) -> int:
         """Append what continues each partition's segment; records below a segment's end are
         there already (a batch decided again after a crash) and are skipped. Raises SegmentGap
-        (appending nothing of that partition) where offsets would be missing."""
+        where offsets would be missing (what continues the segment before it is appended)."""
+        appended, gaps = self.append_continuing(records)
+        if gaps:
+            raise gaps[0]
+        return sum(appended.values())
+
+    def append_continuing(
+        self, records: Iterable[Record]
+    ) -> tuple[dict[tuple[str, int], int], list[SegmentGap]]:
+        """Append, per partition, the run of records that continues its segment (records below
+        its end are there already and skipped); return how many were appended per partition,
+        and a gap for each partition whose records stop continuing it."""
         by_tp: dict[tuple[str, int], list[Record]] = {}
         for record in records:
             by_tp.setdefault((record.topic, record.partition), []).append(record)
-        appended = 0
+        appended: dict[tuple[str, int], int] = {}
+        gaps: list[SegmentGap] = []
         for (topic, partition), group in by_tp.items():
             segment = self.segment(topic, partition)
             group.sort(key=lambda r: r.offset)
-            fresh = [r for r in group if r.offset >= segment.end]
-            if fresh and fresh[0].offset != segment.end:
-                raise SegmentGap(topic, partition, segment.end, fresh[0].offset)
-            segment.append(fresh)
-            appended += len(fresh)
-        return appended
+            run: list[Record] = []
+            for r in group:
+                nxt = segment.end + len(run)
+                if r.offset < nxt:
+                    continue
+                if r.offset > nxt:
+                    gaps.append(SegmentGap(topic, partition, nxt, r.offset))
+                    break
+                run.append(r)
+            segment.append(run)
+            appended[(topic, partition)] = len(run)
+        return appended, gaps
 
     def read(
         self,

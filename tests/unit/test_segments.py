@@ -59,6 +59,26 @@ def test_given_records_below_the_end_then_skipped_and_a_gap_refused(tmp_path: Pa
     log.close()
 
 
+def test_given_a_gap_inside_a_batch_then_the_run_before_it_is_appended(tmp_path: Path) -> None:
+    # Given a batch whose records of one partition continue the segment, then jump (the
+    # processor's sealed copies of raw commands land after commands not decided yet)
+    log = SegmentLog(tmp_path)
+    log.append(records(0, 10))
+    batch = [*records(8, 13), *records(20, 22), *records(0, 3, partition=1)]
+
+    # When appended
+    appended, gaps = log.append_continuing(batch)
+
+    # Then what continues each partition is appended, and the gap is where it stops
+    assert appended == {("t", 0): 3, ("t", 1): 3}
+    assert [(g.partition, g.end, g.first) for g in gaps] == [(0, 13, 20)]
+    # and once the gap is filled, the rest of the batch continues it
+    log.append(records(13, 20))
+    assert log.append_continuing(batch) == ({("t", 0): 2, ("t", 1): 0}, [])
+    assert read_all(log) == records(0, 22)
+    log.close()
+
+
 def test_given_a_torn_end_when_opened_then_cut_off_and_appended_after(tmp_path: Path) -> None:
     # Given a segment whose last frame was cut short (a power cut mid-write)
     log = SegmentLog(tmp_path)
