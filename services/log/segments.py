@@ -6,8 +6,10 @@ processor appends every record of a decided batch here, exactly as Kafka acknowl
 (offset, time, key, value, headers), before it commits the batch (services/log/journal.py).
 The broker then only needs to hold a tail of it (services/log/restore.py).
 
-A partition's file is a run of frames, offsets contiguous: a frame header (payload length,
-offset, CRC-32 of the payload) and a msgpack payload. Every INDEX_EVERY-th offset has an
+A partition's file is a run of frames (services/log/frames.py), offsets contiguous: a frame
+header (payload length, offset, CRC-32 of the payload) and a msgpack payload. Frames are only
+ever appended, except that the compaction of a compacted topic overwrites a record with a
+tombstone of the same length (services/log/kept_compaction.py). Every INDEX_EVERY-th offset has an
 entry (offset, file position) in a side file, so a read can start anywhere without a scan.
 Opening a partition checks the frames after the last index entry and cuts a torn or damaged
 end off (a power cut in the middle of a write); a SIGKILL loses nothing that was written,
@@ -25,17 +27,14 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import msgspec
-
 from projections.positions import Record
+from services.log import frames
+from services.log.frames import FRAME, MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
-FRAME = struct.Struct(">IQI")  # payload length, offset, CRC-32 of the payload
 INDEX = struct.Struct(">QQ")  # offset, position of its frame in the segment file
 INDEX_EVERY = 1024
 _READ_CHUNK = 1 << 20
-_MAX_PAYLOAD = 64 << 20  # beyond any record Kafka would take: a damaged length
-Headers = tuple[tuple[str, bytes | None], ...]
 
 
 class SegmentError(RuntimeError):
@@ -48,22 +47,6 @@ class SegmentGap(SegmentError):
     def __init__(self, topic: str, partition: int, end: int, first: int):
         super().__init__(f"{topic}[{partition}]: segment ends at {end}, next record is {first}")
         self.topic, self.partition, self.end, self.first = topic, partition, end, first
-
-
-class _Payload(msgspec.Struct, array_like=True, frozen=True):
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = ()
-
-
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_Payload)
-
-
-def _frame(record: Record) -> bytes:
-    payload = _ENCODER.encode(_Payload(record.timestamp, record.key, record.value, record.headers))
-    return FRAME.pack(len(payload), record.offset, zlib.crc32(payload)) + payload
 
 
 class Segment:
@@ -133,7 +116,7 @@ class Segment:
             while position + FRAME.size <= size and (limit is None or len(found) < limit):
                 header = f.read(FRAME.size)
                 length, offset, crc = FRAME.unpack(header)
-                if length > _MAX_PAYLOAD or position + FRAME.size + length > size:
+                if length > MAX_PAYLOAD or position + FRAME.size + length > size:
                     break
                 if zlib.crc32(f.read(length)) != crc:
                     break
@@ -151,7 +134,7 @@ class Segment:
             if end % INDEX_EVERY == 0:
                 self._index.append((end, self._size + len(data)))
                 index += INDEX.pack(end, self._size + len(data))
-            data += _frame(record)
+            data += frames.frame(record)
             end += 1
         if not data:
             return
@@ -160,6 +143,16 @@ class Segment:
             os.write(self._index_fd, index)
         self._size += len(data)
         self.end = end
+
+    def locate(self, offset: int) -> int:
+        """The file position of an indexed frame at or before `offset`: a read starts there."""
+        at = bisect.bisect_right(self._index, (offset, 1 << 62)) - 1
+        return self._index[at][1] if at >= 0 else 0
+
+    @property
+    def size(self) -> int:
+        """Bytes of whole frames: what a reader may read."""
+        return self._size
 
     def read(
         self, start: int, stop: int | None = None, max_records: int = 5000
@@ -170,8 +163,7 @@ class Segment:
             raise SegmentError(f"{self.path} holds offsets from {self.start}, not {start}")
         if start >= stop:
             return
-        at = bisect.bisect_right(self._index, (start, 1 << 62)) - 1
-        position = self._index[at][1] if at >= 0 else 0
+        position = self.locate(start)
         batch: list[Record] = []
         buffer, base = b"", position
         with open(self.path, "rb") as f:
@@ -187,18 +179,8 @@ class Segment:
                         raise SegmentError(f"{self.path}: ends inside the frame of {offset}")
                     buffer += more
                 if offset >= start:
-                    p = _DECODER.decode(buffer[body : body + length])
-                    batch.append(
-                        Record(
-                            self.topic,
-                            self.partition,
-                            offset,
-                            p.timestamp,
-                            p.key,
-                            p.value,
-                            p.headers,
-                        )
-                    )
+                    payload = buffer[body : body + length]
+                    batch.append(frames.record(self.topic, self.partition, offset, payload))
                     if len(batch) >= max_records:
                         yield batch
                         batch = []
