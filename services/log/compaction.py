@@ -38,6 +38,14 @@ def compacted(record: Record, erased: Tombstones, below: int | None = None) -> R
     return msgspec.structs.replace(record, value=None)
 
 
+def bound(floor: int | None) -> int | None:
+    """Where compaction stops for a partition a store reads from `floor` (None: no store
+    reads it): below the record the store's position names (floor - 1), which the store is
+    checked against by its fingerprint at every start (services/log/store_check.py). A
+    record a tombstone the store has folded erased lies below that anyway."""
+    return None if floor is None else max(floor - 1, 0)
+
+
 class _Identity(msgspec.Struct):
     """The fields of an archived record that compaction looks at (key and value as the
     archive's base64 text)."""

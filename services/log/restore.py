@@ -9,19 +9,26 @@ out. Readers of older history read the segments (services/log/reader.py).
 
 So a restart, or a rollover (services/log/rollover.py), costs the tail's size, not the log's:
 the broker holds a few batch objects per partition, whatever the history's length.
+
+A compacted topic's tail (the keys and tokens topics) is given as Kafka's compaction would
+leave it (services/log/compaction.py): a record a later tombstone of the tail erased is given
+as a tombstone, so the broker never holds a forgotten device's key again after a restart or
+a renewal, even where the kept log's own compaction has not run yet. Where a store still has
+to read a record (at or past its floor) it is given as written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import msgspec
 
 from projections.positions import Record
 from services.kafka.clients import KafkaAccess
 from services.kafka.raw_produce import ProduceError, RawProducer, build_batch
+from services.log import compaction
 from services.log.segments import SegmentLog
 
 TP = tuple[str, int]
@@ -59,9 +66,11 @@ async def restore(
     tail: int,
     floors: Mapping[TP, int],
     beyond: Mapping[TP, list[Record]] | None = None,
+    compacted: Collection[str] = (),
 ) -> Restored:
     """Write each partition's tail (and `beyond`: records the old broker held past the kept
-    end, at their offsets) into `topics`, which must exist and be empty."""
+    end, at their offsets) into `topics`, which must exist and be empty; the tails of
+    `compacted` topics compacted below each partition's floor (wholly where it has none)."""
     began = time.monotonic()
     beyond = beyond or {}
     ends = {tp: end for tp, end in segments.ends().items() if tp[0] in topics}
@@ -72,7 +81,16 @@ async def restore(
         async with RawProducer(kafka) as raw:
             counts = await asyncio.gather(
                 *(
-                    _restore_partition(raw, segments, tp, starts[tp], ends[tp], beyond.get(tp, []))
+                    _restore_partition(
+                        raw,
+                        segments,
+                        tp,
+                        starts[tp],
+                        ends[tp],
+                        beyond.get(tp, []),
+                        tp[0] in compacted,
+                        compaction.bound(floors.get(tp)),
+                    )
                     for tp in sorted(ends)
                 )
             )
@@ -96,20 +114,40 @@ async def restore(
 
 
 async def _restore_partition(
-    raw: RawProducer, segments: SegmentLog, tp: TP, start: int, end: int, beyond: list[Record]
+    raw: RawProducer,
+    segments: SegmentLog,
+    tp: TP,
+    start: int,
+    end: int,
+    beyond: list[Record],
+    compact: bool,
+    below: int | None,
 ) -> int:
     topic, partition = tp
-    if start > 0:
-        filler = segments.record_at(topic, partition, start - 1)
-        if filler is None:
-            raise RestoreError(f"{topic}[{partition}]: the kept log has no record {start - 1}")
-        base = await raw.produce(topic, partition, build_batch([filler], 0))
+    filler = segments.record_at(topic, partition, start - 1) if start > 0 else None
+    if start > 0 and filler is None:
+        raise RestoreError(f"{topic}[{partition}]: the kept log has no record {start - 1}")
+
+    def tail() -> Iterator[list[Record]]:
+        yield from segments.read(topic, partition, start, end, max_records=20_000)
+        if beyond:
+            yield beyond
+
+    # A compacted topic's tail is read twice: for its tombstones, then to be given.
+    erased: dict[bytes | None, int] = {}
+    if compact:
+        for run in ([filler] if filler else [], *tail()):
+            erased.update(compaction.tombstones(run))
+
+    def given(records: list[Record]) -> list[Record]:
+        return [compaction.compacted(r, erased, below) for r in records] if erased else records
+
+    if filler is not None:
+        base = await raw.produce(topic, partition, build_batch(given([filler]), 0))
         if base != 0:
             raise RestoreError(f"{topic}[{partition}] was not empty: the filler landed at {base}")
     written = 0
-    for records in segments.read(topic, partition, start, end, max_records=20_000):
-        await raw.produce_at(topic, partition, records)
+    for records in tail():
+        await raw.produce_at(topic, partition, given(records))
         written += len(records)
-    if beyond:
-        await raw.produce_at(topic, partition, beyond)
-    return written + len(beyond)
+    return written

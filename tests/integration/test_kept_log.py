@@ -115,3 +115,44 @@ async def test_given_a_jump_the_kept_log_cannot_fill_then_the_read_fails(
         with pytest.raises(LogError, match="neither on the broker nor in the kept log"):
             async for _ in reader.read({TopicPartition(topic, 0): 0}):
                 pass
+
+
+async def test_given_a_compacted_topic_then_its_tail_is_given_compacted_below_the_floor(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # Given a kept keys-like partition not compacted on disk yet: the filler's record and
+    # two tail records erased by later tombstones, one of them past a reader's floor
+    topic = f"keys-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    kept = [
+        *records(topic, 0, 10),
+        Record(topic, 0, 10, 1, b"k3", None),  # erases the filler's record (T - 1 = 3)
+        Record(topic, 0, 11, 2, b"k6", None),
+        Record(topic, 0, 12, 3, b"k8", None),  # past the floor: k8 is given as written
+    ]
+    log = SegmentLog(tmp_path)
+    log.append(kept)
+
+    # When the broker is given the tail from T = 4, its reader's floor at 8 (a store that
+    # has read up to 8 is checked against record 7)
+    await restore(broker.kafka, log, [topic], 9, {(topic, 0): 8}, compacted=[topic])
+    log.close()
+
+    # Then what a tombstone erased below the floor is given as a tombstone at its offset,
+    # the filler included; the rest as it was
+    async with LogReader(KafkaAccess(broker.bootstrap)) as reader:
+        given = [r async for batch in reader.read({TopicPartition(topic, 0): 0}) for r in batch]
+    assert [(r.offset, r.key, r.value) for r in given] == [
+        (3, b"k3", None),
+        *((n, b"k%d" % n, b"v%d" % n) for n in (4, 5)),
+        (6, b"k6", None),
+        *((n, b"k%d" % n, b"v%d" % n) for n in (7, 8, 9)),
+        (10, b"k3", None),
+        (11, b"k6", None),
+        (12, b"k8", None),
+    ]
