@@ -23,6 +23,7 @@ from services.log.broker import EmbeddedBroker
 from services.log.journal import Journal
 from services.log.recovery import Embedded, recover
 from services.log.segments import SegmentLog
+from services.log.topics import compacted_topics
 from services.shutdown import exit_if_abandoned
 from services.worker import Worker
 
@@ -107,7 +108,7 @@ async def run(settings: Settings) -> int:
         print(f"devreg: recovered the log: {restored.describe()}", file=sys.stderr, flush=True)
         # The broker's ends are the kept log's (nothing else has written yet).
         ends: Ends = {tp: end for tp, end in segments.ends().items()}
-        journal = Journal(segments, kafka)
+        journal = Journal(segments, kafka, compacted_topics(settings))
         return await _serve(settings, kafka, stop, ends, Embedded(journal, broker, restored))
     finally:
         settings.bootstrap_file.unlink(missing_ok=True)

@@ -15,8 +15,10 @@ from services.kafka.clients import KafkaAccess
 from services.keys.kek import load_kek
 from services.keys.keyring import Keyring
 from services.keys.store import KeyStore
+from services.log.journal import Keep
 from services.metrics import Metrics
 from services.stream.decision_store import DecisionStore
+from services.stream.gate import Gate
 from services.stream.ownership import Ownership
 from services.stream.retention import RetentionScheduler
 from services.stream.sealing import Sealing
@@ -50,18 +52,32 @@ def build(
     producer: AIOKafkaProducer,
     ownership: Ownership,
     metrics: Metrics,
+    gates: tuple[Gate, Gate] | None = None,
+    keep: Keep | None = None,
 ) -> TokenLifecycle:
-    """`producer` sends commands and keys (not the processor's events: services/worker.py)."""
+    """`producer` sends commands and keys (not the processor's events: services/worker.py).
+    In the embedded mode `gates` are the worker's writers' and its keyring's, closed while the
+    broker is renewed, and `keep` keeps the keys and supersedes (services/log/rollover.py)."""
     s, partition_of = settings, ownership.partition_of
+    writes, keyring_writes = gates or (Gate(), Gate())
     kek = load_kek(s)
-    keyring = Keyring(keys, kek, producer, kafka, s.keys_topic, partition_of)
+    keyring = Keyring(
+        keys, kek, producer, kafka, s.keys_topic, partition_of, keep=keep, gate=keyring_writes
+    )
     return TokenLifecycle(
         settings=s,
         keyring=keyring,
         sealing=Sealing(keyring),
         claims=TokenClaims(keyring, index_key(kek), partition_of),
         relay=TokenRelay(
-            index, producer, s.commands_topic, partition_of, s.one_device_per_token, metrics
+            index,
+            producer,
+            s.commands_topic,
+            partition_of,
+            s.one_device_per_token,
+            metrics,
+            keep,
+            writes,
         ),
         retention=RetentionScheduler(
             decisions,
@@ -71,6 +87,7 @@ def build(
             metrics,
             partition_of,
             ownership.local,
+            gate=writes,
         ),
         index=index,
         index_key=index_key(kek),

@@ -138,17 +138,13 @@ class Worker:
         # Not checked against the broker: a handed partition's keys are read from the topic.
         self.keys = await KeyStore.open(s.keys_path)
         self._resources.append(self.keys)
-        # Two producers: aiokafka keeps one produce request in flight per broker connection,
-        # so commands from HTTP and the scheduler would otherwise queue behind the
-        # processor's batches of events and outcomes (and the other way round).
-        self.producer = clients.record_producer(self.kafka, linger_ms=1)  # events and outcomes
-        # Commands (HTTP, scheduler) without a linger: a quiet POST's command goes out at once.
-        # Under load nothing is lost: aiokafka keeps one request in flight per connection, and
-        # what accumulates meanwhile goes out together in the next.
-        self.command_producer = clients.record_producer(self.kafka, linger_ms=0)
+        self.producer, self.command_producer = clients.worker_producers(self.kafka)
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
+        # The writers' gates and the kept log of the embedded mode (services/log/rollover.py).
+        self.gate, keyring_gate = Gate(), Gate()
+        keep = self.embedded.journal.keep if self.embedded else None
         tokens = token_lifecycle.build(
             s,
             self.kafka,
@@ -158,10 +154,11 @@ class Worker:
             self.command_producer,
             self.ownership,
             self.metrics,
+            (self.gate, keyring_gate),
+            keep,
         )
         self.keyring = tokens.keyring
         visibility = Visibility(s.events_topic, await self.projection.positions())
-        self.gate = Gate()  # the writers' (services/log/rollover.py)
         self.scheduler = ExpiryScheduler(
             self.projection,
             self.command_producer,
@@ -190,7 +187,7 @@ class Worker:
             projector.handle_own,
             tokens.sealing,
             tokens.claims,
-            self.embedded.journal.keep if self.embedded else None,
+            keep,
             self.gate,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
@@ -211,16 +208,10 @@ class Worker:
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        loops = [
-            self.scheduler.run(),
-            self.health.run(),
-            self.read_back.run(),
-            tokens.retention.run(),
-            self.hand_off.read_back.run(),
-            self.hand_off.run(),
-        ]
+        loops = [self.scheduler.run(), self.health.run(), self.read_back.run()]
+        loops += [tokens.retention.run(), self.hand_off.read_back.run(), self.hand_off.run()]
         if self.embedded is not None:
-            still = partial(held_still, self.gate, self.processor.drain, self.faust)
+            still = partial(held_still, self.gate, self.processor.drain, keyring_gate, self.faust)
             journal = self.embedded.journal
             rollover = Rollover(s, self.kafka, journal, still, self._positions, self.metrics)
             loops.append(rollover.run())

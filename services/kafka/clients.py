@@ -175,3 +175,12 @@ def record_producer(kafka: KafkaAccess, linger_ms: int) -> AIOKafkaProducer:
     return producer(
         kafka, linger_ms=linger_ms, max_batch_size=BATCH_BYTES, partitioner=key_partition
     )
+
+
+def worker_producers(kafka: KafkaAccess) -> tuple[AIOKafkaProducer, AIOKafkaProducer]:
+    """A worker's two producers, one for the processor's events and outcomes, one for
+    commands (HTTP, the schedulers) and keys: aiokafka keeps one produce request in flight per
+    broker connection, so each would otherwise queue behind the other's. Commands go without
+    a linger, so a quiet POST's command goes out at once; under load nothing is lost: what
+    accumulates while a request is in flight goes out together in the next."""
+    return record_producer(kafka, linger_ms=1), record_producer(kafka, linger_ms=0)

@@ -9,6 +9,10 @@ transaction and one round trip (group commit).
 Only the worker that owns a partition writes its keys. A worker handed a partition drops
 what it held of it and reads the partition's keys again from the topic at the first need
 (`_caught_up`), so a key erased while another worker owned the partition is not kept here.
+
+In the embedded mode every key record is kept (services/log/journal.py) before `ensure` or
+`erase` returns, and no key is written while the broker's topics are renewed (`gate`,
+services/log/rollover.py).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from services.clock import now_ms
 from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
 from services.keys.store import KeyStore, Slot, StoredKey
+from services.log.journal import Keep
 from services.log.reader import LogReader
+from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,11 @@ class Keyring:
         topic: str,
         partition_of: Callable[[str, str], int],
         clock: Callable[[], int] = now_ms,
+        keep: Keep | None = None,
+        gate: Gate | None = None,
     ):
+        self._keep = keep
+        self._gate = gate or Gate()
         self._store = store
         self._kek = kek
         self._producer = producer
@@ -171,13 +181,17 @@ class Keyring:
         return created
 
     async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> None:
-        """As record batches per partition, acknowledged before returning."""
-        batches = RecordBatches(self._producer)
-        for partition, slot, wrapped in items:
-            value = None if wrapped is None else records.record_value(wrapped)
-            await batches.add(self.topic, partition, records.record_key(slot), value)
-        await batches.flush()
-        await batches.acknowledged()
+        """As record batches per partition, acknowledged (and kept) before returning."""
+        async with self._gate.passage():
+            batches = RecordBatches(self._producer, keep=self._keep is not None)
+            for partition, slot, wrapped in items:
+                value = None if wrapped is None else records.record_value(wrapped)
+                await batches.add(self.topic, partition, records.record_key(slot), value)
+            await batches.flush()
+            if self._keep is None:
+                await batches.acknowledged()
+            else:
+                await self._keep(await batches.acknowledged_records())
 
     # -- erasing -----------------------------------------------------------------------------
 
@@ -193,11 +207,15 @@ class Keyring:
         slots = [(k.app_id, k.device_id, k.key_id) for k in doomed]
         for slot in slots:
             self._unwrapped.pop(slot, None)
-        await self._store.write((), slots)
-        await self._store.erase_traces()
+        # The tombstones first: a crash before the store lets go of the keys decides the
+        # forget again and finds them to tombstone again. The other way round, a crash in
+        # between would leave the keys on the topic (and in the kept log) with nothing left
+        # here to erase them by.
         await self._publish(
             (k.partition, slot, None) for k, slot in zip(doomed, slots, strict=True)
         )
+        await self._store.write((), slots)
+        await self._store.erase_traces()
         return len(doomed)
 
     # -- taking partitions over --------------------------------------------------------------

@@ -16,6 +16,7 @@ from the broker, which still holds it, and appended first.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Collection
 
 from aiokafka import TopicPartition
 
@@ -30,17 +31,27 @@ _BACKFILL_DEADLINE_S = 10.0
 _MAX_ROUNDS = 8
 
 
+# What the worker's writers are handed in the embedded mode (None on Apache Kafka, whose log
+# is durable itself): `Journal.keep`, awaited once Kafka acknowledged the records and before
+# anything that depends on them is committed or answered.
+Keep = Callable[[list[Record]], Awaitable[None]]
+
+
 class JournalError(RuntimeError):
     """Records cannot be kept: the batch must not be committed."""
 
 
 class Journal:
-    def __init__(self, segments: SegmentLog, kafka: KafkaAccess):
+    def __init__(self, segments: SegmentLog, kafka: KafkaAccess, compacted: Collection[str] = ()):
         self.segments = segments
         self._kafka = kafka
+        self._compacted = frozenset(compacted)
         # Records kept per partition since the broker was last given a fresh tail: an upper
         # bound on the batch objects it holds there (services/log/rollover.py).
         self.since_restore: dict[tuple[str, int], int] = {}
+        # Partitions of compacted topics where a tombstone was kept since the kept log was
+        # last compacted there (services/log/kept_compaction.py).
+        self.erasing: set[tuple[str, int]] = set()
 
     def restored(self) -> None:
         self.since_restore.clear()
@@ -49,6 +60,11 @@ class Journal:
         """Append `records` at their offsets; what lies between a segment's end and a record
         of the batch (records someone else wrote, or commands not decided yet before a sealed
         copy the processor sent) is read from the broker and appended first."""
+        self.erasing.update(
+            (r.topic, r.partition)
+            for r in records
+            if r.value is None and r.topic in self._compacted
+        )
         for _ in range(_MAX_ROUNDS):
             appended, gaps = self.segments.append_continuing(records)
             self._count(appended)

@@ -2,11 +2,16 @@
 
 1. An archive of the export/import era (`log-archive.ndjson`) with no kept log beside it
    becomes the kept log (once; the archive is renamed).
-2. Each store (decisions, projection) is checked against the kept log: one that claims a
-   record the kept log does not hold, or another one, is discarded, loudly, like a corrupt
-   one. What each remaining store has applied is a floor: the broker must hold every record
-   from there on (services/log/restore.py).
-3. The topics are created and given their tails.
+2. Each store (decisions, projection, token index) is checked against the kept log: one that
+   claims a record the kept log does not hold, or another one, is discarded, loudly, like a
+   corrupt one. What each remaining store has applied is a floor: the broker must hold every
+   record from there on (services/log/restore.py).
+3. The kept log's compacted topics (keys, tokens) are compacted in place up to their floors
+   (services/log/kept_compaction.py): what a tombstone erased is not kept, nor given back.
+4. The topics are created and given their tails, compacted topics compacted.
+
+The key store is not checked: a worker reads every partition's keys again, from the kept
+log, when it is handed the partition (services/keys/keyring.py), which is at every start.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ from projections.sqlite import CorruptStore
 from projections.store import ProjectionStore
 from services.config import Settings
 from services.kafka.clients import KafkaAccess
-from services.log import store_check
+from services.log import kept_compaction, store_check
 from services.log.archive import ArchivedRecord
 from services.log.broker import EmbeddedBroker
 from services.log.journal import Journal
 from services.log.restore import Restored, restore
 from services.log.segments import SegmentLog
-from services.log.topics import ensure_topics
+from services.log.topics import compacted_topics, ensure_topics, topic_names
 from services.stream.decision_store import DecisionStore
+from services.tokens.index_store import IndexStore
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
@@ -44,15 +50,6 @@ class Embedded:
     journal: Journal
     broker: EmbeddedBroker
     restored: Restored
-
-
-def topic_names(settings: Settings) -> list[str]:
-    return [
-        settings.commands_topic,
-        settings.events_topic,
-        settings.outcomes_topic,
-        settings.dlq_topic,
-    ]
 
 
 def adopt_archive(archive: Path, segments: SegmentLog) -> int:
@@ -97,6 +94,7 @@ async def checked_floors(settings: Settings, segments: SegmentLog) -> dict[TP, i
     stores = (
         (settings.decisions_path, DecisionStore.open, settings.commands_topic),
         (settings.projection_path, projection, settings.events_topic),
+        (settings.index_path, IndexStore.open, settings.tokens_topic),
     )
     floors: dict[TP, int] = {}
     for path, opener, topic in stores:
@@ -121,7 +119,13 @@ async def checked_floors(settings: Settings, segments: SegmentLog) -> dict[TP, i
 async def recover(settings: Settings, kafka: KafkaAccess, segments: SegmentLog) -> Restored:
     adopt_archive(settings.archive_path, segments)
     floors = await checked_floors(settings, segments)
+    compacted = compacted_topics(settings)
+    erased = kept_compaction.compact_all(kept_compaction.snapshot(segments, compacted), floors)
+    if erased:
+        log.info("compacted the kept log: %d erased records overwritten", erased)
     await ensure_topics(settings, kafka)
-    restored = await restore(kafka, segments, topic_names(settings), settings.embedded_tail, floors)
+    restored = await restore(
+        kafka, segments, topic_names(settings), settings.embedded_tail, floors, None, compacted
+    )
     log.info("recovered the kept log from %s: %s", segments.directory, restored.describe())
     return restored

@@ -7,17 +7,22 @@ nothing at all. So once devreg has kept `DEVREG_EMBEDDED_ROLLOVER` records in an
 since the broker was last given its partitions (an upper bound on the objects it holds
 there), the worker is held still for a moment and the broker's topics are made again:
 
-1. the worker's writers stop at their gate (HTTP commands, expiry commands, the processor),
-   the batches in flight are acknowledged, kept and committed, and the worker's consumer
-   stops fetching devreg's partitions;
+1. the worker's writers stop at their gate (HTTP commands, expiry and retention commands, the
+   token relay's supersedes, the processor), the batches in flight are acknowledged, kept and
+   committed, then the keyring's writes stop at theirs (a batch in flight may still create
+   or erase keys), and the worker's consumer stops fetching devreg's partitions;
 2. what the broker holds past the kept log's end is read (commands sent but not decided
    yet, records someone else wrote), to be written back at the same offsets;
-3. devreg's four topics are deleted and created (a metadata request that allows creating
+3. devreg's six topics are deleted and created (a metadata request that allows creating
    topics, sent in between, makes the broker create one with its defaults: then it is
    deleted and created again);
 4. each partition is given its tail from the kept log and what step 2 read
-   (services/log/restore.py), never starting above where a store resumes;
+   (services/log/restore.py), never starting above where a store resumes, the keys and
+   tokens topics compacted;
 5. the consumer fetches again, from where it was, and the gates open.
+
+The same loop compacts the kept log's keys and tokens topics in place once the journal has
+kept a tombstone there (services/log/kept_compaction.py), in a thread, outside the pause.
 
 Kafka clients of others lose their consumer groups' committed offsets for devreg's topics
 (the broker drops them with the topic), and a record someone else produces in the moment
@@ -41,10 +46,10 @@ from services.config import Settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.faust_app import hold_fetching, resume_fetching
+from services.log import kept_compaction
 from services.log.journal import Journal
-from services.log.recovery import topic_names
 from services.log.restore import Restored, restore
-from services.log.topics import wanted_topics
+from services.log.topics import compacted_topics, topic_names, wanted_topics
 from services.metrics import Metrics
 from services.stream.gate import Gate
 
@@ -73,18 +78,24 @@ class Quiesce(Protocol):
 
 @contextlib.asynccontextmanager
 async def held_still(
-    gate: Gate, drain: Callable[[], Awaitable[None]], app: faust.App
+    gate: Gate, drain: Callable[[], Awaitable[None]], keys: Gate, app: faust.App
 ) -> AsyncIterator[None]:
     """A worker holding still: nothing written (its writers wait at `gate`), every decided
-    batch kept and committed (`drain`), nothing fetched by its consumer (faust's `app`)."""
+    batch kept and committed (`drain`), then no key written (the keyring waits at `keys`:
+    a batch being drained may create or erase keys), nothing fetched by its consumer
+    (faust's `app`)."""
     await gate.close()
     try:
         await drain()
-        held = await hold_fetching(app)
+        await keys.close()
         try:
-            yield
+            held = await hold_fetching(app)
+            try:
+                yield
+            finally:
+                await resume_fetching(app, held)
         finally:
-            await resume_fetching(app, held)
+            keys.open()
     finally:
         gate.open()
 
@@ -117,6 +128,17 @@ class Rollover:
             await asyncio.sleep(self._check_every_s)
             if self.due() and await self.roll() is None:
                 await asyncio.sleep(_BACKLOG_WAIT_S)
+            if self._journal.erasing:
+                await self.compact()
+
+    async def compact(self) -> int:
+        """Compact the kept log's partitions where tombstones were kept, in a thread (the
+        journal appends on meanwhile, past what the run looks at)."""
+        erasing, self._journal.erasing = self._journal.erasing, set()
+        parts = kept_compaction.snapshot(self._journal.segments, {t for t, _ in erasing})
+        parts = [p for p in parts if (p[0].topic, p[0].partition) in erasing]
+        floors = self._positions()
+        return await asyncio.to_thread(kept_compaction.compact_all, parts, floors)
 
     async def roll(self) -> Restored | None:
         """Renew the broker's topics; None when a backlog put it off (nothing changed)."""
@@ -131,13 +153,11 @@ class Rollover:
                 return None
             await recreate(self._settings, self._kafka)
             positions = self._positions()
-            floors = {
-                tp: positions.get(tp, 0)
-                for tp in segments.ends()
-                if tp[0] in (self._settings.commands_topic, self._settings.events_topic)
-            }
+            s = self._settings
+            read = (s.commands_topic, s.events_topic, s.tokens_topic)  # by the worker's stores
+            floors = {tp: positions.get(tp, 0) for tp in segments.ends() if tp[0] in read}
             restored = await restore(
-                self._kafka, segments, topics, self._settings.embedded_tail, floors, beyond
+                self._kafka, segments, topics, s.embedded_tail, floors, beyond, compacted_topics(s)
             )
             self._journal.restored()
         held = time.monotonic() - began

@@ -30,6 +30,7 @@ from events import (
 )
 from projections.positions import Record, last_positions
 from services.config import Settings
+from services.log.journal import Keep
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
 from services.stream.decider import Decider, channel_keys, parse
@@ -45,9 +46,6 @@ Key = tuple[str, str]
 
 
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
-# Keeps every record of a decided batch before it commits (services/log/journal.py): the
-# embedded mode's durable log. None on Apache Kafka, whose log is durable itself.
-Keep = Callable[[list[Record]], Awaitable[None]]
 # Chooses, while the processor is the caller's, which records to decide.
 Pick = Callable[[], Sequence[Record]]
 

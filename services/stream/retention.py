@@ -21,6 +21,7 @@ from events.identity import partition_key
 from services.clock import now_ms
 from services.metrics import Metrics
 from services.stream.decision_store import DecisionStore, GoneDevice
+from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ class RetentionScheduler:
         partition_of: Callable[[str, str], int],
         partitions: Callable[[], frozenset[int] | None],
         clock: Callable[[], int] = now_ms,
+        gate: Gate | None = None,
     ):
+        self._gate = gate or Gate()  # closed while the embedded broker is renewed
         self._decisions = decisions
         self._producer = producer
         self._topic = commands_topic
@@ -91,13 +94,14 @@ class RetentionScheduler:
         return sent
 
     async def _send(self, commands: list[ForgetDevice]) -> None:
-        batches = RecordBatches(self._producer)
-        for c in commands:
-            partition = self._partition_of(c.app_id, c.device_id)
-            await batches.add(
-                self._topic, partition, partition_key(c.app_id, c.device_id), encode(c)
-            )
-        await batches.flush()
-        await batches.acknowledged()
+        async with self._gate.passage():
+            batches = RecordBatches(self._producer)
+            for c in commands:
+                partition = self._partition_of(c.app_id, c.device_id)
+                await batches.add(
+                    self._topic, partition, partition_key(c.app_id, c.device_id), encode(c)
+                )
+            await batches.flush()
+            await batches.acknowledged()
         self._metrics.inc("devreg_retention_commands_total", len(commands))
         log.info("retention: sent %d forget commands", len(commands))

@@ -4,7 +4,9 @@ When a claim finds the token held by another device of the app (and the app keep
 per token), the older device's own single writer must record it: the relay sends that device
 a SupersedeDevice command, keyed to its partition, with an id derived from both
 registrations, so a relay that folds the same records again (after a crash, or a worker that
-takes the partition over) sends the same command, which is decided once.
+takes the partition over) sends the same command, which is decided once. In the embedded
+mode the commands are kept (services/log/journal.py) before the index commits: the broker's
+memory alone would lose them in a crash, and the folded records would not be folded again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from aiokafka import AIOKafkaProducer
 from events import SupersedeDevice, encode
 from events.identity import partition_key
 from projections.positions import Record
+from services.log.journal import Keep
 from services.metrics import Metrics
+from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 from services.tokens.index_store import IndexStore, Superseded
 
@@ -43,7 +47,11 @@ class TokenRelay:
         partition_of: Callable[[str, str], int],
         superseding: frozenset[str],
         metrics: Metrics,
+        keep: Keep | None = None,
+        gate: Gate | None = None,
     ):
+        self._keep = keep
+        self._gate = gate or Gate()  # closed while the embedded broker is renewed
         self._store = store
         self._producer = producer
         self._topic = commands_topic
@@ -67,12 +75,16 @@ class TokenRelay:
         await self._store.commit(positions)
 
     async def _send(self, commands: list[SupersedeDevice]) -> None:
-        batches = RecordBatches(self._producer)
-        for c in commands:
-            key = partition_key(c.app_id, c.device_id)
-            partition = self._partition_of(c.app_id, c.device_id)
-            await batches.add(self._topic, partition, key, encode(c))
-        await batches.flush()
-        await batches.acknowledged()
+        async with self._gate.passage():
+            batches = RecordBatches(self._producer, keep=self._keep is not None)
+            for c in commands:
+                key = partition_key(c.app_id, c.device_id)
+                partition = self._partition_of(c.app_id, c.device_id)
+                await batches.add(self._topic, partition, key, encode(c))
+            await batches.flush()
+            if self._keep is None:
+                await batches.acknowledged()
+            else:
+                await self._keep(await batches.acknowledged_records())
         self._metrics.inc("devreg_supersede_commands_total", len(commands))
         log.info("sent %d supersede commands", len(commands))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import confluent_kafka
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -126,7 +127,8 @@ async def test_given_a_command_with_headers_then_the_kept_log_holds_it_as_publis
 
     await wait_for(registered, 30, "the command to be applied")
 
-    # Then the kept log holds the command with its key, value and header
+    # Then the kept log holds the command with its key, value and header, and after it the
+    # processor's sealed copy, which was decided in its place (docs/design.md §12)
     kept = SegmentLog(run.data_dir / "log", readonly=True)
     try:
         found = [
@@ -139,4 +141,8 @@ async def test_given_a_command_with_headers_then_the_kept_log_holds_it_as_publis
         ]
     finally:
         kept.close()
-    assert [(r.value, r.headers) for r in found] == [(value, (("trace", b"t-1"),))]
+    assert [(r.value, r.headers) for r in found[:1]] == [(value, (("trace", b"t-1"),))]
+    [copy] = [msgspec.json.decode(r.value or b"") for r in found[1:]]
+    original = msgspec.json.decode(value)
+    assert copy["command_id"] == original["command_id"]
+    assert copy["device_token"].startswith("sealed:1:")

@@ -49,9 +49,11 @@ async def test_given_a_clean_stop_when_run_again_then_registrations_are_still_th
         assert list((tmp_path / "data" / "log").glob("*.seg"))
         await run.start()
 
-        # Then start-up says what it recovered, the registration is still served, and the
+        # Then start-up says what it recovered (the command, two events and the outcome, the
+        # device's data key and its token claim), the registration is still served, and the
         # device's history continues
-        assert "devreg: recovered the log: 4 records" in run.log()
+        assert "devreg: recovered the log: 6 records" in run.log()
+        assert f"{run.prefix}.keys 1, {run.prefix}.outcomes 1, {run.prefix}.tokens 1" in run.log()
         assert await channels_of(run, "kept") == (200, ["news"])
         await register(run, "kept", "sport")
         assert await channels_of(run, "kept") == (200, ["news", "sport"])

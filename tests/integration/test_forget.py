@@ -10,7 +10,6 @@ would be in the key store and in every export.
 from __future__ import annotations
 
 import base64
-import sqlite3
 import uuid
 from pathlib import Path
 
@@ -19,13 +18,12 @@ import msgspec
 from events import sealed
 from projections.positions import Record
 from services.kafka.clients import KafkaAccess
-from services.keys import cipher, records
+from services.keys import records
 from services.log.archive import ArchivedRecord
 from services.log.broker import EmbeddedBroker
 from services.log.reader import LogReader
-from tests.integration.token_support import admin
+from tests.integration.token_support import admin, data_key, files_holding
 from tests.support import (
-    TEST_KEK,
     WorkerProcess,
     admin_headers,
     call,
@@ -49,17 +47,6 @@ async def _dump(bootstrap: str, prefix: str) -> list[Record]:
     return found
 
 
-def _data_key(data_dir: Path, app_id: str, device_id: str) -> tuple[bytes, bytes]:
-    """The device's data key as the key store holds it (wrapped), and unwrapped."""
-    with sqlite3.connect(data_dir / "keys.sqlite") as conn:
-        [(key_id, wrapped)] = conn.execute(
-            "SELECT key_id, wrapped FROM device_keys WHERE app_id = ? AND device_id = ?",
-            (app_id, device_id),
-        ).fetchall()
-    slot = records.record_key((app_id, device_id, key_id))
-    return wrapped, cipher.unwrap(base64.b64decode(TEST_KEK), wrapped, slot)
-
-
 def _archived_holding(archive: Path, needles: list[bytes]) -> list[str]:
     """An archive keeps keys and values in base64: each record is decoded and searched."""
     decoder = msgspec.json.Decoder(ArchivedRecord)
@@ -70,16 +57,6 @@ def _archived_holding(archive: Path, needles: list[bytes]) -> list[str]:
             for needle in needles
             if needle in (r.key or b"") + (r.value or b"")
         ]
-
-
-def _files_holding(root: Path, needles: list[bytes]) -> list[str]:
-    return [
-        f"{path.relative_to(root)} holds {needle[:12]!r}…"
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-        for needle in needles
-        if needle in path.read_bytes()
-    ]
 
 
 async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left_and_verify_passes(
@@ -107,7 +84,7 @@ async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left
             return status == 200
 
         await wait_for(indexed, 20, "the token in the index")
-        wrapped, key = _data_key(data, "app-a", device)
+        wrapped, key = data_key(data, "app-a", device)
         code, out, err = await devreg(
             worker, "as-of", "--quiet", str(now_ms()), "--app", "app-a", "--device", device
         )
@@ -171,11 +148,11 @@ async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left
         secrets = [token.encode(), user.encode(), other_token.encode()]
         # The key as the store keeps it, unwrapped, and as the keys topic's JSON carries it.
         keys = [key, wrapped, base64.b64encode(wrapped)]
-        assert _files_holding(data, [*secrets, *keys]) == []
+        assert files_holding(data, [*secrets, *keys]) == []
         assert _archived_holding(data / "export.ndjson", [*secrets, *keys]) == []
 
     # and none after the worker stopped (its stores closed, their journals gone) either
-    assert _files_holding(data, [*secrets, *keys]) == []
+    assert files_holding(data, [*secrets, *keys]) == []
     # nor in any topic: the key itself stays on the embedded broker's keys topic (it never
     # compacts) until it restarts, followed by its tombstone (docs/audit.md)
     for record in dump:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import itertools
+import sqlite3
 import uuid
+from pathlib import Path
 from typing import Any
 
 from events.identity import partition_key
 from services.kafka.partitioner import partition_for
+from services.keys import cipher
+from services.keys import records as key_records
 from services.tokens import records
 from tests.support import ADMIN_KEYS, PARTITIONS, TEST_KEK, WorkerProcess, call
 
@@ -48,3 +52,25 @@ def token_on(app_id: str, partition: int) -> str:
         if token_partition(app_id, candidate) == partition:
             return candidate
     raise AssertionError("no token found for the partition")
+
+
+def data_key(data_dir: Path, app_id: str, device_id: str) -> tuple[bytes, bytes]:
+    """The device's data key as the key store holds it (wrapped), and unwrapped."""
+    with sqlite3.connect(data_dir / "keys.sqlite") as conn:
+        [(key_id, wrapped)] = conn.execute(
+            "SELECT key_id, wrapped FROM device_keys WHERE app_id = ? AND device_id = ?",
+            (app_id, device_id),
+        ).fetchall()
+    slot = key_records.record_key((app_id, device_id, key_id))
+    return wrapped, cipher.unwrap(base64.b64decode(TEST_KEK), wrapped, slot)
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file under `root` that holds one of `needles`, and which."""
+    return [
+        f"{path.relative_to(root)} holds {needle[:12]!r}…"
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        for needle in needles
+        if needle in path.read_bytes()
+    ]
