@@ -7,7 +7,7 @@ import msgspec
 from services.config import Settings
 from services.kafka.clients import KafkaAccess
 from services.log.reader import LogError, LogReader
-from services.log.topics import ensure_topics
+from services.log.topics import ensure_topics, topic_names
 
 END_NOTE = (
     "end offsets are what the broker reports; the embedded Tansu broker under-reports them"
@@ -32,15 +32,6 @@ class TopicsReport(msgspec.Struct, frozen=True, kw_only=True):
     created: bool
     note: str
     topics: dict[str, TopicReport]
-
-
-def topic_names(settings: Settings) -> list[str]:
-    return [
-        settings.commands_topic,
-        settings.events_topic,
-        settings.outcomes_topic,
-        settings.dlq_topic,
-    ]
 
 
 async def describe(settings: Settings, kafka: KafkaAccess, create: bool) -> TopicsReport:

@@ -198,7 +198,7 @@ async def test_given_the_worker_topics_when_described_then_partitions_and_offset
     assert code == 0, err
     report = json.loads(out)
     prefix = scenario.worker.prefix
-    for name in ("commands", "events", "outcomes"):
+    for name in ("commands", "events", "outcomes", "keys", "tokens"):
         topic = report["topics"][f"{prefix}.{name}"]
         assert (topic["exists"], topic["partitions"], len(topic["offsets"])) == (True, 3, 3)
     assert report["topics"][f"{prefix}.events"]["records"] > 0
