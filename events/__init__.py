@@ -1,6 +1,6 @@
 """devreg's domain: events, commands, outcomes and the pure decide/evolve rules. No I/O."""
 
-from events.decide import Decision, decide
+from events.decide import Decision, decide, decide_expiries
 from events.model import (
     EVENT_TYPES,
     AnyCommand,
@@ -10,8 +10,10 @@ from events.model import (
     DeviceEvent,
     DeviceRegistered,
     DeviceUnregistered,
+    DueExpiry,
     Event,
     ExpireRegistration,
+    ExpireRegistrations,
     Outcome,
     RegisterDevice,
     RegistrationExpired,
@@ -34,14 +36,17 @@ __all__ = [
     "DeviceRegistered",
     "DeviceState",
     "DeviceUnregistered",
+    "DueExpiry",
     "Event",
     "ExpireRegistration",
+    "ExpireRegistrations",
     "Outcome",
     "RegisterDevice",
     "RegistrationExpired",
     "Subscription",
     "UnregisterDevice",
     "decide",
+    "decide_expiries",
     "decode_command",
     "decode_event",
     "decode_outcome",

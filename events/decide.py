@@ -6,7 +6,7 @@ same command against the same state always yields byte-identical events.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container, Mapping
 
 import msgspec
 
@@ -18,12 +18,13 @@ from events.model import (
     DeviceRegistered,
     DeviceUnregistered,
     ExpireRegistration,
+    ExpireRegistrations,
     Outcome,
     RegisterDevice,
     RegistrationExpired,
     UnregisterDevice,
 )
-from events.state import DeviceState
+from events.state import DeviceState, empty_state
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -50,6 +51,7 @@ def _accept(
     events: tuple[AnyEvent, ...],
     registration_ids: dict[str, str] | None = None,
     note: str | None = None,
+    stale: tuple[str, ...] = (),
 ) -> Decision:
     outcome = Outcome(
         command_id=command.command_id,
@@ -60,6 +62,7 @@ def _accept(
         event_ids=tuple(event.event_id for event in events),
         registration_ids=registration_ids or {},
         note=note,
+        stale=stale,
     )
     return Decision(events, outcome)
 
@@ -146,39 +149,86 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
     return _accept(command, now_ms, (identity.seal(event),))
 
 
-def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Decision:
+# A RegistrationExpired's id from (its index in the decision, its expiration, its version).
+ExpiryId = Callable[[int, int, int], str]
+
+
+def _expired(
+    state: DeviceState, command_id: str, now_ms: int, event_id: ExpiryId
+) -> list[RegistrationExpired]:
+    """One RegistrationExpired per distinct passed expiration of the device's channels, in
+    expiration order, chained on the state; none when nothing has expired (a stale expiry)."""
     by_expiration: dict[int, list[str]] = {}
     for name, sub in state.channels.items():
         if sub.expiration is not None and sub.expiration <= now_ms:
             by_expiration.setdefault(sub.expiration, []).append(name)
-    if not by_expiration:
-        note = f"stale: no channel of the device had expired at {now_ms}"
-        return _accept(command, now_ms, (), note=note)
-    events: list[AnyEvent] = []
+    events: list[RegistrationExpired] = []
     version, prev_hash = state.version, state.last_hash
     for expiration in sorted(by_expiration):
         version += 1
         expired = RegistrationExpired(
-            event_id=identity.event_id(command.app_id, command.command_id, len(events)),
-            app_id=command.app_id,
+            event_id=event_id(len(events), expiration, version),
+            app_id=state.app_id,
             version=version,
             occurred_at=now_ms,
-            command_id=command.command_id,
+            command_id=command_id,
             prev_hash=prev_hash,
-            device_id=command.device_id,
+            device_id=state.device_id,
             channels=tuple(sorted(by_expiration[expiration])),
             expiration=expiration,
         )
         sealed = identity.seal(expired)
         events.append(sealed)
         prev_hash = sealed.hash
+    return events
+
+
+def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Decision:
+    app_id, command_id = command.app_id, command.command_id
+
+    def event_id(index: int, expiration: int, version: int) -> str:
+        return identity.event_id(app_id, command_id, index)
+
+    events = _expired(state, command_id, now_ms, event_id)
+    if not events:
+        note = f"stale: no channel of the device had expired at {now_ms}"
+        return _accept(command, now_ms, (), note=note)
     return _accept(command, now_ms, tuple(events))
+
+
+def decide_expiries(
+    states: Mapping[tuple[str, str], DeviceState], command: ExpireRegistrations, now_ms: int
+) -> Decision:
+    """Each device of `command` decided on its own, as `ExpireRegistration` decides one, against
+    `states` (a device missing there has no state yet). The ids come from each device's expiry
+    (identity.expiry_event_id), so they do not depend on the other devices of the command."""
+    rejection = rules.check(command, now_ms)
+    if rejection:
+        return _reject(command, now_ms, rejection)
+    app_id, command_id = command.app_id, command.command_id
+    events: list[AnyEvent] = []
+    stale: list[str] = []
+    for due in command.devices:
+        device_id = due.device_id
+
+        def event_id(index: int, expiration: int, version: int, device_id: str = device_id) -> str:
+            return identity.expiry_event_id(app_id, device_id, expiration, version)
+
+        state = states.get((app_id, device_id)) or empty_state(app_id, device_id)
+        expired = _expired(state, command_id, now_ms, event_id)
+        if expired:
+            events.extend(expired)
+        else:
+            stale.append(device_id)
+    note = f"{len(command.devices) - len(stale)} expired, {len(stale)} stale at {now_ms}"
+    return _accept(command, now_ms, tuple(events), note=note, stale=tuple(stale))
 
 
 def decide(
     state: DeviceState, known_channels: Container[str], command: AnyCommand, now_ms: int
 ) -> Decision:
-    """Validate `command` and decide its events against `state` at `now_ms`."""
+    """Validate `command` and decide its events against `state` at `now_ms`. A command of
+    many devices (`ExpireRegistrations`) needs each device's state: `decide_expiries`."""
     rejection = rules.check(command, now_ms)
     if rejection:
         return _reject(command, now_ms, rejection)
@@ -189,3 +239,5 @@ def decide(
             return _unregister(state, command, now_ms)
         case ExpireRegistration():
             return _expire(state, command, now_ms)
+        case ExpireRegistrations():
+            raise TypeError("a command of many devices is decided by decide_expiries")
