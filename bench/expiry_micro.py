@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import statistics
 import tempfile
@@ -78,12 +79,13 @@ def expiry_commands(n: int, expiration: int, single: bool) -> list[Command]:
     now = expiration + 5
     if single or not hasattr(scheduler, "expiry_commands"):
         return [scheduler.expiry_command(d, now) for d in due]
-    return list(scheduler.expiry_commands(due, now, _partition))
+    return list(scheduler.expiry_commands(due, now, lambda app, device: _partition(device)))
 
 
 async def one_run(n: int, single: bool, profile: bool) -> float:
     data = Path(tempfile.mkdtemp(prefix="expiry-micro-"))
     env = {"DEVREG_APPS": f"{APP}:key", "DEVREG_DATA_DIR": str(data), "KAFKA_BOOTSTRAP": "x:1"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("DEVREG_")})
     settings = load_settings(env)
     decisions = await DecisionStore.open(data / "decisions.sqlite")
     projection = await ProjectionStore.open(data / "projection.sqlite", swappable=False)

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from events import AnyEvent, Outcome, encode
+from events import AnyEvent, ChannelCreated, Outcome, encode
 from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
@@ -66,12 +66,18 @@ class BatchSender:
         batches = RecordBatches(self._producer)
         events: list[list[tuple[bytes, bytes, Slot]]] = []
         for em in emissions:
-            key = partition_key(em.outcome.app_id, em.outcome.device_id)
+            device_id = em.outcome.device_id
+            # A command of many devices (ExpireRegistrations) has no device of its own: its
+            # outcome goes under the command's own key, each event under its device's.
+            key = partition_key(em.outcome.app_id, device_id) if device_id else em.record.key or b""
             p = em.record.partition
             sends = []
             for event in em.events:
                 value = encode(event)
-                sends.append((key, value, await batches.add(s.events_topic, p, key, value)))
+                k = key
+                if not isinstance(event, ChannelCreated) and event.device_id != device_id:
+                    k = partition_key(event.app_id, event.device_id)
+                sends.append((k, value, await batches.add(s.events_topic, p, k, value)))
             events.append(sends)
             await batches.add(s.outcomes_topic, p, key, encode(em.outcome))
         await batches.flush()

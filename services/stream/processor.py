@@ -21,63 +21,37 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-import msgspec
 from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
     ChannelCreated,
+    Decision,
     DeviceState,
+    ExpireRegistrations,
     Outcome,
-    RegisterDevice,
     decide,
-    decode_command,
+    decide_expiries,
     empty_state,
     evolve,
-    rules,
 )
-from events.user_tokens import TokenKeys, without_raw_token
 from projections.positions import Record, last_positions
 from services.config import Settings
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
+from services.stream.command_records import (
+    Channels,
+    channel_keys,
+    device_keys,
+    misdirected,
+    parse,
+)
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
-
-
-class _Channels:
-    """`in` test for decide(): channels known for one app, before or during this batch."""
-
-    def __init__(self, app_id: str, known: set[Key], added: set[Key]):
-        self.app_id, self.known, self.added = app_id, known, added
-
-    def __contains__(self, channel: object) -> bool:
-        key = (self.app_id, str(channel))
-        return key in self.known or key in self.added
-
-
-def _parse(record: Record, tokens: TokenKeys | None) -> AnyCommand | Dead:
-    try:
-        command = decode_command(record.value or b"")
-    except msgspec.DecodeError as exc:
-        return Dead(record, f"undecodable command: {exc}")
-    if command.issued_at is None:
-        # A producer that did not stamp the command: the record's own time is in the log too.
-        command = msgspec.structs.replace(command, issued_at=record.timestamp)
-    # The commands topic holds whatever a publisher wrote, raw session tokens included; no
-    # event may: they become fingerprints before anything is decided.
-    return without_raw_token(command, tokens)
-
-
-def _channel_keys(command: AnyCommand) -> list[Key]:
-    if isinstance(command, RegisterDevice):
-        names = command.channels or (rules.DEFAULT_CHANNEL,)
-        return [(command.app_id, name) for name in names]
-    return []
 
 
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
@@ -154,13 +128,13 @@ class CommandProcessor:
         fresh = [r for r in records if r.offset >= nxt.get((r.topic, r.partition), 0)]
         if not fresh:
             return None
-        parsed = [(r, _parse(r, self._settings.token_keys)) for r in fresh]
+        parsed = [(r, parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
-        devices = [(c.app_id, c.device_id) for c in commands]
+        devices = [k for c in commands for k in device_keys(c)]
         ids = [(c.app_id, c.command_id) for c in commands]
         states = pending.over_states(devices, await self._store.load_states(devices))
         seen = pending.over_outcomes(ids, await self._store.load_outcomes(ids))
-        known = await self._store.load_channels(k for c in commands for k in _channel_keys(c))
+        known = await self._store.load_channels(k for c in commands for k in channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
         emissions: list[Emission] = []
@@ -225,7 +199,7 @@ class CommandProcessor:
             self._metrics.inc("devreg_commands_total", result="repeated")
             return Emission(record, earlier)
         now = command.issued_at or record.timestamp
-        if rejection := self._misdirected(record, command):
+        if rejection := misdirected(self._settings, self._partition_of, record, command):
             outcome = Outcome(
                 command_id=command.command_id,
                 app_id=command.app_id,
@@ -238,22 +212,45 @@ class CommandProcessor:
             batch.outcomes[outcome_key] = outcome
             self._metrics.inc("devreg_commands_total", result="rejected")
             return Emission(record, outcome)
-        key = (command.app_id, command.device_id)
-        state = batch.states.get(key) or states.get(key) or empty_state(*key)
-        decision = decide(state, _Channels(command.app_id, known, batch.channels), command, now)
-        for event in decision.events:
-            if isinstance(event, ChannelCreated):
-                batch.channels.add((event.app_id, event.channel))
-            else:
-                state = evolve(state, event)
-        if decision.events:
-            batch.states[key] = state
+        if isinstance(command, ExpireRegistrations):
+            decision = self._decide_expiries(command, states, batch, now)
+        else:
+            key = (command.app_id, command.device_id)
+            state = batch.states.get(key) or states.get(key) or empty_state(*key)
+            decision = decide(state, Channels(command.app_id, known, batch.channels), command, now)
+            for event in decision.events:
+                if isinstance(event, ChannelCreated):
+                    batch.channels.add((event.app_id, event.channel))
+                else:
+                    state = evolve(state, event)
+            if decision.events:
+                batch.states[key] = state
         batch.outcomes[outcome_key] = decision.outcome
         result = "accepted" if decision.outcome.accepted else "rejected"
         if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
             self._log_decision(record, command, decision.outcome, result)
         self._metrics.inc("devreg_commands_total", result=result)
         return Emission(record, decision.outcome, decision.events)
+
+    @staticmethod
+    def _decide_expiries(
+        command: ExpireRegistrations,
+        states: dict[Key, DeviceState],
+        batch: DecisionBatch,
+        now: int,
+    ) -> Decision:
+        """Each device on its own state (this batch's, if an earlier command changed it)."""
+        current: dict[Key, DeviceState] = {}
+        for key in device_keys(command):
+            state = batch.states.get(key) or states.get(key)
+            if state is not None:
+                current[key] = state
+        decision = decide_expiries(current, command, now)
+        for event in decision.events:
+            if not isinstance(event, ChannelCreated):
+                key = (event.app_id, event.device_id)
+                current[key] = batch.states[key] = evolve(current[key], event)
+        return decision
 
     def _log_decision(
         self, record: Record, command: AnyCommand, outcome: Outcome, result: str
@@ -271,20 +268,3 @@ class CommandProcessor:
                 "offset": record.offset,
             },
         )
-
-    def _misdirected(self, record: Record, command: AnyCommand) -> rules.Rejection | None:
-        """A command for an app devreg does not serve, or on another partition than its
-        device's. All of a device's commands must come through the one partition its events
-        go to: one elsewhere would fork the device's history across two partitions, in an
-        order no reader can know, and stop the projector at the apparent gap."""
-        if command.app_id not in self._settings.apps:
-            return rules.Rejection(rules.UNKNOWN_APP, f"Unknown application id {command.app_id!r}")
-        expected = self._partition_of(command.app_id, command.device_id)
-        if record.partition != expected:
-            message = (
-                f"Command on partition {record.partition} of {record.topic}; the device's is"
-                f" {expected}: publish it keyed by [app_id, device_id] with Kafka's default"
-                " (murmur2) partitioner"
-            )
-            return rules.Rejection(rules.INVALID_REQUEST, message)
-        return None
