@@ -101,6 +101,7 @@ async def one_run(n: int, single: bool, profile: bool) -> float:
         lambda app, device: _partition(device),
         lambda exc: None,
         projector.handle_own,
+        None,  # no keys: the token index's releases are measured by the worker's bench row
     )
     offsets = [0] * PARTITIONS
 

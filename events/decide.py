@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping
 
-import msgspec
-
-from events import identity, rules
+from events import identity, lifecycle, rules, sealed
+from events.decision import Decision, accept, reject, unknown_device
 from events.model import (
     AnyCommand,
     AnyEvent,
@@ -19,62 +18,43 @@ from events.model import (
     DeviceUnregistered,
     ExpireRegistration,
     ExpireRegistrations,
-    Outcome,
+    ForgetDevice,
     RegisterDevice,
     RegistrationExpired,
+    ReportRejectedToken,
+    SupersedeDevice,
     UnregisterDevice,
 )
 from events.state import DeviceState, empty_state
-
-
-class Decision(msgspec.Struct, frozen=True):
-    events: tuple[AnyEvent, ...]
-    outcome: Outcome
-
-
-def _reject(command: AnyCommand, now_ms: int, rejection: rules.Rejection) -> Decision:
-    outcome = Outcome(
-        command_id=command.command_id,
-        app_id=command.app_id,
-        device_id=command.device_id,
-        accepted=False,
-        decided_at=now_ms,
-        code=rejection.code,
-        message=rejection.message,
-    )
-    return Decision((), outcome)
-
-
-def _accept(
-    command: AnyCommand,
-    now_ms: int,
-    events: tuple[AnyEvent, ...],
-    registration_ids: dict[str, str] | None = None,
-    note: str | None = None,
-    stale: tuple[str, ...] = (),
-) -> Decision:
-    outcome = Outcome(
-        command_id=command.command_id,
-        app_id=command.app_id,
-        device_id=command.device_id,
-        accepted=True,
-        decided_at=now_ms,
-        event_ids=tuple(event.event_id for event in events),
-        registration_ids=registration_ids or {},
-        note=note,
-        stale=stale,
-    )
-    return Decision(events, outcome)
 
 
 def _dedupe(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _sealed_before_erasure(state: DeviceState, *values: str | None) -> bool:
+    """A value sealed with a key created before the device was last forgotten: that key is
+    erased, so the value could never be read (a registration in flight during the erasure)."""
+    if state.forgotten_at is None:
+        return False
+    for value in values:
+        kid = sealed.key_id(value or "")
+        created = sealed.key_created_at(kid) if kid else None
+        if created is not None and created <= state.forgotten_at:
+            return True
+    return False
+
+
 def _register(
     state: DeviceState, known_channels: Container[str], command: RegisterDevice, now_ms: int
 ) -> Decision:
     app_id, device_id = command.app_id, command.device_id
+    if _sealed_before_erasure(state, command.device_token, command.user_token):
+        message = (
+            f"Device {device_id!r} was forgotten while this registration was on its way:"
+            " register it again"
+        )
+        return reject(command, now_ms, rules.Rejection(rules.INVALID_REGISTRATION, message))
     channels = _dedupe(command.channels) or (rules.DEFAULT_CHANNEL,)
     events: list[AnyEvent] = []
     # Ids come from fixed slots: the device's event is 0, channel i's announcement 1 + i.
@@ -111,14 +91,7 @@ def _register(
         user_token_fingerprint=command.user_token_fingerprint,
     )
     events.append(identity.seal(registered))
-    return _accept(command, now_ms, tuple(events), registration_ids)
-
-
-def _unknown_device(command: AnyCommand, detail: str = "") -> rules.Rejection:
-    return rules.Rejection(
-        rules.UNKNOWN_DEVICE_DELETE,
-        f"Unable to cancel device registration - unknown device ID {command.device_id!r}{detail}",
-    )
+    return accept(command, now_ms, tuple(events), registration_ids)
 
 
 def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> Decision:
@@ -126,7 +99,7 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
     # it leaves the state through its own RegistrationExpired, not through this command.
     active = state.active_channels(now_ms)
     if not active:
-        return _reject(command, now_ms, _unknown_device(command))
+        return reject(command, now_ms, unknown_device(command))
     if command.channels is None:
         # Sorted, so the event never depends on the order a store kept the channels in.
         removed = tuple(sorted(active))
@@ -134,7 +107,7 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
         removed = tuple(c for c in _dedupe(command.channels) if c in active)
         if not removed:
             named = ",".join(command.channels)
-            return _reject(command, now_ms, _unknown_device(command, f" on channels {named}"))
+            return reject(command, now_ms, unknown_device(command, f" on channels {named}"))
     event = DeviceUnregistered(
         event_id=identity.event_id(command.app_id, command.command_id, 0),
         app_id=command.app_id,
@@ -146,7 +119,7 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
         channels=removed,
         user_token_fingerprint=command.user_token_fingerprint,
     )
-    return _accept(command, now_ms, (identity.seal(event),))
+    return accept(command, now_ms, (identity.seal(event),))
 
 
 # A RegistrationExpired's id from (its index in the decision, its expiration, its version).
@@ -177,9 +150,9 @@ def _expired(
             channels=tuple(sorted(by_expiration[expiration])),
             expiration=expiration,
         )
-        sealed = identity.seal(expired)
-        events.append(sealed)
-        prev_hash = sealed.hash
+        hashed = identity.seal(expired)
+        events.append(hashed)
+        prev_hash = hashed.hash
     return events
 
 
@@ -192,8 +165,8 @@ def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Dec
     events = _expired(state, command_id, now_ms, event_id)
     if not events:
         note = f"stale: no channel of the device had expired at {now_ms}"
-        return _accept(command, now_ms, (), note=note)
-    return _accept(command, now_ms, tuple(events))
+        return accept(command, now_ms, (), note=note)
+    return accept(command, now_ms, tuple(events))
 
 
 def decide_expiries(
@@ -204,7 +177,7 @@ def decide_expiries(
     (identity.expiry_event_id), so they do not depend on the other devices of the command."""
     rejection = rules.check(command, now_ms)
     if rejection:
-        return _reject(command, now_ms, rejection)
+        return reject(command, now_ms, rejection)
     app_id, command_id = command.app_id, command.command_id
     events: list[AnyEvent] = []
     stale: list[str] = []
@@ -221,7 +194,7 @@ def decide_expiries(
         else:
             stale.append(device_id)
     note = f"{len(command.devices) - len(stale)} expired, {len(stale)} stale at {now_ms}"
-    return _accept(command, now_ms, tuple(events), note=note, stale=tuple(stale))
+    return accept(command, now_ms, tuple(events), note=note, stale=tuple(stale))
 
 
 def decide(
@@ -231,7 +204,7 @@ def decide(
     many devices (`ExpireRegistrations`) needs each device's state: `decide_expiries`."""
     rejection = rules.check(command, now_ms)
     if rejection:
-        return _reject(command, now_ms, rejection)
+        return reject(command, now_ms, rejection)
     match command:
         case RegisterDevice():
             return _register(state, known_channels, command, now_ms)
@@ -241,3 +214,9 @@ def decide(
             return _expire(state, command, now_ms)
         case ExpireRegistrations():
             raise TypeError("a command of many devices is decided by decide_expiries")
+        case ReportRejectedToken():
+            return lifecycle.report(state, command, now_ms)
+        case SupersedeDevice():
+            return lifecycle.supersede(state, command, now_ms)
+        case ForgetDevice():
+            return lifecycle.forget(state, command, now_ms)

@@ -15,9 +15,12 @@ import msgspec
 from events.model import (
     AnyEvent,
     ChannelCreated,
+    DeviceForgotten,
     DeviceRegistered,
+    DeviceSuperseded,
     DeviceUnregistered,
     RegistrationExpired,
+    TokenRejected,
     encode,
 )
 
@@ -70,7 +73,16 @@ def event_hash(event: AnyEvent) -> str:
     return hashlib.sha256(encode(unsealed)).hexdigest()
 
 
-E = TypeVar("E", DeviceRegistered, ChannelCreated, DeviceUnregistered, RegistrationExpired)
+E = TypeVar(
+    "E",
+    DeviceRegistered,
+    ChannelCreated,
+    DeviceUnregistered,
+    RegistrationExpired,
+    TokenRejected,
+    DeviceSuperseded,
+    DeviceForgotten,
+)
 
 
 def seal(event: E) -> E:

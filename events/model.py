@@ -60,13 +60,63 @@ class RegistrationExpired(Event, frozen=True, kw_only=True, tag="registration-ex
     expiration: int
 
 
-AnyEvent = DeviceRegistered | ChannelCreated | DeviceUnregistered | RegistrationExpired
-DeviceEvent = DeviceRegistered | DeviceUnregistered | RegistrationExpired
+class TokenRejected(Event, frozen=True, kw_only=True, tag="token-rejected/1"):
+    """A push provider rejected the token the device held when the push was sent: the device
+    is removed (all its channels), and the event keeps the provider's reason."""
+
+    device_id: str
+    channels: tuple[str, ...]
+    provider: str
+    reason: str
+    sent_at: int
+
+
+class DeviceSuperseded(Event, frozen=True, kw_only=True, tag="device-superseded/1"):
+    """Another device id of the app registered the token this device held: this registration
+    is removed (all its channels) and names the newer device (one device per token)."""
+
+    device_id: str
+    channels: tuple[str, ...]
+    by_device_id: str
+
+
+class DeviceForgotten(Event, frozen=True, kw_only=True, tag="device-forgotten/1"):
+    """The device's personal data was erased: its data keys are deleted, so every sealed copy
+    of its push token and user token, in the log and everywhere else, is unreadable. The
+    device's channels (all of them) are removed; its version and hash chain go on."""
+
+    device_id: str
+    channels: tuple[str, ...]
+    reason: str
+
+
+AnyEvent = (
+    DeviceRegistered
+    | ChannelCreated
+    | DeviceUnregistered
+    | RegistrationExpired
+    | TokenRejected
+    | DeviceSuperseded
+    | DeviceForgotten
+)
+DeviceEvent = (
+    DeviceRegistered
+    | DeviceUnregistered
+    | RegistrationExpired
+    | TokenRejected
+    | DeviceSuperseded
+    | DeviceForgotten
+)
+# Events that remove every channel of a device, each for its own reason.
+Removal = DeviceUnregistered | RegistrationExpired | TokenRejected | DeviceSuperseded
 EVENT_TYPES: tuple[type[Event], ...] = (
     DeviceRegistered,
     ChannelCreated,
     DeviceUnregistered,
     RegistrationExpired,
+    TokenRejected,
+    DeviceSuperseded,
+    DeviceForgotten,
 )
 
 
@@ -131,7 +181,41 @@ class ExpireRegistrations(Command, frozen=True, kw_only=True, tag="expire-regist
     devices: tuple[DueExpiry, ...]
 
 
-AnyCommand = RegisterDevice | UnregisterDevice | ExpireRegistration | ExpireRegistrations
+class ReportRejectedToken(Command, frozen=True, kw_only=True, tag="report-rejected-token/1"):
+    """A push sender's report that APNs or FCM rejected `device_token` for a push sent at
+    `sent_at` (ms). It removes the device only if the device still holds that token and has
+    not registered again since the push was sent; otherwise the outcome says why not."""
+
+    device_token: str
+    provider: str
+    reason: str
+    sent_at: int
+
+
+class SupersedeDevice(Command, frozen=True, kw_only=True, tag="supersede-device/1"):
+    """`by_device_id` registered the token this device held since the registration `claim`
+    (the event id of that DeviceRegistered). Stale (the device registered again since): a
+    no-op."""
+
+    by_device_id: str
+    claim: str
+
+
+class ForgetDevice(Command, frozen=True, kw_only=True, tag="forget-device/1"):
+    """Erase the device's personal data (an admin's request, or retention)."""
+
+    reason: str = "requested"
+
+
+AnyCommand = (
+    RegisterDevice
+    | UnregisterDevice
+    | ExpireRegistration
+    | ExpireRegistrations
+    | ReportRejectedToken
+    | SupersedeDevice
+    | ForgetDevice
+)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

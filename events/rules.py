@@ -7,11 +7,15 @@ import unicodedata
 
 import msgspec
 
+from events import sealed
 from events.model import (
     AnyCommand,
     ExpireRegistration,
     ExpireRegistrations,
+    ForgetDevice,
     RegisterDevice,
+    ReportRejectedToken,
+    SupersedeDevice,
     UnregisterDevice,
 )
 
@@ -102,6 +106,17 @@ def check_channel(channel: str) -> Rejection | None:
     return _length("channels", channel)
 
 
+def _token(name: str, value: str) -> Rejection | None:
+    """A personal value: raw (a Kafka publisher's, sealed by the processor before deciding)
+    within the length limit, or sealed text of the form devreg writes."""
+    if sealed.is_sealed(value):
+        if sealed.well_formed(value):
+            return None
+        message = f"Property '{name}' is not a well-formed sealed value"
+        return Rejection(INVALID_REGISTRATION, message)
+    return _required(name, value)
+
+
 def check_channels(channels: tuple[str, ...]) -> Rejection | None:
     if len(channels) > MAX_CHANNELS:
         return Rejection(
@@ -161,7 +176,7 @@ def check_expiries(command: ExpireRegistrations) -> Rejection | None:
 def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
     rejection = (
         check_device_id(command.device_id)
-        or _required("deviceToken", command.device_token)
+        or _token("deviceToken", command.device_token)
         or _length("osVersion", command.os_version)
         or check_channels(command.channels)
     )
@@ -185,6 +200,21 @@ def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
     return None
 
 
+def _time(name: str, value: int) -> Rejection | None:
+    if not 0 <= value <= MAX_TIME_MS:
+        return Rejection(INVALID_REQUEST, f"Property '{name}' is out of range")
+    return None
+
+
+def check_report(command: ReportRejectedToken) -> Rejection | None:
+    return (
+        _token("deviceToken", command.device_token)
+        or _required("provider", command.provider)
+        or _length("reason", command.reason)
+        or _time("sentAt", command.sent_at)
+    )
+
+
 def check(command: AnyCommand, now_ms: int) -> Rejection | None:
     """Every rule a command must pass before it can be decided against state."""
     rejection = check_identity(command)
@@ -197,5 +227,12 @@ def check(command: AnyCommand, now_ms: int) -> Rejection | None:
             return check_channels(channels)
         case ExpireRegistrations():
             return check_expiries(command)
+        case ReportRejectedToken():
+            return check_report(command)
+        case SupersedeDevice():
+            by, claim = command.by_device_id, command.claim
+            return _required("byDeviceId", by) or _required("claim", claim)
+        case ForgetDevice():
+            return _required("reason", command.reason)
         case UnregisterDevice() | ExpireRegistration():
             return None

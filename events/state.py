@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import msgspec
 
-from events.model import DeviceEvent, DeviceRegistered, DeviceUnregistered, RegistrationExpired
+from events.model import (
+    DeviceEvent,
+    DeviceForgotten,
+    DeviceRegistered,
+    DeviceSuperseded,
+    DeviceUnregistered,
+    RegistrationExpired,
+    TokenRejected,
+)
 
 
 class Subscription(msgspec.Struct, frozen=True):
@@ -20,6 +28,7 @@ class DeviceState(msgspec.Struct, frozen=True, kw_only=True):
 
     `version` and `last_hash` outlive unregistration, so a device that comes back continues
     its gapless sequence and hash chain. A device exists while it has a channel.
+    `device_token` is the sealed text (events/sealed.py), never the token itself.
     """
 
     app_id: str
@@ -30,6 +39,16 @@ class DeviceState(msgspec.Struct, frozen=True, kw_only=True):
     os: str = ""
     os_version: str = ""
     channels: dict[str, Subscription] = {}
+    # When the device last registered, and that registration's event id: a token report about
+    # a push sent before, or a supersede naming an older registration, is stale.
+    registered_at: int = 0
+    registration: str = ""
+    # When the device was last forgotten: a value sealed with a key created before then was
+    # sealed with an erased key (a registration in flight during the erasure).
+    forgotten_at: int | None = None
+    # When the last event happened: for a device without channels, since when it is gone
+    # (retention erases it that long after).
+    changed_at: int = 0
 
     @property
     def exists(self) -> bool:
@@ -66,11 +85,25 @@ def evolve(state: DeviceState, event: DeviceEvent) -> DeviceState:
                 os=event.os,
                 os_version=event.os_version,
                 channels=channels,
+                registered_at=event.occurred_at,
+                registration=event.event_id,
+                changed_at=event.occurred_at,
             )
-        case DeviceUnregistered() | RegistrationExpired():
+        case DeviceForgotten():
+            return msgspec.structs.replace(
+                state,
+                version=event.version,
+                last_hash=event.hash,
+                device_token="",
+                channels=_without(state.channels, event.channels),
+                forgotten_at=event.occurred_at,
+                changed_at=event.occurred_at,
+            )
+        case DeviceUnregistered() | RegistrationExpired() | TokenRejected() | DeviceSuperseded():
             return msgspec.structs.replace(
                 state,
                 version=event.version,
                 last_hash=event.hash,
                 channels=_without(state.channels, event.channels),
+                changed_at=event.occurred_at,
             )

@@ -16,9 +16,13 @@ from events import (
     AnyEvent,
     ChannelCreated,
     DeviceEvent,
+    DeviceForgotten,
     DeviceRegistered,
+    DeviceSuperseded,
     DeviceUnregistered,
     RegistrationExpired,
+    Removal,
+    TokenRejected,
 )
 
 DeviceKey = tuple[str, str]
@@ -91,9 +95,7 @@ def _registered(changes: Changes, event: DeviceRegistered, current: DeviceRow | 
         )
 
 
-def _removed(
-    changes: Changes, event: DeviceUnregistered | RegistrationExpired, current: DeviceRow | None
-) -> None:
+def _removed(changes: Changes, event: Removal | DeviceForgotten, current: DeviceRow | None) -> None:
     if current is None:
         raise ProjectionError(f"{event.event_id}: removal for a device never registered")
     key = (event.app_id, event.device_id)
@@ -102,6 +104,14 @@ def _removed(
     )
     for channel in event.channels:
         changes.subs[(*key, channel)] = None
+
+
+def _forgotten(changes: Changes, event: DeviceForgotten, current: DeviceRow | None) -> None:
+    """The row stays (it holds the version and hash a later registration continues from), its
+    sealed token goes: nothing of the device's personal data is left in the rows."""
+    _removed(changes, event, current)
+    key = (event.app_id, event.device_id)
+    changes.devices[key] = msgspec.structs.replace(changes.devices[key], device_token="")
 
 
 def _channel_created(changes: Changes, event: ChannelCreated) -> None:
@@ -118,13 +128,14 @@ DEVICE_FOLDS: dict[type, DeviceFold] = {
     DeviceRegistered: _registered,
     DeviceUnregistered: _removed,
     RegistrationExpired: _removed,
+    TokenRejected: _removed,
+    DeviceSuperseded: _removed,
+    DeviceForgotten: _forgotten,
 }
 CHANNEL_FOLDS: dict[type, Callable[[Changes, Any], None]] = {ChannelCreated: _channel_created}
 
 
-def _check_sequence(
-    event: DeviceRegistered | DeviceUnregistered | RegistrationExpired, current: DeviceRow | None
-) -> bool:
+def _check_sequence(event: DeviceEvent, current: DeviceRow | None) -> bool:
     """True to apply, False for a duplicate; raises on a gap or a broken chain."""
     version = current.version if current else 0
     last_hash = current.last_hash if current else ""

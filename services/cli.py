@@ -11,6 +11,7 @@ from pathlib import Path
 
 from services import event_loop, logs
 from services.audit.arguments import add_commands
+from services.audit.forget import add_forget, forget_main
 from services.config import ConfigError, Settings, load_settings, require_kafka
 
 
@@ -46,10 +47,14 @@ def worker_main(settings: Settings, args: argparse.Namespace) -> int:
 def export_main(settings: Settings, args: argparse.Namespace) -> int:
     from services.embedded import topic_names
     from services.log import archive
+    from services.log.topics import compacted_topics
 
     kafka = require_kafka(settings, "export")
     summary = event_loop.run(
-        archive.export_log(kafka, topic_names(settings), Path(args.path)), settings.event_loop
+        archive.export_log(
+            kafka, topic_names(settings), Path(args.path), compacted=compacted_topics(settings)
+        ),
+        settings.event_loop,
     )
     print(summary, file=sys.stderr)
     return 0
@@ -86,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="re-publish an archive into empty topics, same offsets")
     imp.add_argument("path", help="archive file to read")
     _MAINS.update(add_commands(sub))
+    add_forget(sub)
     return parser
 
 
@@ -94,6 +100,7 @@ _MAINS: dict[str, Main] = {
     "worker": worker_main,
     "export": export_main,
     "import": import_main,
+    "forget": forget_main,
 }
 
 

@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     replication_factor: int
     min_insync_replicas: int
     advertised_url: str  # how other workers and clients reach this one
+    kek: str | None  # DEVREG_KEK (base64); None: the data directory's key file
+    one_device_per_token: frozenset[str]  # apps whose duplicate tokens are superseded
+    retention_days: dict[str, float]  # app id -> days a device without channels is kept
 
     def secrets(self) -> list[str]:
         """Every configured value no log line may show (services/logs.py masks them)."""
@@ -84,6 +87,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def outcomes_topic(self) -> str:
         return f"{self.topic_prefix}.outcomes"
+
+    @property
+    def keys_topic(self) -> str:
+        return f"{self.topic_prefix}.keys"
+
+    @property
+    def tokens_topic(self) -> str:
+        return f"{self.topic_prefix}.tokens"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "token-index.sqlite"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.data_dir / "keys.sqlite"
+
+    @property
+    def kek_path(self) -> Path:
+        return self.data_dir / "key-encryption-key"
 
     @property
     def dlq_topic(self) -> str:
@@ -121,6 +144,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def archive_path(self) -> Path:
         return self.data_dir / "log-archive.ndjson"
+
+
+def parse_retention(raw: str, apps: Mapping[str, object]) -> dict[str, float]:
+    """`app-id:days[,…]`; days may be a decimal (0.5 is twelve hours)."""
+    days: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        app_id, sep, count = item.partition(":")
+        try:
+            value = float(count)
+        except ValueError:
+            value = -1.0
+        if not sep or app_id not in apps or not 0 < value <= 36500:
+            raise ConfigError(
+                f"DEVREG_RETENTION_DAYS entry {item!r} is not app-id:days (a configured app,"
+                " more than 0 and at most 36500 days)"
+            )
+        days[app_id] = value
+    return days
+
+
+def parse_shared_tokens(raw: str, apps: Mapping[str, object]) -> frozenset[str]:
+    """The apps that keep one-device-per-token on (all but those DEVREG_ALLOW_SHARED_TOKENS
+    names)."""
+    named = {part.strip() for part in raw.split(",") if part.strip()}
+    if "*" in named:
+        return frozenset()
+    unknown = sorted(named - set(apps))
+    if unknown:
+        raise ConfigError(f"DEVREG_ALLOW_SHARED_TOKENS names unknown apps: {', '.join(unknown)}")
+    return frozenset(set(apps) - named)
 
 
 Ms = int
@@ -178,6 +231,13 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_replication_factor: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_min_insync_replicas: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
+    # The key-encryption key that wraps every device's data key (docs/design.md §12): 32
+    # bytes, base64. Unset: read from (or, the first time, written to) the data directory.
+    devreg_kek: str = ""
+    # Apps (comma-separated) whose duplicate tokens are NOT superseded; "*" for all.
+    devreg_allow_shared_tokens: str = ""
+    # app-id:days[,...]: erase a device once unregistered (or expired) for that many days.
+    devreg_retention_days: str = ""
 
 
 # Every variable load_settings reads: deployment files are checked against this list.
@@ -271,6 +331,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         replication_factor=e.devreg_replication_factor,
         min_insync_replicas=e.devreg_min_insync_replicas,
         advertised_url=advertised.rstrip("/"),
+        kek=e.devreg_kek or None,
+        one_device_per_token=parse_shared_tokens(e.devreg_allow_shared_tokens, apps),
+        retention_days=parse_retention(e.devreg_retention_days, apps),
     )
 
 

@@ -17,7 +17,7 @@ from services.http.access import ADMIN_HEADER
 from services.kafka.clients import Ends, KafkaAccess
 from services.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.log.broker import EmbeddedBroker
-from services.log.topics import ensure_topics
+from services.log.topics import compacted_topics, ensure_topics
 from services.shutdown import exit_if_abandoned
 from services.worker import Worker
 
@@ -36,6 +36,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.events_topic,
         settings.outcomes_topic,
         settings.dlq_topic,
+        *compacted_topics(settings),
     ]
 
 
@@ -112,7 +113,12 @@ async def run(settings: Settings) -> int:
             log.info("restored the log from %s: %s", settings.archive_path, summary)
             ends = {(t, p): n for t, parts in summary.records.items() for p, n in parts.items()}
         code = await _serve(settings, kafka, stop, ends)
-        exported = await archive.export_log(kafka, topic_names(settings), settings.archive_path)
+        exported = await archive.export_log(
+            kafka,
+            topic_names(settings),
+            settings.archive_path,
+            compacted=compacted_topics(settings),
+        )
         log.info("saved the log to %s: %s", settings.archive_path, exported)
         return code
     finally:

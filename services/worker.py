@@ -8,24 +8,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-from aiokafka import AIOKafkaProducer
-
 from projections.store import ProjectionStore
-from services import gc_tuning, shutdown
+from services import gc_tuning, shutdown, token_lifecycle
 from services.config import Settings
-from services.http.access import Keys
 from services.http.admission import Admission
-from services.http.api import LINGER_S, Api
-from services.http.app import build_http_app
+from services.http.api import Api
 from services.http.command_gateway import CommandGateway
 from services.http.forwarding import Forwarder
-from services.http.middleware import AccessLog, MalformedRequests
+from services.http.server import serve
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import PartitionReader, build_app
 from services.kafka.health import BrokerHealth
-from services.kafka.partitioner import key_partition
+from services.keys.store import KeyStore
 from services.log import store_check as history_check
 from services.log.topics import ensure_topics
 from services.metrics import Metrics
@@ -39,23 +34,9 @@ from services.stream.projector import Projector
 from services.stream.read_back import ReadBack
 from services.stream.scheduler import ExpiryScheduler
 from services.stream.visibility import Visibility
+from services.tokens.index_store import IndexStore
 
 log = logging.getLogger(__name__)
-
-
-# The processor hands each partition's events and outcomes of a decided batch to Kafka as one
-# record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
-# once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch
-# over the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
-# keeps the log's batches large: the embedded broker reads a log of small ones slowly
-# (docs/audit.md).
-BATCH_BYTES = 512 * 1024
-
-
-def _producer(kafka: KafkaAccess, linger_ms: int) -> AIOKafkaProducer:
-    return clients.producer(
-        kafka, linger_ms=linger_ms, max_batch_size=BATCH_BYTES, partitioner=key_partition
-    )
 
 
 class Worker:
@@ -90,7 +71,11 @@ class Worker:
             self._fail(task.exception())  # type: ignore[arg-type]
 
     def _positions(self) -> Mapping[tuple[str, int], int]:
-        return {**self.decisions.next_offsets, **self.projection.next_offsets()}
+        return {
+            **self.decisions.next_offsets,
+            **self.projection.next_offsets(),
+            **self.index.next_offsets,
+        }
 
     def _projected_to(self, partition: int) -> int:
         return int(self.projection.next_offsets().get((self.settings.events_topic, partition), 0))
@@ -107,6 +92,7 @@ class Worker:
         # Usually known already: the assignor told the gate when the group's table changed.
         self.takeover.assigned(p for t, p in assigned if t == topic)
         handed = self.takeover.waiting()
+        await self.keyring.handed(handed)
         if handed:
             try:
                 ends = await asyncio.wait_for(
@@ -131,22 +117,37 @@ class Worker:
         self.catch_up = CatchUp(streams, self._positions)
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
-        self.decisions, self.projection = await asyncio.gather(
+        self.decisions, self.projection, self.index = await asyncio.gather(
             history_check.open_checked(s.decisions_path, DecisionStore.open, self.kafka),
             history_check.open_checked(s.projection_path, ProjectionStore.open, self.kafka),
+            history_check.open_checked(s.index_path, IndexStore.open, self.kafka),
         )
-        self._resources += [self.decisions, self.projection]
+        self._resources += [self.decisions, self.projection, self.index]
+        # Not checked against the broker: a handed partition's keys are read from the topic.
+        self.keys = await KeyStore.open(s.keys_path)
+        self._resources.append(self.keys)
         # Two producers: aiokafka keeps one produce request in flight per broker connection,
         # so commands from HTTP and the scheduler would otherwise queue behind the
         # processor's batches of events and outcomes (and the other way round).
-        self.producer = _producer(self.kafka, linger_ms=1)  # events and outcomes
+        self.producer = clients.record_producer(self.kafka, linger_ms=1)  # events and outcomes
         # Commands (HTTP, scheduler) without a linger: a quiet POST's command goes out at once.
         # Under load nothing is lost: aiokafka keeps one request in flight per connection, and
         # what accumulates meanwhile goes out together in the next.
-        self.command_producer = _producer(self.kafka, linger_ms=0)
+        self.command_producer = clients.record_producer(self.kafka, linger_ms=0)
         for producer in (self.producer, self.command_producer):
             await producer.start()
             self._resources.append(producer)
+        tokens = token_lifecycle.build(
+            s,
+            self.kafka,
+            self.keys,
+            self.index,
+            self.decisions,
+            self.command_producer,
+            self.ownership,
+            self.metrics,
+        )
+        self.keyring = tokens.keyring
         visibility = Visibility(s.events_topic, await self.projection.positions())
         self.scheduler = ExpiryScheduler(
             self.projection,
@@ -174,6 +175,8 @@ class Worker:
             self.ownership.partition_of,
             self._fail,
             projector.handle_own,
+            tokens.sealing,
+            tokens.claims,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
         commands_reader = PartitionReader(s.commands_topic)
@@ -183,6 +186,7 @@ class Worker:
             self.kafka,
             self.hand_off.from_log,
             projector.handle,
+            tokens.relay.handle,
             self._assigned,
             self._fail,
             CoPartitionedAssignor(self.ownership),
@@ -192,7 +196,12 @@ class Worker:
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
-        loops = (self.scheduler.run(), self.health.run(), self.read_back.run())
+        loops = (
+            self.scheduler.run(),
+            self.health.run(),
+            self.read_back.run(),
+            tokens.retention.run(),
+        )
         for loop in (*loops, self.hand_off.read_back.run(), self.hand_off.run()):
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
@@ -230,27 +239,11 @@ class Worker:
             s.http_write_timeout_ms / 1000,
             s.token_keys,
             live_tail,
+            self.keyring,
             Admission(s.http_max_writes, s.http_max_write_wait_ms / 1000, self.metrics),
         )
-        debug = log.isEnabledFor(logging.DEBUG)
-        logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
-        self.runner = web.AppRunner(
-            build_http_app(api, s.events_topic, Keys(s.apps, s.domain_app)),
-            # At debug level, one line per request (its path redacted); none otherwise.
-            access_log=logging.getLogger("devreg.access") if debug else None,
-            access_log_class=AccessLog,
-            # Also the deadline for a new connection's first request: aiohttp arms it when
-            # the connection opens and does not extend it while header bytes trickle in, so
-            # a client that never completes its headers cannot hold a connection (slowloris).
-            keepalive_timeout=s.http_idle_timeout_ms / 1000,
-            lingering_time=LINGER_S,
-        )
-        await self.runner.setup()
+        self.runner = await serve(s, api, tokens.admin(api))
         self._resources.append(self.runner)
-        # aiohttp's default accept queue (128) overflows under open-loop load: the kernel drops
-        # the connections, and their clients wait a second or more to try again.
-        site = web.TCPSite(self.runner, s.http_host, s.http_port, backlog=s.http_backlog)
-        await site.start()
         gc_tuning.tune(s.gc_threshold)
         self._ready = True
         log.info(

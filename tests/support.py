@@ -29,6 +29,8 @@ ADMIN_KEYS = {"app-a": "admin-key-a-0123456789", "app-b": "admin-key-b-012345678
 ADMIN_HEADER = "X-Devreg-Admin-Key"
 # One fingerprint key for every test worker, as a group of workers must share one.
 TOKEN_KEYS = "t1:" + "dGVzdC1maW5nZXJwcmludC1rZXktb2YtMzItYnl0ZXMhIQ=="
+# Every test worker and CLI run shares one key-encryption key, as a deployment's workers must.
+TEST_KEK = "dGVzdC1vbmx5LWtleS1lbmNyeXB0aW9uLWtleS0zMmI="
 PARTITIONS = 3  # of the test workers' commands and events topics
 # `make soak` sets DEVREG_SOAK=1: the crash tests then run at their soak sizes.
 SOAK = os.environ.get("DEVREG_SOAK") == "1"
@@ -140,6 +142,7 @@ class WorkerProcess:
             # The custom-domain form `/api/...` serves the first app (the JS SDK test uses it).
             DEVREG_DOMAIN_APP=next(iter(APPS)),
             DEVREG_TOKEN_KEYS=TOKEN_KEYS,
+            DEVREG_KEK=TEST_KEK,
             DEVREG_PARTITIONS=str(PARTITIONS),
             # The session broker is Tansu, which holds a group join for half the session
             # timeout; `devreg run` picks this itself, a worker on KAFKA_BOOTSTRAP cannot know.

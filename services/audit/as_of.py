@@ -19,6 +19,7 @@ from projections.positions import Record
 from projections.queries import ChannelDevice
 from services.audit.history import event_of
 from services.kafka.clients import KafkaAccess
+from services.keys.snapshot import KeySnapshot
 from services.log.reader import LogReader
 from services.progress import Progress
 from services.rebuild.build import Build, BuildReport, remove_db
@@ -93,16 +94,32 @@ async def _as_of_store(
 
 
 async def device_as_of(
-    kafka: KafkaAccess, topic: str, app_id: str, device_id: str, at_ms: int, progress: Progress
+    kafka: KafkaAccess,
+    topic: str,
+    app_id: str,
+    device_id: str,
+    at_ms: int,
+    progress: Progress,
+    keys: KeySnapshot | None = None,
 ) -> DeviceView | None:
     at = AsOf(at_ms, app_id, device_id)
     async with _as_of_store(kafka, topic, at, progress) as build:
         # The live query, at that instant: a passed expiration is not shown.
-        return await build.store.get_device(app_id, device_id, at_ms)
+        device = await build.store.get_device(app_id, device_id, at_ms)
+    if device is None or keys is None:
+        return device
+    token = keys.open(app_id, device_id, "device_token", device.device_token)
+    return msgspec.structs.replace(device, device_token=token)
 
 
 async def channel_as_of(
-    kafka: KafkaAccess, topic: str, app_id: str, channel: str, at_ms: int, progress: Progress
+    kafka: KafkaAccess,
+    topic: str,
+    app_id: str,
+    channel: str,
+    at_ms: int,
+    progress: Progress,
+    keys: KeySnapshot | None = None,
 ) -> list[ChannelDevice]:
     at = AsOf(at_ms, app_id)
     devices: list[ChannelDevice] = []
@@ -111,4 +128,11 @@ async def channel_as_of(
         while page := await build.store.channel_devices(app_id, channel, at_ms, after, 1000, None):
             devices.extend(page)
             after = page[-1].deviceId
-    return devices
+    if keys is None:
+        return devices
+    return [
+        msgspec.structs.replace(
+            d, deviceToken=keys.open(app_id, d.deviceId, "device_token", d.deviceToken)
+        )
+        for d in devices
+    ]

@@ -25,6 +25,7 @@ from services.audit.publish import PublishError, command_from_json, publish
 from services.audit.topic_report import describe
 from services.clock import now_ms
 from services.config import Settings, require_kafka
+from services.keys.snapshot import read_snapshot
 from services.log.reader import LogError, LogReader
 from services.progress import Progress
 from services.rebuild import swap_in as rebuild
@@ -117,9 +118,16 @@ def replay_main(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> int:
         progress = _progress("replay", args)
+        people = _for_people(args)
+        keys = await read_snapshot(settings, kafka) if people else None
         async with LogReader(kafka) as reader:
             run = replay.Replay(
-                reader, settings.events_topic, where, sys.stdout.buffer, _for_people(args)
+                reader,
+                settings.events_topic,
+                where,
+                sys.stdout.buffer,
+                people,
+                keys.open_event if keys else None,
             )
             starts = await run.starts(from_offsets, args.scan)
             try:
@@ -139,7 +147,13 @@ def history_main(settings: Settings, args: argparse.Namespace) -> int:
         found = await history.history(kafka, settings.events_topic, args.app, args.device, progress)
         progress.finish()
         if _for_people(args):
-            lines = timeline.history_lines(args.app, args.device, found.events, found.chain)
+            # Checked on the log's bytes above; shown with the sealed values opened.
+            keys = await read_snapshot(settings, kafka)
+            events = [
+                msgspec.structs.replace(c, event=keys.open_event(c.event)) if keys else c
+                for c in found.events
+            ]
+            lines = timeline.history_lines(args.app, args.device, events, found.chain)
             print("\n".join(lines), flush=True)
         else:
             _print(found)
@@ -168,11 +182,15 @@ def as_of_main(settings: Settings, args: argparse.Namespace) -> int:
             report = await as_of.as_of_file(kafka, topic, as_of.AsOf(at_ms), out, progress)
             _print({"as_of": at_ms, "file": str(out), "build": report})
         elif args.device is not None:
-            device = await as_of.device_as_of(kafka, topic, args.app, args.device, at_ms, progress)
+            keys = await read_snapshot(settings, kafka)
+            device = await as_of.device_as_of(
+                kafka, topic, args.app, args.device, at_ms, progress, keys
+            )
             _print({"as_of": at_ms, "app_id": args.app, "device_id": args.device, "device": device})
         else:
+            keys = await read_snapshot(settings, kafka)
             devices = await as_of.channel_as_of(
-                kafka, topic, args.app, args.channel, at_ms, progress
+                kafka, topic, args.app, args.channel, at_ms, progress, keys
             )
             _print(
                 {"as_of": at_ms, "app_id": args.app, "channel": args.channel, "devices": devices}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO
 
@@ -96,10 +96,17 @@ class Replay:
     decode (those are reported on stderr, never silently dropped)."""
 
     def __init__(
-        self, reader: LogReader, topic: str, where: Filter, out: IO[bytes], human: bool = False
+        self,
+        reader: LogReader,
+        topic: str,
+        where: Filter,
+        out: IO[bytes],
+        human: bool = False,
+        shown: Callable[[AnyEvent], AnyEvent] | None = None,
     ):
         self._reader, self._topic, self._where, self._out = reader, topic, where, out
         self._human = human  # a line of text per event (a terminal), else NDJSON
+        self._shown = shown or (lambda event: event)  # sealed values opened, for the text
         self._encoder = msgspec.json.Encoder()
         self.written = self.undecodable = 0
 
@@ -141,7 +148,9 @@ class Replay:
                 at = (record.partition, record.offset, record.timestamp)
                 lines.append(ReplayLine(*at, redacted(event)))
         if lines and self._human:
-            text = "".join(replay_line(x.partition, x.offset, x.event) + "\n" for x in lines)
+            text = "".join(
+                replay_line(x.partition, x.offset, self._shown(x.event)) + "\n" for x in lines
+            )
             self._out.write(text.encode())
             self._out.flush()
             self.written += len(lines)

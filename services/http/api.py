@@ -7,10 +7,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from events import AnyCommand, Outcome, RegisterDevice, UnregisterDevice, rules
+from events import (
+    AnyCommand,
+    Outcome,
+    RegisterDevice,
+    UnregisterDevice,
+    decode_event,
+    encode,
+    rules,
+    sealed,
+)
 from events.user_tokens import TokenKeys
 from projections.store import ProjectionStore
 from services.clock import now_ms
@@ -25,6 +36,8 @@ from services.http.command_gateway import (
 )
 from services.http.forwarding import Forwarder
 from services.http.wire import WireError, json_response
+from services.keys.keyring import Keyring
+from services.keys.personal import PERSONAL_FIELDS, seal_personal
 from services.metrics import Metrics
 from services.stream.live_tail import LiveTail
 
@@ -48,7 +61,25 @@ class Api:
     write_timeout_s: float  # a streamed answer the client stopped reading is dropped after it
     tokens: TokenKeys  # session tokens become fingerprints here, before anything is sent
     live_tail: LiveTail  # the events as they happen, for /admin/{app}/live
+    keyring: Keyring  # seals personal values before a command leaves, opens them for answers
     admission: Admission  # refuses a write at once when too many wait already
+
+    async def opened_token(self, app_id: str, device_id: str, text: str) -> str:
+        return await self.keyring.open(app_id, device_id, "device_token", text)
+
+    async def opened_event(self, raw: bytes) -> bytes:
+        """An event's JSON to show: its sealed values opened (ERASED where the key is gone).
+        Its `hash` is of the sealed text the log holds: check chains before opening."""
+        if sealed.PREFIX.encode() not in raw:
+            return raw
+        event = decode_event(raw)
+        device_id = getattr(event, "device_id", "")
+        changes = {}
+        for name, label in PERSONAL_FIELDS.items():
+            value = getattr(event, name, None)
+            if isinstance(value, str) and sealed.is_sealed(value):
+                changes[name] = await self.keyring.open(event.app_id, device_id, label, value)
+        return encode(msgspec.structs.replace(event, **changes)) if changes else raw
 
     def user(self, app_id: str, request: web.Request) -> str | None:
         """The fingerprint of the request's `user-token` (None without one): nothing devreg
@@ -56,6 +87,19 @@ class Api:
         carries the header to it, over the workers' own network; docs/security.md)."""
         token = request.headers.get("user-token")
         return self.tokens.fingerprint(app_id, token) if token else None
+
+    async def sealed(self, command: AnyCommand) -> AnyCommand:
+        """`command` with its personal values sealed; a device's first key is made durable
+        on Kafka first, so a broker outage answers 503 (5901) here as in `submit`."""
+        if not self.broker_reachable():
+            raise WireError(rules.KAFKA_UNAVAILABLE, "Kafka is unreachable; retry later", 503)
+        try:
+            return await asyncio.wait_for(
+                seal_personal(self.keyring, command), self.gateway.timeout_s
+            )
+        except (KafkaError, TimeoutError) as exc:
+            message = f"Kafka did not acknowledge the device's key: {exc!r}"
+            raise WireError(rules.KAFKA_UNAVAILABLE, message, 503) from exc
 
     async def submit(self, command: AnyCommand) -> Outcome:
         if not self.broker_reachable():
@@ -100,7 +144,8 @@ class Api:
             raise WireError(rejection.code, rejection.message)
         if forwarded := await self.forwarder.to_owner(request, app_id, body.deviceId, raw):
             return forwarded  # the owner decides, so its read-your-writes holds
-        outcome = await self.submit(command)
+        # Sealed here, on the owner, which holds the device's key: no raw token is published.
+        outcome = await self.submit(await self.sealed(command))
         if not outcome.accepted:
             raise WireError(outcome.code or rules.INVALID_REGISTRATION, outcome.message or "")
         registration_id = wire.registration_id_text(outcome.registration_ids)
@@ -115,7 +160,8 @@ class Api:
         if device is None:
             message = f"Unable to retrieve device registration - unknown device ID {device_id!r}"
             raise WireError(rules.UNKNOWN_DEVICE_GET, message)
-        return json_response(wire.device_body(device))
+        token = await self.opened_token(app_id, device_id, device.device_token)
+        return json_response(wire.device_body(msgspec.structs.replace(device, device_token=token)))
 
     async def unregister(self, request: web.Request) -> web.Response:
         app_id = app_of(request)
@@ -131,7 +177,7 @@ class Api:
             raise WireError(rejection.code, rejection.message)
         if forwarded := await self.forwarder.to_owner(request, app_id, command.device_id):
             return forwarded
-        outcome = await self.submit(command)
+        outcome = await self.submit(await self.sealed(command))
         if not outcome.accepted:
             raise WireError(outcome.code or rules.UNKNOWN_DEVICE_DELETE, outcome.message or "")
         return json_response(wire.UnregisterResponse(result=True))

@@ -15,6 +15,7 @@ from services.http.live import Live
 from services.http.middleware import MAX_BODY_BYTES, backendless_errors, timed
 from services.http.openapi import build_document, served
 from services.http.routes import ROUTES, Handlers, Route
+from services.http.token_admin import TokenAdmin
 
 
 def _parsing(route: Route, handler: Handler) -> Handler:
@@ -31,7 +32,7 @@ def _parsing(route: Route, handler: Handler) -> Handler:
     return parsed
 
 
-def build_http_app(api: Api, events_topic: str, keys: Keys) -> web.Application:
+def build_http_app(api: Api, events_topic: str, keys: Keys, tokens: TokenAdmin) -> web.Application:
     app = web.Application(
         middlewares=[timed(api.metrics), backendless_errors], client_max_size=MAX_BODY_BYTES
     )
@@ -42,7 +43,9 @@ def build_http_app(api: Api, events_topic: str, keys: Keys) -> web.Application:
 
     live = Live(api)
     app.on_shutdown.append(live.close_streams)  # live streams end before the handlers wait
-    handlers = Handlers(api, Targeting(api, events_topic), History(api), openapi, live, Console())
+    handlers = Handlers(
+        api, Targeting(api, events_topic), History(api), openapi, live, Console(), tokens
+    )
     for route in ROUTES:
         handler = _parsing(route, route.handler(handlers))
         for base, template in served(route, keys):

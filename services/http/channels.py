@@ -66,6 +66,12 @@ class Targeting:
         page = await self.api.projection.channel_devices(
             app_id, channel, now_ms(), after, limit, os_name, local
         )
+        page = [
+            msgspec.structs.replace(
+                d, deviceToken=await self.api.opened_token(app_id, d.deviceId, d.deviceToken)
+            )
+            for d in page
+        ]
         answer = DevicesAnswer(devices=page, nextCursor=None, freshness=self.freshness())
         if self.api.forwarder.fan_out(request):
             query = {"limit": str(limit), "cursor": encode_cursor(after) if after else ""}

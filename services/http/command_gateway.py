@@ -47,6 +47,10 @@ class CommandGateway:
         # (services/stream/hand_off.py) decides it from there.
         self._acknowledged = acknowledged
 
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
     async def submit(self, command: AnyCommand) -> Outcome:
         """Send `command`; return its outcome once its events are visible to queries.
 

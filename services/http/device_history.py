@@ -105,7 +105,8 @@ class History:
         # Checked as stored; shown verbatim, but for the raw session token an event written
         # before fingerprints holds (its hash is of the stored bytes: the check says so)
         checks, chain = check_page(events, link)
-        shown = [msgspec.Raw(redacted_json(e)) for e in events]
+        # and with their sealed values opened (docs/design.md §12: erased ones say so)
+        shown = [msgspec.Raw(redacted_json(await self.api.opened_event(e))) for e in events]
         page = HistoryPage(shown, next_after, checks, chain)
         return json_response(page)
 
@@ -128,7 +129,7 @@ class History:
         view = DeviceView(
             app_id=app_id,
             device_id=device_id,
-            device_token=state.device_token,
+            device_token=await self.api.opened_token(app_id, device_id, state.device_token),
             os=state.os,
             os_version=state.os_version,
             version=state.version,

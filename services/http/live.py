@@ -21,14 +21,14 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from events import rules
+from events import rules, sealed
 from services.http import params
 from services.http.access import app_of
 from services.http.api import Api
 from services.http.channels import bound_send_buffer
 from services.http.forwarding import LOCAL, at_peer, raw_path_qs
 from services.http.wire import WireError
-from services.stream.live_tail import TailFilter, TooManyViewers, Viewer
+from services.stream.live_tail import LiveLine, TailFilter, TooManyViewers, Viewer
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0  # a comment this often: proxies keep the stream, a gone client is noticed
@@ -36,6 +36,10 @@ GONE_CHECK_S = 1.0  # how soon a viewer that went away frees its place
 PEER_READY_S = 10.0  # how long the other workers get to start watching
 _PEER_LINE_BYTES = 1 << 20  # an event's line can be long (100 channels of 500 characters)
 _HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+
+
+SEALED = sealed.PREFIX.encode()
+_line = msgspec.json.Decoder(LiveLine)
 
 
 def _message(data: object, event: str | None = None) -> bytes:
@@ -122,12 +126,22 @@ class Live:
                 return  # the viewer went away: aiohttp does not cancel the handler for it
             quiet = 0.0 if line is not None else quiet + GONE_CHECK_S
             if line is not None:
+                line = await self._opened(line)
                 await self._send(request, response, b"data: " + line + b"\n\n")
             elif quiet >= KEEPALIVE_S:
                 quiet = 0.0
                 await self._send(request, response, b": keep-alive\n\n")
         await self._send(request, response, _message({"reason": viewer.ended}, "end"))
         await response.write_eof()
+
+    async def _opened(self, line: bytes) -> bytes:
+        """A line with its event's sealed values opened (by this worker, the owner of the
+        tail's partitions; a peer's lines come opened by the peer)."""
+        if SEALED not in line:
+            return line
+        live = _line.decode(line)
+        event = await self.api.opened_event(bytes(live.event))
+        return msgspec.json.encode(msgspec.structs.replace(live, event=msgspec.Raw(event)))
 
     async def _send(self, request: web.Request, response: web.StreamResponse, chunk: bytes) -> None:
         # A client that stops reading makes the write wait: the stream is cut after the

@@ -20,6 +20,7 @@ from services.http.channels import ChannelsAnswer, DevicesAnswer, SeriesAnswer, 
 from services.http.console.serve import Console
 from services.http.device_history import History, HistoryPage
 from services.http.live import Live
+from services.http.token_admin import Decided, Holder, LookupBody, RejectedBody, TokenAdmin
 from services.http.wire import RegisterBody, RegisterResponse, Registration, UnregisterResponse
 
 
@@ -33,6 +34,7 @@ class Handlers:
     openapi: Handler
     live: Live
     console: Console
+    tokens: TokenAdmin
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,37 @@ ROUTES: tuple[Route, ...] = (
         Answer("The file", {"type": "string"}, "*/*"),
         params=(p.CONSOLE_FILE,),
         errors=(404,),
+    ),
+    # --- the token lifecycle (the admin key; docs/design.md §12) ------------------------------
+    Route(
+        "POST",
+        "/tokens/lookup",
+        Access.ADMIN,
+        lambda h: h.tokens.lookup,
+        "Which device holds a push token (the token index)",
+        Answer("The device that holds it", Holder),
+        body=LookupBody,
+        errors=(_UNAVAILABLE,),
+    ),
+    Route(
+        "POST",
+        "/tokens/rejected",
+        Access.ADMIN,
+        lambda h: h.tokens.rejected,
+        "A push provider rejected a token: remove its device, unless the report is stale",
+        Answer("Removed, or why not", Decided),
+        body=RejectedBody,
+        errors=(_UNAVAILABLE,),
+    ),
+    Route(
+        "POST",
+        "/devices/{device_id}/forget",
+        Access.ADMIN,
+        lambda h: h.tokens.forget,
+        "Erase a device's personal data (its keys: crypto-shredding)",
+        Answer("Forgotten", Decided),
+        params=(p.DEVICE_ID,),
+        errors=(_UNAVAILABLE,),
     ),
     # --- operations (no key) ----------------------------------------------------------------
     Route("GET", "/healthz", Access.PUBLIC, lambda h: h.api.healthz, "Liveness", Answer("Up")),

@@ -32,6 +32,8 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
+from services.kafka.partitioner import key_partition
+
 FETCH_MAX_WAIT_MS = 10  # Tansu holds every fetch this long, even when data is there
 Ends = dict[tuple[str, int], int]
 
@@ -153,3 +155,20 @@ async def log_ends(access: KafkaAccess, topics: Mapping[str, int]) -> Ends:
     finally:
         await stop_consumer(kafka_consumer)
     return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+
+# The processor hands each partition's events and outcomes of a decided batch to Kafka as one
+# record batch (services/stream/batch_sender.py), and the scheduler its expiry commands, sent at
+# once, without lingering. Room for a 2000-command batch on ~6 partitions; Kafka refuses a batch
+# over the topic's max.message.bytes (1 MiB by default). One record batch per decided batch also
+# keeps the log's batches large: the embedded broker reads a log of small ones slowly
+# (docs/audit.md).
+BATCH_BYTES = 512 * 1024
+
+
+def record_producer(kafka: KafkaAccess, linger_ms: int) -> AIOKafkaProducer:
+    """A worker's producer: devreg's partitioner, and record batches with room for a decided
+    batch."""
+    return producer(
+        kafka, linger_ms=linger_ms, max_batch_size=BATCH_BYTES, partitioner=key_partition
+    )

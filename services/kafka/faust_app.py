@@ -1,4 +1,5 @@
-"""faust wiring, kept thin: two agents that hand record batches to plain async functions.
+"""faust wiring, kept thin: three agents that hand record batches to plain async functions
+(commands to the processor, events to the projector, the tokens topic to the token index).
 
 faust runs the consumer group, the agents and their batching; the handlers own all logic and
 are testable without faust. Positions live in SQLite, not in Kafka's committed offsets: after
@@ -185,6 +186,7 @@ def build_app(
     kafka: KafkaAccess,
     on_commands: Handler,
     on_events: Handler,
+    on_tokens: Handler,
     positions: Positions,
     on_failure: OnFailure,
     assignor: CoPartitionedAssignor,
@@ -211,8 +213,10 @@ def build_app(
     faust_delivery.install(app)  # before app.topic(): topics create the transport
     commands = app.topic(settings.commands_topic, key_serializer="raw", value_serializer="raw")
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+    tokens = app.topic(settings.tokens_topic, key_serializer="raw", value_serializer="raw")
     app.agent(commands, name="devreg.command-processor")(_agent(settings, on_commands, on_failure))
     app.agent(events, name="devreg.projector")(_agent(settings, on_events, on_failure))
+    app.agent(tokens, name="devreg.token-index")(_agent(settings, on_tokens, on_failure))
     _tune_consumer(app, settings.fetch_max_wait_ms, assignor)
     _resume_from_stores(app, positions)
 

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.compaction import CompactingSpool
 
 _PROGRESS_EVERY = 5_000
 _IDLE_MS = 200  # drained: a window of many empty fetches, not one slow one, brought nothing
@@ -98,15 +99,28 @@ async def export_log(
     topics: Sequence[str],
     path: Path,
     on_progress: Callable[[int], None] | None = None,
+    compacted: Sequence[str] = (),
 ) -> ExportSummary:
-    """Write every record of `topics` to `path`; a failure leaves any previous file intact."""
+    """Write every record of `topics` to `path`; a failure leaves any previous file intact.
+
+    `compacted` topics (the keys topic) are written as Kafka's compaction would leave them,
+    offsets kept: a record whose key a later tombstone erased is written as a tombstone itself
+    (key, no value). The embedded broker never compacts, so without this an erased data key
+    would live on in every archive (docs/audit.md, "What an erasure leaves")."""
     progress = _Progress(on_progress)
     consumer = clients.consumer(kafka)
     try:
         await consumer.start()
         tps = _partitions(consumer, topics)
+        erasing = [tp for tp in tps if tp.topic in compacted]
+        plain = [tp for tp in tps if tp.topic not in compacted]
         with _replacing(path) as out:
-            written = await _drain(consumer, tps, out, progress) if tps else {}
+            written = await _drain(consumer, plain, out, progress) if plain else {}
+            if erasing:
+                with tempfile.TemporaryFile() as spool:
+                    held = CompactingSpool(spool)
+                    written |= await _drain(consumer, erasing, held, progress)
+                    held.copy_to(out)
     except KafkaError as exc:
         raise ArchiveError(
             f"cannot export {', '.join(topics)} from {kafka.bootstrap}: {exc!r}"
@@ -139,7 +153,10 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 
 
 async def _drain(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], out: IO[bytes], progress: _Progress
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    out: IO[bytes] | CompactingSpool,
+    progress: _Progress,
 ) -> dict[TopicPartition, int]:
     ends = await clients.end_offsets(consumer, tps)
     consumer.assign(tps)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from events import AnyEvent, ChannelCreated, Outcome, encode
+from events import AnyCommand, AnyEvent, ChannelCreated, Outcome, encode
 from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
@@ -27,9 +28,13 @@ log = logging.getLogger(__name__)
 
 
 class Emission(msgspec.Struct):
+    """What one command produced: its outcome and events; or, for a command that came with a
+    raw personal value, only its sealed copy (`resent`), to be decided in its place."""
+
     record: Record
-    outcome: Outcome
+    outcome: Outcome | None
     events: tuple[AnyEvent, ...] = ()
+    resent: AnyCommand | None = None
 
 
 class Dead(msgspec.Struct):
@@ -59,18 +64,30 @@ class BatchSender:
         self._visibility = visibility
         self._metrics = metrics
 
-    async def send(self, emissions: list[Emission], dead: list[Dead]) -> Sent:
+    async def send(
+        self,
+        emissions: list[Emission],
+        dead: list[Dead],
+        tokens: Sequence[tuple[int, bytes, bytes | None]] = (),
+    ) -> Sent:
         """Hand every event, outcome and dead letter to the producer, in order per partition
-        (aiokafka keeps one request in flight per broker)."""
+        (aiokafka keeps one request in flight per broker); and the batch's records for the
+        tokens topic (services/stream/token_claims.py)."""
         s = self._settings
         batches = RecordBatches(self._producer)
         events: list[list[tuple[bytes, bytes, Slot]]] = []
         for em in emissions:
+            p = em.record.partition
+            if em.resent is not None:
+                key = partition_key(em.resent.app_id, em.resent.device_id)
+                await batches.add(s.commands_topic, p, key, encode(em.resent))
+                events.append([])
+                continue
+            assert em.outcome is not None
             device_id = em.outcome.device_id
             # A command of many devices (ExpireRegistrations) has no device of its own: its
             # outcome goes under the command's own key, each event under its device's.
             key = partition_key(em.outcome.app_id, device_id) if device_id else em.record.key or b""
-            p = em.record.partition
             sends = []
             for event in em.events:
                 value = encode(event)
@@ -80,6 +97,8 @@ class BatchSender:
                 sends.append((k, value, await batches.add(s.events_topic, p, k, value)))
             events.append(sends)
             await batches.add(s.outcomes_topic, p, key, encode(em.outcome))
+        for partition, token_key, token_value in tokens:
+            await batches.add(s.tokens_topic, partition, token_key, token_value)
         await batches.flush()
         return Sent(events, batches, [await self._dead_letter(d) for d in dead])
 

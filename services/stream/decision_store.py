@@ -18,8 +18,26 @@ from projections.sqlite import open_db
 
 # 2: device_states and command_outcomes are rowid tables with a unique index: their rows (a
 #    ~400-byte JSON blob each) are too large for a WITHOUT ROWID b-tree (as for device_events)
-SCHEMA_VERSION = 2
+# 3: token_fingerprints, the fingerprints of the tokens each device claimed (a forgotten
+#    device's are erased from the token index: services/stream/token_claims.py); gone_devices,
+#    the devices without channels and not forgotten, by when they went (retention)
+SCHEMA_VERSION = 3
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS gone_devices (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (app_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS gone_devices_by_time ON gone_devices (app_id, since, device_id);
+CREATE TABLE IF NOT EXISTS token_fingerprints (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (app_id, device_id, fingerprint)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_states (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -52,6 +70,17 @@ class DecisionBatch(msgspec.Struct):
     channels: set[Key] = set()
     outcomes: dict[Key, Outcome] = {}
     positions: list[Position] = []
+    # Token fingerprints claimed per device; devices whose fingerprints are all dropped first.
+    fingerprints: dict[Key, set[str]] = {}
+    unfingerprinted: set[Key] = set()
+    partitions: dict[Key, int] = {}  # each changed device's partition
+
+
+class GoneDevice(msgspec.Struct, frozen=True):
+    app_id: str
+    device_id: str
+    since: int
+    version: int
 
 
 class DecisionStore:
@@ -110,10 +139,69 @@ class DecisionStore:
         )
         return {(app, channel) for app, channel, _ in rows}
 
+    async def load_fingerprints(self, keys: Iterable[Key]) -> dict[Key, set[str]]:
+        rows = await self._select_pairs(
+            "SELECT t.app_id, t.device_id, t.fingerprint FROM (VALUES {values}) AS k"
+            " JOIN token_fingerprints t ON t.app_id = k.column1 AND t.device_id = k.column2",
+            keys,
+        )
+        found: dict[Key, set[str]] = {}
+        for app, device, fp in rows:
+            found.setdefault((app, device), set()).add(str(fp))
+        return found
+
+    async def _write_gone(self, batch: DecisionBatch) -> None:
+        """A device without channels whose token is not erased yet is gone since its last
+        event; any other changed device is not (registered again, or forgotten)."""
+        gone = [(key, s) for key, s in batch.states.items() if not s.exists and s.device_token]
+        await self._conn.executemany(
+            "DELETE FROM gone_devices WHERE app_id = ? AND device_id = ?",
+            [key for key, s in batch.states.items() if s.exists or not s.device_token],
+        )
+        await self._conn.executemany(
+            "INSERT OR REPLACE INTO gone_devices (app_id, device_id, partition, since, version)"
+            " VALUES (?,?,?,?,?)",
+            [(*key, batch.partitions.get(key, 0), s.changed_at, s.version) for key, s in gone],
+        )
+
+    async def gone_before(
+        self, app_id: str, before: int, limit: int, partitions: frozenset[int] | None
+    ) -> list[GoneDevice]:
+        """The app's devices gone at or before `before`: an index range, never a scan."""
+        where = ""
+        if partitions is not None:
+            where = (
+                f" AND partition IN ({','.join(str(int(p)) for p in sorted(partitions)) or 'NULL'})"
+            )
+        async with self._conn.execute(
+            "SELECT app_id, device_id, since, version FROM gone_devices"
+            " INDEXED BY gone_devices_by_time WHERE app_id = ? AND since <= ?"
+            f"{where} ORDER BY since, device_id LIMIT ?",
+            (app_id, before, limit),
+        ) as cursor:
+            return [GoneDevice(*row) for row in await cursor.fetchall()]
+
+    async def next_gone(self, app_id: str, after: int) -> int | None:
+        """The earliest time a device of the app went, later than `after`."""
+        async with self._conn.execute(
+            "SELECT MIN(since) FROM gone_devices WHERE app_id = ? AND since > ?", (app_id, after)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row and row[0] is not None else None
+
     async def commit(self, batch: DecisionBatch) -> None:
         conn = self._conn
         try:
             await conn.execute("BEGIN")
+            await conn.executemany(
+                "DELETE FROM token_fingerprints WHERE app_id = ? AND device_id = ?",
+                sorted(batch.unfingerprinted),
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO token_fingerprints (app_id, device_id, fingerprint)"
+                " VALUES (?,?,?)",
+                [(*key, fp) for key, fps in batch.fingerprints.items() for fp in sorted(fps)],
+            )
             await conn.executemany(
                 "INSERT OR REPLACE INTO device_states (app_id, device_id, state) VALUES (?,?,?)",
                 [(*key, _state_encoder.encode(s)) for key, s in batch.states.items()],
@@ -127,6 +215,7 @@ class DecisionStore:
                 " VALUES (?,?,?)",
                 [(*key, encode(o)) for key, o in batch.outcomes.items()],
             )
+            await self._write_gone(batch)
             await write_positions(conn, batch.positions)
             await conn.commit()
         except BaseException:

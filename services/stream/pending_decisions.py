@@ -22,8 +22,10 @@ class PendingDecisions:
         self.outcomes: dict[Key, Outcome] = {}
         self.channels: set[Key] = set()
         self.next_offsets: dict[tuple[str, int], int] = {}
+        self._batches: list[DecisionBatch] = []  # for the token fingerprints, in order
 
     def add(self, batch: DecisionBatch) -> None:
+        self._batches.append(batch)
         self.states.update(batch.states)
         self.outcomes.update(batch.outcomes)
         self.channels.update(batch.channels)
@@ -32,6 +34,7 @@ class PendingDecisions:
 
     def settle(self, batch: DecisionBatch) -> None:
         """`batch` is committed: forget what no later batch has replaced since."""
+        self._batches = [b for b in self._batches if b is not batch]
         for key, state in batch.states.items():
             if self.states.get(key) is state:
                 del self.states[key]
@@ -50,3 +53,17 @@ class PendingDecisions:
 
     def over_outcomes(self, keys: Iterable[Key], stored: dict[Key, Outcome]) -> dict[Key, Outcome]:
         return {**stored, **{k: self.outcomes[k] for k in keys if k in self.outcomes}}
+
+    def over_fingerprints(
+        self, keys: Iterable[Key], stored: dict[Key, set[str]]
+    ) -> dict[Key, set[str]]:
+        """The token fingerprints each device has claimed, with the pending batches' changes."""
+        wanted = set(keys)
+        found = {k: set(v) for k, v in stored.items()}
+        for batch in self._batches:
+            for key in batch.unfingerprinted & wanted:
+                found.pop(key, None)
+            for key, fps in batch.fingerprints.items():
+                if key in wanted:
+                    found.setdefault(key, set()).update(fps)
+        return found

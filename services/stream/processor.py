@@ -25,29 +25,19 @@ from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
-    ChannelCreated,
-    Decision,
-    DeviceState,
-    ExpireRegistrations,
     Outcome,
-    decide,
-    decide_expiries,
-    empty_state,
-    evolve,
+    rules,
 )
 from projections.positions import Record, last_positions
 from services.config import Settings
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
-from services.stream.command_records import (
-    Channels,
-    channel_keys,
-    device_keys,
-    misdirected,
-    parse,
-)
+from services.stream.command_records import channel_keys, device_keys, parse
+from services.stream.decider import Decider
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.pending_decisions import PendingDecisions
+from services.stream.sealing import Sealing
+from services.stream.token_claims import TokenClaims, Transition, changes
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -70,8 +60,12 @@ class CommandProcessor:
         partition_of: Callable[[str, str], int],
         on_failure: Callable[[BaseException], None],
         fold_own: FoldOwn,
+        sealing: Sealing | None,
+        claims: TokenClaims | None = None,
     ):
-        self._partition_of = partition_of  # the commands partition of a device's key
+        # None only where a test drives the processor with raw values and no keys.
+        self._sealing = sealing
+        self._claims = claims
         self._settings = settings
         self._store = store
         self._visibility = visibility
@@ -83,6 +77,7 @@ class CommandProcessor:
         # while the decisions commit: both are SQLite work on threads of their own.
         self._fold_own = fold_own
         self._pending = PendingDecisions()
+        self._decider = Decider(settings, metrics, partition_of)
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
         self._turn = asyncio.Lock()  # the agent and the hand-off decide one at a time
@@ -137,20 +132,62 @@ class CommandProcessor:
         known = await self._store.load_channels(k for c in commands for k in channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
+        copies = await self._sealed_copies(parsed, seen)
         emissions: list[Emission] = []
         dead: list[Dead] = []
+        transitions: list[Transition] = []
         for record, command in parsed:
             if isinstance(command, Dead):
                 dead.append(command)
-                continue
-            emissions.append(self._decide(record, command, states, seen, known, batch))
-        sent = await self._sender.send(emissions, dead)
+            elif id(command) in copies:
+                emissions.append(Emission(record, None, resent=copies[id(command)]))
+            else:
+                keys = device_keys(command)
+                before = [batch.states.get(k) or states.get(k) for k in keys]
+                emission = self._decider.decide(record, command, states, seen, known, batch)
+                emissions.append(emission)
+                if emission.events:
+                    transitions.extend(changes(keys, before, batch.states, emission.events))
+        tokens = await self._token_records(transitions, batch, devices)
+        sent = await self._sender.send(emissions, dead, tokens)
         pending.add(batch)
         previous = self._finishing
         finishing = asyncio.ensure_future(self._finish(previous, batch, emissions, sent))
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
         return previous
+
+    async def _token_records(
+        self, transitions: list[Transition], batch: DecisionBatch, devices: list[Key]
+    ) -> list[tuple[int, bytes, bytes | None]]:
+        if self._claims is None or not transitions:
+            return []
+        changed = {(t.after.app_id, t.after.device_id) for t in transitions}
+        stored = await self._store.load_fingerprints(changed)
+        known = self._pending.over_fingerprints(changed, stored)
+        return await self._claims.records(transitions, batch, known)
+
+    async def _sealed_copies(
+        self, parsed: list[tuple[Record, AnyCommand | Dead]], seen: dict[Key, Outcome]
+    ) -> dict[int, AnyCommand]:
+        """Commands with a raw personal value that would be decided: their sealed copies, by
+        id() of the command (services/stream/sealing.py). A repeat, a misdirected command or
+        one the rules reject is decided as it is: it needs no key, and gets none."""
+        if self._sealing is None:
+            return {}
+        raw = [
+            c
+            for record, c in parsed
+            if not isinstance(c, Dead)
+            and self._sealing.needs_copy(c)
+            and (c.app_id, c.command_id) not in seen
+            and self._decider.misdirected(record, c) is None
+            and rules.check(c, c.issued_at or record.timestamp) is None
+        ]
+        if not raw:
+            return {}
+        copies = await self._sealing.copies(raw)
+        return {id(c): copy for c, copy in zip(raw, copies, strict=True)}
 
     async def drain(self) -> None:
         """Wait until every batch handed to `handle` is committed (or has failed, which
@@ -177,94 +214,13 @@ class CommandProcessor:
         last_events, acknowledged = await self._sender.acknowledged(sent)
         if previous is not None:
             await asyncio.shield(previous)
+        if self._sealing is not None:
+            await self._sealing.erase_forgotten(e for em in emissions for e in em.events)
         await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged))
         self._pending.settle(batch)
         for emission, last_event in zip(emissions, last_events, strict=True):
+            if emission.outcome is None:
+                continue  # sent again sealed: the copy's decision is the command's
             self._visibility.decided(Decided(emission.outcome, last_event))
             code = str(emission.outcome.code or 0)
             self._metrics.inc("devreg_outcomes_total", code=code)
-
-    def _decide(
-        self,
-        record: Record,
-        command: AnyCommand,
-        states: dict[Key, DeviceState],
-        seen: dict[Key, Outcome],
-        known: set[Key],
-        batch: DecisionBatch,
-    ) -> Emission:
-        outcome_key = (command.app_id, command.command_id)
-        earlier = batch.outcomes.get(outcome_key) or seen.get(outcome_key)
-        if earlier is not None:
-            self._metrics.inc("devreg_commands_total", result="repeated")
-            return Emission(record, earlier)
-        now = command.issued_at or record.timestamp
-        if rejection := misdirected(self._settings, self._partition_of, record, command):
-            outcome = Outcome(
-                command_id=command.command_id,
-                app_id=command.app_id,
-                device_id=command.device_id,
-                accepted=False,
-                decided_at=now,
-                code=rejection.code,
-                message=rejection.message,
-            )
-            batch.outcomes[outcome_key] = outcome
-            self._metrics.inc("devreg_commands_total", result="rejected")
-            return Emission(record, outcome)
-        if isinstance(command, ExpireRegistrations):
-            decision = self._decide_expiries(command, states, batch, now)
-        else:
-            key = (command.app_id, command.device_id)
-            state = batch.states.get(key) or states.get(key) or empty_state(*key)
-            decision = decide(state, Channels(command.app_id, known, batch.channels), command, now)
-            for event in decision.events:
-                if isinstance(event, ChannelCreated):
-                    batch.channels.add((event.app_id, event.channel))
-                else:
-                    state = evolve(state, event)
-            if decision.events:
-                batch.states[key] = state
-        batch.outcomes[outcome_key] = decision.outcome
-        result = "accepted" if decision.outcome.accepted else "rejected"
-        if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
-            self._log_decision(record, command, decision.outcome, result)
-        self._metrics.inc("devreg_commands_total", result=result)
-        return Emission(record, decision.outcome, decision.events)
-
-    @staticmethod
-    def _decide_expiries(
-        command: ExpireRegistrations,
-        states: dict[Key, DeviceState],
-        batch: DecisionBatch,
-        now: int,
-    ) -> Decision:
-        """Each device on its own state (this batch's, if an earlier command changed it)."""
-        current: dict[Key, DeviceState] = {}
-        for key in device_keys(command):
-            state = batch.states.get(key) or states.get(key)
-            if state is not None:
-                current[key] = state
-        decision = decide_expiries(current, command, now)
-        for event in decision.events:
-            if not isinstance(event, ChannelCreated):
-                key = (event.app_id, event.device_id)
-                current[key] = batch.states[key] = evolve(current[key], event)
-        return decision
-
-    def _log_decision(
-        self, record: Record, command: AnyCommand, outcome: Outcome, result: str
-    ) -> None:
-        log.debug(
-            "command %s: %s%s",
-            type(command).__name__,
-            result,
-            f" ({outcome.code}: {outcome.message})" if outcome.code else "",
-            extra={
-                "command_id": command.command_id,
-                "app_id": command.app_id,
-                "device_id": command.device_id,
-                "partition": record.partition,
-                "offset": record.offset,
-            },
-        )

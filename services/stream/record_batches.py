@@ -27,7 +27,7 @@ Slot = tuple[RecordBatch, int, int]
 
 
 def landed(
-    topic: str, key: bytes, value: bytes, slot: Slot, metas: dict[RecordBatch, Any]
+    topic: str, key: bytes, value: bytes | None, slot: Slot, metas: dict[RecordBatch, Any]
 ) -> Record:
     """The record the log holds, once its batch was acknowledged (`metas`)."""
     batch, offset, created = slot
@@ -47,9 +47,9 @@ class RecordBatches:
         self._sent: list[RecordBatch] = []
         self._acks: list[asyncio.Future[Any]] = []  # one per batch in `_sent`
         # With `keep`, every record added, for `acknowledged_records`.
-        self._kept: list[tuple[str, bytes, bytes, Slot]] | None = [] if keep else None
+        self._kept: list[tuple[str, bytes, bytes | None, Slot]] | None = [] if keep else None
 
-    async def add(self, topic: str, partition: int, key: bytes, value: bytes) -> Slot:
+    async def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> Slot:
         tp = (topic, partition)
         batch = self._open.get(tp) or self._start(tp)
         meta = batch.builder.append(key=key, value=value, timestamp=None)
@@ -58,7 +58,7 @@ class RecordBatches:
             batch = self._start(tp)
             meta = batch.builder.append(key=key, value=value, timestamp=None)
             if meta is None:
-                raise ValueError(f"a record of {len(value)} bytes exceeds the batch size")
+                raise ValueError(f"a record of {len(value or b'')} bytes exceeds the batch size")
         slot = (batch, meta.offset, meta.timestamp)
         if self._kept is not None:
             self._kept.append((topic, key, value, slot))

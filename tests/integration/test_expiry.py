@@ -137,7 +137,7 @@ async def test_given_a_burst_of_expirations_in_one_second_then_all_expire(
                 command_id=uuid.uuid4().hex,
                 app_id=worker.app_id,
                 device_id=f"burst-{i}",
-                device_token="t",
+                device_token=f"t-{i}",  # one device per token: each its own
                 os="ANDROID",
                 os_version="14",
                 channels=("burst",),

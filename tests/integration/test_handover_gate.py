@@ -75,7 +75,7 @@ async def test_given_a_partition_handed_over_then_5902_until_caught_up_then_the_
     await wait_for(lambda: counted(first), 60, f"{FILLER} filler devices")
     await post(first, device, "token-2")
     for other in after:
-        await post(first, other, "filler")
+        await post(first, other, f"filler-{other}")  # one device per token: its own
 
     # When the first worker dies, and the survivor is asked for the device all along
     await first.kill()

@@ -26,6 +26,7 @@ from services.http.access import ADMIN_HEADER, Keys
 from services.http.api import Api
 from services.http.app import build_http_app
 from services.http.openapi import build_document, camel
+from services.http.token_admin import TokenAdmin
 from tests.support import ADMIN_KEYS, APPS, WorkerProcess
 
 APP = next(iter(APPS))
@@ -46,7 +47,7 @@ class _Handlers:
 
 
 def _routes(keys: Keys) -> set[tuple[str, str]]:
-    app = build_http_app(cast(Api, _Handlers()), "events", keys)
+    app = build_http_app(cast(Api, _Handlers()), "events", keys, cast(TokenAdmin, _Handlers()))
     found = set()
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource else {}
@@ -82,6 +83,7 @@ def test_given_the_document_then_every_admin_operation_names_the_admin_key_schem
         for method, operation in operations.items():
             admin = path.startswith("/admin/") or "/channels" in path or "/history" in path
             admin = admin or "/as-of/" in path or path.endswith("/live")
+            admin = admin or "/tokens/" in path or path.endswith("/forget")
             assert ("security" in operation) == admin, (method, path)
 
 

@@ -51,7 +51,7 @@ async def test_given_commands_while_stopped_when_restarted_then_resumes_without_
                 command_id=uuid.uuid4().hex,
                 app_id=worker.app_id,
                 device_id=device_id,
-                device_token="t",
+                device_token=f"t-{device_id}",  # one device per token: each its own
                 os="IOS",
                 os_version="17",
             )

@@ -15,10 +15,13 @@ from events import (
     RegisterDevice,
     decode_event,
     encode,
+    sealed,
 )
 from events.identity import event_id, partition_key, registration_id, seal
 from events.user_tokens import REDACTED, TokenKeys
+from services.config import load_settings
 from services.kafka.partitioner import key_partition
+from services.keys.snapshot import read_snapshot
 from services.log.broker import EmbeddedBroker
 from tests.support import (
     TOKEN_KEYS,
@@ -59,6 +62,15 @@ async def events_of(broker: EmbeddedBroker, worker: WorkerProcess, device: str, 
     return mine(await read_topic(broker.bootstrap, f"{worker.prefix}.events", enough))
 
 
+async def opened(broker: EmbeddedBroker, worker: WorkerProcess, device: str, text: str) -> str:
+    """A sealed fingerprint opened with the device's key, as the CLI opens it (the keys
+    topic and the workers' key-encryption key): the fingerprint itself is sealed too."""
+    settings = load_settings(worker.environment())
+    keys = await read_snapshot(settings, settings.kafka_at(broker.bootstrap))
+    assert keys is not None
+    return keys.open(APP, device, "user_token_fingerprint", text)
+
+
 async def test_given_a_user_token_header_then_only_its_fingerprint_is_kept_anywhere(
     broker: EmbeddedBroker, expendable_worker: WorkerProcess
 ) -> None:
@@ -73,15 +85,20 @@ async def test_given_a_user_token_header_then_only_its_fingerprint_is_kept_anywh
     status, body = await call("DELETE", f"{url}/{device}", headers=user)
     assert status == 200, body
 
-    # Then both events carry the keyed fingerprint, bound to the app, and never the token
+    # Then both events carry the keyed fingerprint, bound to the app, sealed with the device's
+    # key (the same text: sealing is deterministic), and never the token
     registered, unregistered = await events_of(broker, worker, device, 2)
     fingerprint = KEYS.fingerprint(APP, token)
     assert fingerprint.startswith("t1:")
     assert len(fingerprint) == len("t1:") + 22
     assert isinstance(registered, DeviceRegistered)
     assert isinstance(unregistered, DeviceUnregistered)
-    assert (registered.user_token, registered.user_token_fingerprint) == (None, fingerprint)
-    assert (unregistered.user_token, unregistered.user_token_fingerprint) == (None, fingerprint)
+    kept = registered.user_token_fingerprint
+    assert kept is not None
+    assert sealed.is_sealed(kept)
+    assert (registered.user_token, unregistered.user_token) == (None, None)
+    assert unregistered.user_token_fingerprint == kept
+    assert await opened(broker, worker, device, kept) == fingerprint
     assert KEYS.matches(APP, token, fingerprint)
     assert not KEYS.matches("app-b", token, fingerprint)
 
@@ -90,11 +107,12 @@ async def test_given_a_user_token_header_then_only_its_fingerprint_is_kept_anywh
     raw = token.encode()
     for topic, enough in (("commands", 2), ("events", 2), ("outcomes", 2)):
         assert raw not in await topic_bytes(broker, f"{worker.prefix}.{topic}", enough), topic
-    assert fingerprint.encode() in stored_bytes(worker.data_dir)
+    assert fingerprint.encode() not in stored_bytes(worker.data_dir)  # sealed there too
     assert raw not in stored_bytes(worker.data_dir)
     history = worker.url(f"messaging/registrations/{device}/history")
     status, page = await call("GET", history, headers=admin_headers())
     assert status == 200, page
+    # (opened for the answer: the page shows what the sealed text holds)
     assert [e.get("user_token_fingerprint") for e in page["events"]] == [fingerprint] * 2
     assert token not in str(page)
     assert token not in worker.log()
@@ -122,7 +140,9 @@ async def test_given_a_kafka_command_with_a_raw_token_then_the_event_holds_its_f
     [registered] = await events_of(broker, worker, device, 1)
     assert isinstance(registered, DeviceRegistered)
     assert registered.user_token is None
-    assert registered.user_token_fingerprint == KEYS.fingerprint(APP, token)
+    kept = registered.user_token_fingerprint
+    assert kept is not None
+    assert await opened(broker, worker, device, kept) == KEYS.fingerprint(APP, token)
     # And only the commands topic holds the token: what the publisher wrote (docs/security.md)
     assert token.encode() in await topic_bytes(broker, f"{worker.prefix}.commands", 1)
     assert token.encode() not in await topic_bytes(broker, f"{worker.prefix}.outcomes", 1)

@@ -221,7 +221,7 @@ async def register_many(worker: WorkerProcess, channel: str, count: int) -> None
             command_id=f"{channel}-{i}",
             app_id=worker.app_id,
             device_id=f"{channel}-{i:05d}",
-            device_token="t" * 100,
+            device_token=f"{i:05d}".ljust(100, "t"),  # one device per token: each its own
             os="ANDROID",
             os_version="14",
             channels=(channel,),

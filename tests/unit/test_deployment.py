@@ -27,7 +27,7 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 # What docker compose substitutes for `${VAR:-default}` and `${VAR:?message}` (required: a
 # value the operator gives) when checking the file without an engine.
-_GIVEN = {"DEVREG_TOKEN_KEYS": "k1:" + "A" * 44}
+_GIVEN = {"DEVREG_TOKEN_KEYS": "k1:" + "A" * 44, "DEVREG_KEK": "A" * 43 + "="}
 
 
 def _substituted(value: str) -> str:

@@ -13,13 +13,17 @@ from events import (
     AnyEvent,
     ChannelCreated,
     Decision,
+    DeviceForgotten,
     DeviceState,
     DeviceUnregistered,
     DueExpiry,
     ExpireRegistration,
     ExpireRegistrations,
+    ForgetDevice,
     RegisterDevice,
     RegistrationExpired,
+    ReportRejectedToken,
+    SupersedeDevice,
     UnregisterDevice,
     decide,
     decide_expiries,
@@ -49,6 +53,7 @@ class Step(msgspec.Struct, frozen=True):
     channels: tuple[str, ...] | None
     expiration_offset: int | None
     os: str = "ANDROID"
+    matches: bool = True  # a report's token, a supersede's claim: the device's current one
 
 
 channel_list = st.lists(st.sampled_from(CHANNELS), max_size=3).map(tuple)
@@ -81,11 +86,59 @@ steps = st.one_of(
         channels=st.none(),
         expiration_offset=st.integers(-10 * MINUTE, MINUTE),
     ),
+    st.builds(
+        Step,
+        kind=st.just("report"),
+        **step_fields,
+        channels=st.none(),
+        # When the push was sent, before or after the device's last registration.
+        expiration_offset=st.integers(-10 * MINUTE, 0),
+        matches=st.booleans(),
+    ),
+    st.builds(
+        Step,
+        kind=st.just("supersede"),
+        **step_fields,
+        channels=st.none(),
+        expiration_offset=st.none(),
+        matches=st.booleans(),
+    ),
+    st.builds(
+        Step, kind=st.just("forget"), **step_fields, channels=st.none(), expiration_offset=st.none()
+    ),
 )
 
 
-def to_command(step: Step, index: int, now: int) -> AnyCommand:
+def to_command(step: Step, index: int, now: int, state: DeviceState | None = None) -> AnyCommand:
+    """The step's command; a report or a supersede names the device's current token or
+    registration (from `state`) when the step says it matches."""
     command_id, app_id, device_id = f"cmd-{index}", step.app_id, step.device_id
+    state = state or empty_state(app_id, device_id)
+    if step.kind == "report":
+        return ReportRejectedToken(
+            command_id=command_id,
+            app_id=app_id,
+            device_id=device_id,
+            issued_at=now,
+            device_token=state.device_token if step.matches and state.device_token else "other",
+            provider="fcm",
+            reason="UNREGISTERED",
+            sent_at=now + (step.expiration_offset or 0),
+        )
+    if step.kind == "supersede":
+        claim = state.registration if step.matches and state.registration else "stale"
+        return SupersedeDevice(
+            command_id=command_id,
+            app_id=app_id,
+            device_id=device_id,
+            issued_at=now,
+            by_device_id="newer",
+            claim=claim,
+        )
+    if step.kind == "forget":
+        return ForgetDevice(
+            command_id=command_id, app_id=app_id, device_id=device_id, issued_at=now
+        )
     if step.kind == "register":
         expiration = None if step.expiration_offset is None else now + step.expiration_offset
         return RegisterDevice(
@@ -161,8 +214,8 @@ def test_given_any_command_sequence_when_decided_and_evolved_then_history_is_con
     now = NOW
     for index, step in enumerate(script):
         now += step.advance_ms
-        command = to_command(step, index, now)
-        key = (command.app_id, command.device_id)
+        key = (step.app_id, step.device_id)
+        command = to_command(step, index, now, states.get(key))
 
         decision = decide_in(states, known_channels[command.app_id], command, now)
 
@@ -189,6 +242,13 @@ def test_given_any_command_sequence_when_decided_and_evolved_then_history_is_con
             [removed] = decision.events
             assert isinstance(removed, DeviceUnregistered)
             assert not set(removed.channels) & set(state.channels)
+        if decision.events and isinstance(command, ReportRejectedToken | SupersedeDevice):
+            assert not state.exists  # removed, every channel of it
+        if isinstance(command, ForgetDevice) and decision.events:
+            [forgotten] = decision.events
+            assert isinstance(forgotten, DeviceForgotten)
+            assert state.device_token == ""
+            assert not state.channels
 
     # Then: per device, versions are gapless from 1 and the hash chain is intact.
     by_device: dict[Key, list[AnyEvent]] = defaultdict(list)

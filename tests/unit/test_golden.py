@@ -107,12 +107,15 @@ def test_given_a_golden_event_chain_then_prev_hashes_link_the_device_events() ->
         "device-registered_1.json",
         "device-unregistered_1.json",
         "registration-expired_1.json",
+        "token-rejected_1.json",
+        "device-superseded_1.json",
+        "device-forgotten_1.json",
     ]
     chain = [decode_event((GOLDEN / name).read_bytes()) for name in names]
 
     # Then
-    assert [event.version for event in chain] == [1, 2, 3]
-    assert [event.prev_hash for event in chain] == ["", chain[0].hash, chain[1].hash]
+    assert [event.version for event in chain] == [1, 2, 3, 4, 5, 6]
+    assert [event.prev_hash for event in chain] == ["", *(e.hash for e in chain[:-1])]
 
 
 def test_given_a_newer_event_with_an_unknown_field_when_decoded_then_the_field_is_ignored() -> None:

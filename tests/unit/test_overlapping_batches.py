@@ -99,6 +99,7 @@ class Rig:
             lambda app, device: 0,  # one partition: every key's
             self.failures.append,
             projector.handle_own,
+            None,  # raw tokens decided as they are: this is about batches, not sealing
         )
 
     def command(self, offset: int, channel: str) -> Record:

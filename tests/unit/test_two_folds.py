@@ -24,7 +24,7 @@ def _decided_log(script: list[Step]) -> tuple[list[AnyEvent], dict[DeviceKey, De
     now = NOW
     for index, step in enumerate(script):
         now += step.advance_ms
-        command = to_command(step, index, now)
+        command = to_command(step, index, now, states.get((step.app_id, step.device_id)))
         log += decide_in(states, known.setdefault(command.app_id, set()), command, now).events
     return log, states
 

@@ -1,0 +1,245 @@
+"""A worker's data keys: created durable before anything is sealed with them, found again by
+a worker that takes a partition over, and erased when a device is forgotten.
+
+A key is written to the local key store (SQLite, fsynced) and to the keys topic, and Kafka
+acknowledges it, before `ensure` returns it: nothing sealed with a key can be published
+before the key can be read by every worker and by the CLI. Concurrent creations share one
+transaction and one round trip (group commit).
+
+Only the worker that owns a partition writes its keys. A worker handed a partition drops
+what it held of it and reads the partition's keys again from the topic at the first need
+(`_caught_up`), so a key erased while another worker owned the partition is not kept here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from events import sealed
+from projections.positions import last_positions
+from services.clock import now_ms
+from services.kafka.clients import KafkaAccess
+from services.keys import cipher, records
+from services.keys.store import KeyStore, Slot, StoredKey
+from services.log.reader import LogReader
+from services.stream.record_batches import RecordBatches
+
+log = logging.getLogger(__name__)
+DeviceKey = tuple[str, str]
+# Unwrapped keys kept in memory (each ~150 bytes with its slot): a registry's busiest devices;
+# the rest are read from the key store again when needed.
+CACHED_KEYS = 100_000
+
+
+class Keyring:
+    def __init__(
+        self,
+        store: KeyStore,
+        kek: bytes,
+        producer: AIOKafkaProducer,
+        kafka: KafkaAccess,
+        topic: str,
+        partition_of: Callable[[str, str], int],
+        clock: Callable[[], int] = now_ms,
+    ):
+        self._store = store
+        self._kek = kek
+        self._producer = producer
+        self._kafka = kafka
+        self.topic = topic
+        self._partition_of = partition_of
+        self._clock = clock
+        self._caught_up: set[int] = set()
+        self._epoch = 0  # bumped when partitions are handed over: a catch-up begun before stops
+        self._catching_up: dict[int, asyncio.Future[None]] = {}
+        self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
+        self._flushing: asyncio.Future[None] | None = None
+        self._unwrapped: dict[Slot, bytes] = {}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def current(self, app_id: str, device_id: str) -> tuple[str, bytes] | None:
+        """The device's newest key: the one new values are sealed with."""
+        await self._catch_up(self._partition_of(app_id, device_id))
+        stored = await self._store.keys_of(app_id, device_id)
+        if not stored:
+            return None
+        newest = stored[-1]
+        return newest.key_id, self._unwrap(newest)
+
+    async def key(self, app_id: str, device_id: str, key_id: str) -> bytes | None:
+        slot = (app_id, device_id, key_id)
+        if slot in self._unwrapped:
+            return self._unwrapped[slot]
+        await self._catch_up(self._partition_of(app_id, device_id))
+        for stored in await self._store.keys_of(app_id, device_id):
+            if stored.key_id == key_id:
+                return self._unwrap(stored)
+        return None  # erased (or never this device's)
+
+    async def open(self, app_id: str, device_id: str, field: str, text: str) -> str:
+        """The value a sealed text holds, ERASED if its key is gone; other text as it is."""
+        kid = sealed.key_id(text)
+        if kid is None:
+            return text
+        key = await self.key(app_id, device_id, kid)
+        value = None
+        if key is not None:
+            value = cipher.open_sealed(text, key, cipher.context(app_id, device_id, field))
+        return sealed.ERASED if value is None else value
+
+    def seal(
+        self, app_id: str, device_id: str, field: str, value: str, key: tuple[str, bytes]
+    ) -> str:
+        kid, data_key = key
+        return cipher.seal(kid, data_key, cipher.context(app_id, device_id, field), value)
+
+    def _unwrap(self, stored: StoredKey) -> bytes:
+        slot = (stored.app_id, stored.device_id, stored.key_id)
+        key = self._unwrapped.get(slot)
+        if key is None:
+            key = cipher.unwrap(self._kek, stored.wrapped, records.record_key(slot))
+            self._remember(slot, key)
+        return key
+
+    def _remember(self, slot: Slot, key: bytes) -> None:
+        if len(self._unwrapped) >= CACHED_KEYS:
+            del self._unwrapped[next(iter(self._unwrapped))]  # the oldest remembered
+        self._unwrapped[slot] = key
+
+    # -- creating ----------------------------------------------------------------------------
+
+    async def ensure(self, app_id: str, device_id: str) -> tuple[str, bytes]:
+        """The device's current key, created (durable, acknowledged) if it has none."""
+        found = await self.current(app_id, device_id)
+        if found is not None:
+            return found
+        device = (app_id, device_id)
+        future = self._queued.get(device)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._queued[device] = future
+            if self._flushing is None or self._flushing.done():
+                self._flushing = asyncio.ensure_future(self._flush())
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        """Create the queued keys, one group at a time. Failures go to the callers waiting
+        (an HTTP request answers 503), not into an unobserved task."""
+        await asyncio.sleep(0)  # let the requests of this loop turn join the batch
+        while self._queued:
+            batch, self._queued = self._queued, {}
+            try:
+                created = await self._create(list(batch))
+            except Exception as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for device, future in batch.items():
+                if not future.done():
+                    future.set_result(created[device])
+
+    async def _create(self, devices: list[DeviceKey]) -> dict[DeviceKey, tuple[str, bytes]]:
+        stamp = self._clock()
+        created: dict[DeviceKey, tuple[str, bytes]] = {}
+        stored: list[StoredKey] = []
+        for app_id, device_id in devices:
+            # Looked at again here, where creations run one group at a time: a caller that
+            # found no key just before another group created one must not make a second.
+            existing = await self._store.keys_of(app_id, device_id)
+            if existing:
+                created[(app_id, device_id)] = (existing[-1].key_id, self._unwrap(existing[-1]))
+                continue
+            kid, key = cipher.new_key_id(stamp), cipher.new_key()
+            slot = (app_id, device_id, kid)
+            wrapped = cipher.wrap(self._kek, key, records.record_key(slot))
+            partition = self._partition_of(app_id, device_id)
+            stored.append(StoredKey(app_id, device_id, kid, partition, wrapped))
+            created[(app_id, device_id)] = (kid, key)
+            self._remember(slot, key)
+        if not stored:
+            return created
+        await self._store.write(stored)
+        await self._publish(
+            [(s.partition, (s.app_id, s.device_id, s.key_id), s.wrapped) for s in stored]
+        )
+        return created
+
+    async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> None:
+        """As record batches per partition, acknowledged before returning."""
+        batches = RecordBatches(self._producer)
+        for partition, slot, wrapped in items:
+            value = None if wrapped is None else records.record_value(wrapped)
+            await batches.add(self.topic, partition, records.record_key(slot), value)
+        await batches.flush()
+        await batches.acknowledged()
+
+    # -- erasing -----------------------------------------------------------------------------
+
+    async def erase(self, devices: Iterable[DeviceKey]) -> int:
+        """Delete every key of `devices` here and tombstone it on the keys topic; returns how
+        many keys were erased. Idempotent: a device erased already has nothing left."""
+        doomed: list[StoredKey] = []
+        for app_id, device_id in set(devices):
+            await self._catch_up(self._partition_of(app_id, device_id))
+            doomed.extend(await self._store.keys_of(app_id, device_id))
+        if not doomed:
+            return 0
+        slots = [(k.app_id, k.device_id, k.key_id) for k in doomed]
+        for slot in slots:
+            self._unwrapped.pop(slot, None)
+        await self._store.write((), slots)
+        await self._store.erase_traces()
+        await self._publish(
+            (k.partition, slot, None) for k, slot in zip(doomed, slots, strict=True)
+        )
+        return len(doomed)
+
+    # -- taking partitions over --------------------------------------------------------------
+
+    async def handed(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker was just handed: what it held of them may be stale."""
+        chosen = set(partitions)
+        if not chosen:
+            return
+        self._epoch += 1
+        self._caught_up -= chosen
+        self._unwrapped = {
+            s: k for s, k in self._unwrapped.items() if self._partition_of(s[0], s[1]) not in chosen
+        }
+        await self._store.forget_partitions(self.topic, chosen)
+
+    async def _catch_up(self, partition: int) -> None:
+        if partition in self._caught_up:
+            return
+        running = self._catching_up.get(partition)
+        if running is None:
+            running = asyncio.ensure_future(self._read_partition(partition))
+            self._catching_up[partition] = running
+        try:
+            await asyncio.shield(running)
+        finally:
+            if running.done():
+                self._catching_up.pop(partition, None)
+
+    async def _read_partition(self, partition: int) -> None:
+        """Fold the partition's keys from the stored position to the end of the topic."""
+        epoch = self._epoch
+        positions = {p.partition: p.next_offset for p in await self._store.positions()}
+        tp = TopicPartition(self.topic, partition)
+        async with LogReader(self._kafka) as reader:
+            async for batch in reader.read({tp: positions.get(partition, 0)}):
+                if epoch != self._epoch:
+                    return  # handed over meanwhile: what it held is gone, read again from 0
+                live, erased = records.fold(batch)
+                await self._store.write(live.values(), erased, last_positions(batch))
+                for slot in erased:
+                    self._unwrapped.pop(slot, None)
+        if epoch == self._epoch:
+            self._caught_up.add(partition)
+        log.debug("keys of partition %d read from the keys topic", partition)

@@ -1,0 +1,121 @@
+"""The worker's key store: the data keys of its partitions' devices, in SQLite.
+
+Kept apart from every other store, and written so that a deleted key does not linger in the
+file: `secure_delete` overwrites deleted content in the database, and after an erasure the
+WAL, whose old frames still hold the pages as they were, is checkpointed and truncated to
+nothing (`erase_traces`). Keys are stored wrapped with the key-encryption key, as on the keys
+topic; every commit is fsynced (a key must be durable before anything is sealed with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from projections.positions import Position, read_positions, write_positions
+from projections.sqlite import open_db
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS device_keys (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    wrapped BLOB NOT NULL,
+    PRIMARY KEY (app_id, device_id, key_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS device_keys_by_partition ON device_keys (partition);
+"""
+# After open_db's pragmas (WAL): see the module docstring.
+_ERASING_PRAGMAS = ("PRAGMA secure_delete=ON", "PRAGMA synchronous=FULL")
+
+
+class StoredKey(msgspec.Struct, frozen=True):
+    app_id: str
+    device_id: str
+    key_id: str
+    partition: int
+    wrapped: bytes
+
+
+Slot = tuple[str, str, str]  # (app id, device id, key id)
+
+
+class KeyStore:
+    def __init__(self, conn: aiosqlite.Connection):
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path) -> KeyStore:
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
+        for pragma in _ERASING_PRAGMAS:
+            await conn.execute(pragma)
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def positions(self) -> list[Position]:
+        return await read_positions(self._conn)
+
+    async def keys_of(self, app_id: str, device_id: str) -> list[StoredKey]:
+        """The device's keys, oldest first (key ids begin with their creation time)."""
+        async with self._conn.execute(
+            "SELECT app_id, device_id, key_id, partition, wrapped FROM device_keys"
+            " WHERE app_id = ? AND device_id = ?",
+            (app_id, device_id),
+        ) as cursor:
+            rows = [StoredKey(*row) for row in await cursor.fetchall()]
+        return sorted(rows, key=lambda k: (int(k.key_id.partition("-")[0]), k.key_id))
+
+    async def write(
+        self,
+        added: Iterable[StoredKey],
+        removed: Iterable[Slot] = (),
+        positions: Iterable[Position] = (),
+    ) -> None:
+        """One transaction: keys added, keys removed, and the keys topic's positions."""
+        conn = self._conn
+        try:
+            await conn.execute("BEGIN")
+            await conn.executemany(
+                "INSERT OR REPLACE INTO device_keys (app_id, device_id, key_id, partition,"
+                " wrapped) VALUES (?,?,?,?,?)",
+                [msgspec.structs.astuple(k) for k in added],
+            )
+            await conn.executemany(
+                "DELETE FROM device_keys WHERE app_id = ? AND device_id = ? AND key_id = ?",
+                list(removed),
+            )
+            await write_positions(conn, positions)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+
+    async def erase_traces(self) -> None:
+        """After keys were deleted: the WAL's copies of their pages go too."""
+        await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def forget_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        """Drop what is held of partitions handed over from another worker: they are read
+        again from the keys topic, so no key erased meanwhile survives here."""
+        chosen = sorted(set(partitions))
+        conn = self._conn
+        try:
+            await conn.execute("BEGIN")
+            await conn.executemany(
+                "DELETE FROM device_keys WHERE partition = ?", [(p,) for p in chosen]
+            )
+            await conn.executemany(
+                "DELETE FROM kafka_offsets WHERE topic = ? AND partition = ?",
+                [(topic, p) for p in chosen],
+            )
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise

@@ -1,0 +1,104 @@
+"""The processor's side of the token index: claims and releases on the tokens topic
+(services/tokens/records.py), sent with the events of the batch that decided them.
+
+- a registration claims its token (and releases the token it replaced);
+- a removal of the whole device (unregistered, expired, rejected, superseded) releases it;
+- a forget sends a tombstone for every token the device ever claimed, so the index and,
+  after compaction, the tokens topic keep no fingerprint of it.
+
+The token's fingerprint needs the token: the sealed text is opened with the device's key.
+After an erasure that key is gone: a registration decided again then claims nothing, which
+is right, since its claim was sent the first time and the forget has since erased it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import msgspec
+
+from events import AnyEvent, DeviceForgotten, DeviceRegistered, DeviceState, sealed
+from services.keys.keyring import Keyring
+from services.stream.decision_store import DecisionBatch
+from services.tokens import records
+from services.tokens.records import Claim, Release
+
+Key = tuple[str, str]
+Out = tuple[int, bytes, bytes | None]  # (tokens partition, record key, value or tombstone)
+
+
+class Transition(msgspec.Struct):
+    """One decided command's change to a device: the state before and after, its events."""
+
+    before: DeviceState | None
+    after: DeviceState
+    events: tuple[AnyEvent, ...]
+
+
+def changes(
+    keys: Sequence[Key],
+    before: Sequence[DeviceState | None],
+    after: Mapping[Key, DeviceState],
+    events: Sequence[AnyEvent],
+) -> list[Transition]:
+    """The devices one decided command changed (an `ExpireRegistrations` names many), each
+    with its own events; a device the command left as it was is no transition."""
+    out = []
+    for key, was in zip(keys, before, strict=True):
+        now = after.get(key)
+        if now is None or now is was:
+            continue
+        own = tuple(e for e in events if getattr(e, "device_id", None) == key[1])
+        out.append(Transition(was, now, own if len(keys) > 1 else tuple(events)))
+    return out
+
+
+class TokenClaims:
+    def __init__(self, keyring: Keyring, index_key: bytes, partition_of: Callable[[str, str], int]):
+        self._keyring = keyring
+        self._index_key = index_key
+        self._partition_of = partition_of
+
+    async def _fingerprint(self, state: DeviceState | None) -> str | None:
+        if state is None or not state.exists or not state.device_token:
+            return None
+        app_id, device_id = state.app_id, state.device_id
+        token = await self._keyring.open(app_id, device_id, "device_token", state.device_token)
+        if token == sealed.ERASED or sealed.is_sealed(token):
+            return None
+        return records.fingerprint(self._index_key, app_id, token)
+
+    def _out(self, app_id: str, fp: str, device_id: str, value: Claim | Release | None) -> Out:
+        partition = self._partition_of(app_id, records.routing_id(fp))
+        return partition, records.record_key((app_id, fp, device_id)), records.record_value(value)
+
+    async def records(
+        self,
+        transitions: Sequence[Transition],
+        batch: DecisionBatch,
+        known: dict[Key, set[str]],
+    ) -> list[Out]:
+        """The tokens topic records of `transitions`, in order; the fingerprints each device
+        claimed go into `batch` (`known`: those stored or pending before the batch)."""
+        out: list[Out] = []
+        for t in transitions:
+            key = (t.after.app_id, t.after.device_id)
+            app_id, device_id = key
+            before = await self._fingerprint(t.before)
+            if any(isinstance(e, DeviceForgotten) for e in t.events):
+                claimed = known.get(key, set()) | batch.fingerprints.pop(key, set())
+                for fp in sorted(claimed | ({before} if before else set())):
+                    out.append(self._out(app_id, fp, device_id, None))
+                batch.unfingerprinted.add(key)
+                known.pop(key, None)
+                continue
+            registered = [e for e in t.events if isinstance(e, DeviceRegistered)]
+            after = await self._fingerprint(t.after)
+            version = t.after.version
+            if before and before != after:
+                out.append(self._out(app_id, before, device_id, Release(version)))
+            if registered and after:
+                claim = Claim(registered[-1].event_id, version, registered[-1].occurred_at)
+                out.append(self._out(app_id, after, device_id, claim))
+                batch.fingerprints.setdefault(key, set()).add(after)
+        return out

@@ -1,0 +1,78 @@
+"""Folds the tokens topic into the token index, and tells a device it was superseded.
+
+When a claim finds the token held by another device of the app (and the app keeps one device
+per token), the older device's own single writer must record it: the relay sends that device
+a SupersedeDevice command, keyed to its partition, with an id derived from both
+registrations, so a relay that folds the same records again (after a crash, or a worker that
+takes the partition over) sends the same command, which is decided once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from events import SupersedeDevice, encode
+from events.identity import partition_key
+from projections.positions import Record
+from services.metrics import Metrics
+from services.stream.record_batches import RecordBatches
+from services.tokens.index_store import IndexStore, Superseded
+
+log = logging.getLogger(__name__)
+
+
+def supersede_command(item: Superseded) -> SupersedeDevice:
+    return SupersedeDevice(
+        command_id=f"supersede/{item.by_claim}/{item.device_id}",
+        app_id=item.app_id,
+        device_id=item.device_id,
+        by_device_id=item.by_device_id,
+        claim=item.claim,
+    )
+
+
+class TokenRelay:
+    def __init__(
+        self,
+        store: IndexStore,
+        producer: AIOKafkaProducer,
+        commands_topic: str,
+        partition_of: Callable[[str, str], int],
+        superseding: frozenset[str],
+        metrics: Metrics,
+    ):
+        self._store = store
+        self._producer = producer
+        self._topic = commands_topic
+        self._partition_of = partition_of
+        self._superseding = superseding
+        self._metrics = metrics
+
+    async def handle(self, batch: Sequence[Record]) -> None:
+        """Fold, send the supersedes and wait for Kafka's acknowledgement, then commit the
+        rows with the positions: a crash in between folds again and sends the same ids."""
+        superseded, positions = await self._store.fold(batch, self._superseding)
+        if not positions:
+            await self._store.rollback()
+            return
+        try:
+            if superseded:
+                await self._send([supersede_command(item) for item in superseded])
+        except BaseException:
+            await self._store.rollback()
+            raise
+        await self._store.commit(positions)
+
+    async def _send(self, commands: list[SupersedeDevice]) -> None:
+        batches = RecordBatches(self._producer)
+        for c in commands:
+            key = partition_key(c.app_id, c.device_id)
+            partition = self._partition_of(c.app_id, c.device_id)
+            await batches.add(self._topic, partition, key, encode(c))
+        await batches.flush()
+        await batches.acknowledged()
+        self._metrics.inc("devreg_supersede_commands_total", len(commands))
+        log.info("sent %d supersede commands", len(commands))
