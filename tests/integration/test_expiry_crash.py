@@ -40,6 +40,9 @@ APP = next(iter(APPS))
 DEVICES = sized(test=3000, soak=50_000)
 LEAD_MS = sized(test=4000, soak=60_000)  # registered well before they fall due...
 SPREAD_MS = 200  # ...and all due within 200 ms of each other
+# The second half falls due this much later, once the worker killed during the first half is
+# back: its commit can then be stalled before its first batch is decided (StalledCommits).
+WAVE_GAP_MS = sized(test=15_000, soak=60_000)
 DEADLINE_S = sized(test=90, soak=900)
 
 
@@ -107,9 +110,14 @@ async def watched(broker: EmbeddedBroker, worker: WorkerProcess) -> AsyncIterato
 
 
 async def publish_registrations(bootstrap: str, topic: str) -> dict[str, int]:
-    """DEVICES registrations on channel "burst"; returns each device's expiration."""
+    """DEVICES registrations on channel "burst", in two waves of expirations (each within
+    SPREAD_MS, WAVE_GAP_MS apart); returns each device's expiration."""
     issued_at = now_ms()
-    due = {f"exp-{i:05d}": issued_at + LEAD_MS + i % SPREAD_MS for i in range(DEVICES)}
+    due = {f"exp-{i:05d}": issued_at + LEAD_MS + i % SPREAD_MS for i in range(DEVICES // 2)}
+    due |= {
+        f"exp-{i:05d}": issued_at + LEAD_MS + WAVE_GAP_MS + i % SPREAD_MS
+        for i in range(DEVICES // 2, DEVICES)
+    }
     commands = (
         RegisterDevice(
             command_id=uuid.uuid4().hex,
@@ -167,12 +175,14 @@ def publishing(burst: Burst) -> Callable[[], Awaitable[bool]]:
 
 
 class StalledCommits:
-    """The moment, past a third of the burst, when expiry events are in the log whose commands
-    the processor has not committed as decided: made, not hunted for. The test takes the
-    decision store's write lock (a disk that stalls the commit); the processor's next batch is
-    then acknowledged by Kafka, its events in the log, and its commit waits for the lock
-    (SQLite's busy timeout, 5 s). Probing a running worker for that window missed it: a fast
-    worker commits within a millisecond of the acknowledgement (a clean-clone CI run failed)."""
+    """The moment, in the second wave of the burst, when expiry events are in the log whose
+    commands the processor has not committed as decided: made, not hunted for. The test takes
+    the decision store's write lock (a disk that stalls the commit) before the second wave is
+    due; the processor's first batch of it is then acknowledged by Kafka, its events in the
+    log, and its commit waits for the lock (SQLite's busy timeout, 5 s). Probing a running
+    worker for that window missed it: a fast worker commits within a millisecond of the
+    acknowledgement (a clean-clone CI run failed), and a command carries hundreds of devices,
+    so a wave is a handful of batches, all decided between two looks at the log."""
 
     def __init__(self, worker: WorkerProcess, watched: Watched):
         self.worker, (self.burst, self.tail) = worker, watched
@@ -180,8 +190,8 @@ class StalledCommits:
 
     async def moment(self) -> bool:
         if self.lock is None:
-            if len(self.burst.expired) < DEVICES // 3:
-                return False
+            second = {f"exp-{i:05d}" for i in range(DEVICES // 2, DEVICES)}
+            assert not self.burst.expired & second, "the second wave came before the restart"
             self.lock = sqlite3.connect(self.worker.data_dir / "decisions.sqlite", timeout=10)
             self.lock.isolation_level = None
             self.lock.execute("BEGIN IMMEDIATE")  # the write lock, held until released
@@ -197,12 +207,14 @@ class StalledCommits:
 async def test_given_an_expiry_burst_when_the_worker_is_killed_then_each_device_expires_once(
     worker: WorkerProcess, watched: Watched
 ) -> None:
-    # Given thousands of registrations whose expirations fall due within the same 200 ms
+    # Given thousands of registrations whose expirations fall due in two waves, each within
+    # 200 ms
     burst, tail = watched
     due = await publish_registrations(worker.bootstrap or "", burst.commands)
 
-    # When the worker is SIGKILLed as the scheduler starts publishing expiry commands, and
-    # again while expiry events are being decided: in the log, not yet committed as decided
+    # When the worker is SIGKILLed as the scheduler starts publishing the first wave's expiry
+    # commands, and again while the second wave's expiry events are being decided: in the
+    # log, not yet committed as decided
     stalled = StalledCommits(worker, watched)
     try:
         kills = [
