@@ -43,6 +43,7 @@ SPREAD_MS = 200  # ...and all due within 200 ms of each other
 # The second half falls due this much later, once the worker killed during the first half is
 # back: its commit can then be stalled before its first batch is decided (StalledCommits).
 WAVE_GAP_MS = sized(test=15_000, soak=60_000)
+LOCK_LEAD_MS = 2_000  # the commit is stalled this long before the second wave is due
 DEADLINE_S = sized(test=90, soak=900)
 
 
@@ -177,21 +178,28 @@ def publishing(burst: Burst) -> Callable[[], Awaitable[bool]]:
 class StalledCommits:
     """The moment, in the second wave of the burst, when expiry events are in the log whose
     commands the processor has not committed as decided: made, not hunted for. The test takes
-    the decision store's write lock (a disk that stalls the commit) before the second wave is
-    due; the processor's first batch of it is then acknowledged by Kafka, its events in the
-    log, and its commit waits for the lock (SQLite's busy timeout, 5 s). Probing a running
+    the decision store's write lock (a disk that stalls the commit) just before the second wave
+    is due, once the first is answered; the processor's first batch of it is then acknowledged
+    by Kafka, its events in the log, and its commit waits for the lock. Probing a running
     worker for that window missed it: a fast worker commits within a millisecond of the
     acknowledgement (a clean-clone CI run failed), and a command carries hundreds of devices,
     so a wave is a handful of batches, all decided between two looks at the log."""
 
-    def __init__(self, worker: WorkerProcess, watched: Watched):
+    def __init__(self, worker: WorkerProcess, watched: Watched, second_due: int):
         self.worker, (self.burst, self.tail) = worker, watched
+        self.second_due = second_due  # the second wave's first expiration (ms)
         self.lock: sqlite3.Connection | None = None
 
     async def moment(self) -> bool:
         if self.lock is None:
+            # Only once every command in the log has its outcome: the batch the lock stalls
+            # must be the second wave's, whose events are in the log. Taken any earlier, it
+            # stalled a batch of re-sent first-wave expiries, all stale (no events), and the
+            # processor waited behind it with the second wave undecided.
+            if now_ms() < self.second_due - LOCK_LEAD_MS or self.burst.unanswered:
+                return False
             second = {f"exp-{i:05d}" for i in range(DEVICES // 2, DEVICES)}
-            assert not self.burst.expired & second, "the second wave came before the restart"
+            assert not self.burst.expired & second, "the second wave came before the lock"
             self.lock = sqlite3.connect(self.worker.data_dir / "decisions.sqlite", timeout=10)
             self.lock.isolation_level = None
             self.lock.execute("BEGIN IMMEDIATE")  # the write lock, held until released
@@ -215,7 +223,7 @@ async def test_given_an_expiry_burst_when_the_worker_is_killed_then_each_device_
     # When the worker is SIGKILLed as the scheduler starts publishing the first wave's expiry
     # commands, and again while the second wave's expiry events are being decided: in the
     # log, not yet committed as decided
-    stalled = StalledCommits(worker, watched)
+    stalled = StalledCommits(worker, watched, min(list(due.values())[DEVICES // 2 :]))
     try:
         kills = [
             await kill_when(worker, watched, publishing(burst), "while publishing"),
