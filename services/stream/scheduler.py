@@ -37,9 +37,9 @@ _START: ExpiryCursor = (-(2**63), "", "")
 # a backlog draining is not a lost command, and resending it only added to the backlog.
 RESEND_AFTER_S = 60.0
 RECHECK_S = 1.0  # while sent expiries are in flight, look again this often
-# Due rows per query: building and handing over 2000 commands holds the event loop ~11 ms, the
-# longest an HTTP request waits behind a burst. 100k due at once, one worker: asked within
-# p99 572 ms (1000 per query, acknowledged batch by batch: 1.0-1.6 s; docs/benchmarks.md).
+# Due rows per query: what one pass holds the event loop for (the longest an HTTP request waits
+# behind a burst), against how soon a large burst is asked for (docs/benchmarks.md, "Figures
+# behind the code").
 BATCH = 2000
 COMMAND_DEVICES = rules.MAX_EXPIRY_DEVICES  # devices per ExpireRegistrations
 Weighed = list[tuple[Record, int]]  # acknowledged commands, each with its number of devices
