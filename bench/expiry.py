@@ -10,7 +10,8 @@ Then, from this process:
   RegistrationExpired events are seen, for two lags per device: occurred_at - expiration
   (the time the scheduler asked; a repeated expiry command keeps the first one's time, so
   this cannot show a slow pipeline) and the record's timestamp - expiration (when the event
-  was appended to the log: "expiry lands in the log within a second", docs/design.md §7).
+  was appended to the log: "expiry lands in the log within a second", docs/design.md §7);
+- the worker's CPU from the expiration until the projection holds none of them, per device.
 Queries hide a passed expiration even before its event lands, so neither lag is visible to
 clients; they measure how long the log and the projection take to say so.
 """
@@ -26,9 +27,9 @@ from aiokafka import ConsumerRecord
 from bench import feed, reading
 from bench.report import Row, Target
 from bench.session import Session, log
-from bench.stack import PARTITIONS, Stack, WorkerError
+from bench.stack import PARTITIONS, Stack, WorkerError, cpu_seconds
 from bench.stats import Spread, percentile
-from events import RegistrationExpired, decode_event
+from events import ExpireRegistration, RegistrationExpired, decode_command, decode_event
 
 POLL_S = 0.02
 
@@ -39,7 +40,9 @@ class ExpiryRun(msgspec.Struct, frozen=True):
     gone_lag_ms: dict[str, float]  # "p50", "p99", "max"
     ingest_rate: float
     pending: int  # still in the projection when the watch budget ran out (0: complete)
-    expiry_commands: int  # ExpireRegistration commands the scheduler sent
+    expiry_commands: int  # expiry commands the scheduler sent (either kind)
+    expiry_devices: int  # the device expiries they carried, repeats included
+    worker_us_per_device: float  # the worker's CPU from the expiration to the end of the watch
 
 
 class TooSlow(Exception):
@@ -100,18 +103,25 @@ async def expired_lags(stack: Stack, n: int, expiration: int) -> tuple[list[floa
     return occurred, logged
 
 
-async def count_expiry_commands(stack: Stack) -> int:
-    """ExpireRegistration commands on the commands topic (the scheduler's sends, repeats
-    included), read until the topic has nothing more to give."""
-    seen = 0
+async def count_expiry_commands(stack: Stack) -> tuple[int, int]:
+    """Expiry commands on the commands topic (the scheduler's sends, repeats included) and
+    the device expiries they carry, read until the topic has nothing more to give."""
+    commands = devices = 0
 
     def on_records(records: list[ConsumerRecord[bytes, bytes]]) -> bool | None:
-        nonlocal seen
-        seen += sum(b"expire-registration/1" in (r.value or b"") for r in records)
+        nonlocal commands, devices
+        for r in records:
+            if b'"type":"expire-registration' not in (r.value or b""):
+                continue  # a registration: not decoded
+            command = decode_command(r.value or b"")
+            # Either kind (a tree before `expire-registrations/1` runs this too: no import)
+            many = getattr(command, "devices", None)
+            if many is not None or isinstance(command, ExpireRegistration):
+                commands, devices = commands + 1, devices + (1 if many is None else len(many))
         return None  # read to the end
 
     await reading.read_topic(stack.bootstrap, stack.worker.commands_topic, on_records, 300)
-    return seen
+    return commands, devices
 
 
 async def one_run(session: Session, n: int, rate_estimate: float) -> ExpiryRun:
@@ -130,12 +140,18 @@ async def one_run(session: Session, n: int, rate_estimate: float) -> ExpiryRun:
         rate = n / (visible_at - started)
         if wall_ms() > expiration - 500:
             raise TooSlow(rate)
+        # Idle until the expiration: the worker's CPU is counted from there.
+        await asyncio.sleep(max(expiration - wall_ms() - 20, 0) / 1000)
+        cpu_before = cpu_seconds(stack.worker.pid)
         async with session.profiled(f"expiry-{n}", stack.worker.pid):
             gone, pending = await watch_projection(stack, n, expiration, budget_s)
+        cpu_us = (cpu_seconds(stack.worker.pid) - cpu_before) * 1e6 / n
         occurred, logged = await expired_lags(stack, n - pending, expiration)
         missing = [budget_s * 1000] * (n - len(occurred))
-        sent = await count_expiry_commands(stack)
-    return ExpiryRun(occurred + missing, logged + missing, gone, rate, pending, sent)
+        sent, devices = await count_expiry_commands(stack)
+    return ExpiryRun(
+        occurred + missing, logged + missing, gone, rate, pending, sent, devices, cpu_us
+    )
 
 
 async def run(session: Session) -> list[Row]:
@@ -159,13 +175,15 @@ async def run(session: Session) -> list[Row]:
                 continue
             log.info(
                 "expiry %d: occurred p99 %.0f ms, logged p99 %.0f ms, gone %s, pending %d,"
-                " %d expiry commands sent",
+                " %d expiry commands sent for %d device expiries, worker %.1f µs per device",
                 n,
                 percentile(result.event_lag_ms, 99),
                 percentile(result.logged_lag_ms, 99),
                 result.gone_lag_ms,
                 result.pending,
                 result.expiry_commands,
+                result.expiry_devices,
+                result.worker_us_per_device,
             )
             runs.append(result)
             rate_estimate = result.ingest_rate
@@ -188,10 +206,12 @@ def _notes(session: Session, n: int, runs: list[ExpiryRun], failures: list[str])
                 f" reached {budget * 1000:,.0f} ms are lower bounds (a single run was made)"
             )
     sent = [r.expiry_commands for r in runs]
+    devices = [r.expiry_devices for r in runs]
     if sent:
         session.note(
-            f"expiry {n:,}: the scheduler sent {min(sent):,}-{max(sent):,} ExpireRegistration"
-            f" commands for {n:,} expirations (repeats included)"
+            f"expiry {n:,}: the scheduler sent {min(sent):,}-{max(sent):,} expiry commands"
+            f" carrying {min(devices):,}-{max(devices):,} device expiries for {n:,}"
+            " expirations (repeats included)"
         )
 
 
@@ -212,6 +232,14 @@ def _rows(n: int, runs: list[ExpiryRun]) -> list[Row]:
                     target=Target("<=", 1000) if q == 99 else None,
                 )
             )
+    rows.append(
+        Row(
+            bench="expiry",
+            what=f"Expiry lag, {n:,} pending: worker CPU from the expiration until all are gone",
+            metric="µs per device",
+            devreg=Spread.of([r.worker_us_per_device for r in runs]),
+        )
+    )
     for key, metric in (("p50", "p50 ms"), ("p99", "p99 ms"), ("max", "max ms")):
         rows.append(
             Row(

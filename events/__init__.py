@@ -1,6 +1,7 @@
 """devreg's domain: events, commands, outcomes and the pure decide/evolve rules. No I/O."""
 
-from events.decide import Decision, decide
+from events.decide import decide, decide_expiries
+from events.decision import Decision
 from events.model import (
     EVENT_TYPES,
     AnyCommand,
@@ -12,8 +13,10 @@ from events.model import (
     DeviceRegistered,
     DeviceSuperseded,
     DeviceUnregistered,
+    DueExpiry,
     Event,
     ExpireRegistration,
+    ExpireRegistrations,
     ForgetDevice,
     Outcome,
     RegisterDevice,
@@ -43,8 +46,10 @@ __all__ = [
     "DeviceState",
     "DeviceSuperseded",
     "DeviceUnregistered",
+    "DueExpiry",
     "Event",
     "ExpireRegistration",
+    "ExpireRegistrations",
     "ForgetDevice",
     "Outcome",
     "RegisterDevice",
@@ -56,6 +61,7 @@ __all__ = [
     "TokenRejected",
     "UnregisterDevice",
     "decide",
+    "decide_expiries",
     "decode_command",
     "decode_event",
     "decode_outcome",

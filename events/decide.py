@@ -6,68 +6,26 @@ same command against the same state always yields byte-identical events.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container, Mapping
 
-import msgspec
-
-from events import identity, rules, sealed
+from events import identity, lifecycle, rules, sealed
+from events.decision import Decision, accept, reject, unknown_device
 from events.model import (
     AnyCommand,
     AnyEvent,
     ChannelCreated,
-    DeviceForgotten,
     DeviceRegistered,
-    DeviceSuperseded,
     DeviceUnregistered,
     ExpireRegistration,
+    ExpireRegistrations,
     ForgetDevice,
-    Outcome,
     RegisterDevice,
     RegistrationExpired,
     ReportRejectedToken,
     SupersedeDevice,
-    TokenRejected,
     UnregisterDevice,
 )
-from events.state import DeviceState
-
-
-class Decision(msgspec.Struct, frozen=True):
-    events: tuple[AnyEvent, ...]
-    outcome: Outcome
-
-
-def _reject(command: AnyCommand, now_ms: int, rejection: rules.Rejection) -> Decision:
-    outcome = Outcome(
-        command_id=command.command_id,
-        app_id=command.app_id,
-        device_id=command.device_id,
-        accepted=False,
-        decided_at=now_ms,
-        code=rejection.code,
-        message=rejection.message,
-    )
-    return Decision((), outcome)
-
-
-def _accept(
-    command: AnyCommand,
-    now_ms: int,
-    events: tuple[AnyEvent, ...],
-    registration_ids: dict[str, str] | None = None,
-    note: str | None = None,
-) -> Decision:
-    outcome = Outcome(
-        command_id=command.command_id,
-        app_id=command.app_id,
-        device_id=command.device_id,
-        accepted=True,
-        decided_at=now_ms,
-        event_ids=tuple(event.event_id for event in events),
-        registration_ids=registration_ids or {},
-        note=note,
-    )
-    return Decision(events, outcome)
+from events.state import DeviceState, empty_state
 
 
 def _dedupe(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -96,7 +54,7 @@ def _register(
             f"Device {device_id!r} was forgotten while this registration was on its way:"
             " register it again"
         )
-        return _reject(command, now_ms, rules.Rejection(rules.INVALID_REGISTRATION, message))
+        return reject(command, now_ms, rules.Rejection(rules.INVALID_REGISTRATION, message))
     channels = _dedupe(command.channels) or (rules.DEFAULT_CHANNEL,)
     events: list[AnyEvent] = []
     # Ids come from fixed slots: the device's event is 0, channel i's announcement 1 + i.
@@ -133,14 +91,7 @@ def _register(
         user_token_fingerprint=command.user_token_fingerprint,
     )
     events.append(identity.seal(registered))
-    return _accept(command, now_ms, tuple(events), registration_ids)
-
-
-def _unknown_device(command: AnyCommand, detail: str = "") -> rules.Rejection:
-    return rules.Rejection(
-        rules.UNKNOWN_DEVICE_DELETE,
-        f"Unable to cancel device registration - unknown device ID {command.device_id!r}{detail}",
-    )
+    return accept(command, now_ms, tuple(events), registration_ids)
 
 
 def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> Decision:
@@ -148,7 +99,7 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
     # it leaves the state through its own RegistrationExpired, not through this command.
     active = state.active_channels(now_ms)
     if not active:
-        return _reject(command, now_ms, _unknown_device(command))
+        return reject(command, now_ms, unknown_device(command))
     if command.channels is None:
         # Sorted, so the event never depends on the order a store kept the channels in.
         removed = tuple(sorted(active))
@@ -156,7 +107,7 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
         removed = tuple(c for c in _dedupe(command.channels) if c in active)
         if not removed:
             named = ",".join(command.channels)
-            return _reject(command, now_ms, _unknown_device(command, f" on channels {named}"))
+            return reject(command, now_ms, unknown_device(command, f" on channels {named}"))
     event = DeviceUnregistered(
         event_id=identity.event_id(command.app_id, command.command_id, 0),
         app_id=command.app_id,
@@ -168,119 +119,92 @@ def _unregister(state: DeviceState, command: UnregisterDevice, now_ms: int) -> D
         channels=removed,
         user_token_fingerprint=command.user_token_fingerprint,
     )
-    return _accept(command, now_ms, (identity.seal(event),))
+    return accept(command, now_ms, (identity.seal(event),))
 
 
-def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Decision:
+# A RegistrationExpired's id from (its index in the decision, its expiration, its version).
+ExpiryId = Callable[[int, int, int], str]
+
+
+def _expired(
+    state: DeviceState, command_id: str, now_ms: int, event_id: ExpiryId
+) -> list[RegistrationExpired]:
+    """One RegistrationExpired per distinct passed expiration of the device's channels, in
+    expiration order, chained on the state; none when nothing has expired (a stale expiry)."""
     by_expiration: dict[int, list[str]] = {}
     for name, sub in state.channels.items():
         if sub.expiration is not None and sub.expiration <= now_ms:
             by_expiration.setdefault(sub.expiration, []).append(name)
-    if not by_expiration:
-        note = f"stale: no channel of the device had expired at {now_ms}"
-        return _accept(command, now_ms, (), note=note)
-    events: list[AnyEvent] = []
+    events: list[RegistrationExpired] = []
     version, prev_hash = state.version, state.last_hash
     for expiration in sorted(by_expiration):
         version += 1
         expired = RegistrationExpired(
-            event_id=identity.event_id(command.app_id, command.command_id, len(events)),
-            app_id=command.app_id,
+            event_id=event_id(len(events), expiration, version),
+            app_id=state.app_id,
             version=version,
             occurred_at=now_ms,
-            command_id=command.command_id,
+            command_id=command_id,
             prev_hash=prev_hash,
-            device_id=command.device_id,
+            device_id=state.device_id,
             channels=tuple(sorted(by_expiration[expiration])),
             expiration=expiration,
         )
-        sealed = identity.seal(expired)
-        events.append(sealed)
-        prev_hash = sealed.hash
-    return _accept(command, now_ms, tuple(events))
+        hashed = identity.seal(expired)
+        events.append(hashed)
+        prev_hash = hashed.hash
+    return events
 
 
-def _all_channels(state: DeviceState) -> tuple[str, ...]:
-    # Sorted, so the event never depends on the order a store kept the channels in.
-    return tuple(sorted(state.channels))
+def _expire(state: DeviceState, command: ExpireRegistration, now_ms: int) -> Decision:
+    app_id, command_id = command.app_id, command.command_id
+
+    def event_id(index: int, expiration: int, version: int) -> str:
+        return identity.event_id(app_id, command_id, index)
+
+    events = _expired(state, command_id, now_ms, event_id)
+    if not events:
+        note = f"stale: no channel of the device had expired at {now_ms}"
+        return accept(command, now_ms, (), note=note)
+    return accept(command, now_ms, tuple(events))
 
 
-def _report(state: DeviceState, command: ReportRejectedToken, now_ms: int) -> Decision:
-    """Remove the device for a provider's rejection, only if the report is about the token it
-    holds now, from a push sent after its last registration (parse-server wiped valid tokens
-    on stale reports: #4500, #6052). Tokens compare by sealed text: same key, same text."""
-    ignored = None
-    if not state.exists:
-        ignored = "the device is not registered"
-    elif state.device_token != command.device_token:
-        ignored = "the device no longer holds this token"
-    elif state.registered_at > command.sent_at:
-        ignored = (
-            f"the device registered again at {state.registered_at}, after the push was sent"
-            f" at {command.sent_at}"
-        )
-    if ignored is not None:
-        return _accept(command, now_ms, (), note=f"ignored: {ignored}")
-    event = TokenRejected(
-        event_id=identity.event_id(command.app_id, command.command_id, 0),
-        app_id=command.app_id,
-        version=state.version + 1,
-        occurred_at=now_ms,
-        command_id=command.command_id,
-        prev_hash=state.last_hash,
-        device_id=command.device_id,
-        channels=_all_channels(state),
-        provider=command.provider,
-        reason=command.reason,
-        sent_at=command.sent_at,
-    )
-    return _accept(command, now_ms, (identity.seal(event),))
+def decide_expiries(
+    states: Mapping[tuple[str, str], DeviceState], command: ExpireRegistrations, now_ms: int
+) -> Decision:
+    """Each device of `command` decided on its own, as `ExpireRegistration` decides one, against
+    `states` (a device missing there has no state yet). The ids come from each device's expiry
+    (identity.expiry_event_id), so they do not depend on the other devices of the command."""
+    rejection = rules.check(command, now_ms)
+    if rejection:
+        return reject(command, now_ms, rejection)
+    app_id, command_id = command.app_id, command.command_id
+    events: list[AnyEvent] = []
+    stale: list[str] = []
+    for due in command.devices:
+        device_id = due.device_id
 
+        def event_id(index: int, expiration: int, version: int, device_id: str = device_id) -> str:
+            return identity.expiry_event_id(app_id, device_id, expiration, version)
 
-def _supersede(state: DeviceState, command: SupersedeDevice, now_ms: int) -> Decision:
-    if not state.exists or state.registration != command.claim:
-        note = "ignored: the device registered again, or was removed, since that registration"
-        return _accept(command, now_ms, (), note=note)
-    event = DeviceSuperseded(
-        event_id=identity.event_id(command.app_id, command.command_id, 0),
-        app_id=command.app_id,
-        version=state.version + 1,
-        occurred_at=now_ms,
-        command_id=command.command_id,
-        prev_hash=state.last_hash,
-        device_id=command.device_id,
-        channels=_all_channels(state),
-        by_device_id=command.by_device_id,
-    )
-    return _accept(command, now_ms, (identity.seal(event),))
-
-
-def _forget(state: DeviceState, command: ForgetDevice, now_ms: int) -> Decision:
-    if state.version == 0:
-        return _reject(command, now_ms, _unknown_device(command))
-    if not state.device_token and not state.channels and state.forgotten_at is not None:
-        return _accept(command, now_ms, (), note="ignored: the device is forgotten already")
-    event = DeviceForgotten(
-        event_id=identity.event_id(command.app_id, command.command_id, 0),
-        app_id=command.app_id,
-        version=state.version + 1,
-        occurred_at=now_ms,
-        command_id=command.command_id,
-        prev_hash=state.last_hash,
-        device_id=command.device_id,
-        channels=_all_channels(state),
-        reason=command.reason,
-    )
-    return _accept(command, now_ms, (identity.seal(event),))
+        state = states.get((app_id, device_id)) or empty_state(app_id, device_id)
+        expired = _expired(state, command_id, now_ms, event_id)
+        if expired:
+            events.extend(expired)
+        else:
+            stale.append(device_id)
+    note = f"{len(command.devices) - len(stale)} expired, {len(stale)} stale at {now_ms}"
+    return accept(command, now_ms, tuple(events), note=note, stale=tuple(stale))
 
 
 def decide(
     state: DeviceState, known_channels: Container[str], command: AnyCommand, now_ms: int
 ) -> Decision:
-    """Validate `command` and decide its events against `state` at `now_ms`."""
+    """Validate `command` and decide its events against `state` at `now_ms`. A command of
+    many devices (`ExpireRegistrations`) needs each device's state: `decide_expiries`."""
     rejection = rules.check(command, now_ms)
     if rejection:
-        return _reject(command, now_ms, rejection)
+        return reject(command, now_ms, rejection)
     match command:
         case RegisterDevice():
             return _register(state, known_channels, command, now_ms)
@@ -288,9 +212,11 @@ def decide(
             return _unregister(state, command, now_ms)
         case ExpireRegistration():
             return _expire(state, command, now_ms)
+        case ExpireRegistrations():
+            raise TypeError("a command of many devices is decided by decide_expiries")
         case ReportRejectedToken():
-            return _report(state, command, now_ms)
+            return lifecycle.report(state, command, now_ms)
         case SupersedeDevice():
-            return _supersede(state, command, now_ms)
+            return lifecycle.supersede(state, command, now_ms)
         case ForgetDevice():
-            return _forget(state, command, now_ms)
+            return lifecycle.forget(state, command, now_ms)

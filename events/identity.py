@@ -55,6 +55,13 @@ def event_id(app_id: str, command_id: str, index: int) -> str:
     return uuid5_text(f"event\n{app_id}\n{command_id}\n{index}")
 
 
+def expiry_event_id(app_id: str, device_id: str, expiration: int, version: int) -> str:
+    """A `RegistrationExpired` decided from an `ExpireRegistrations`: named by the device's
+    expiry itself (the event's own expiration and version), not by the command that carried
+    it, so it is the same whichever other devices that command held."""
+    return uuid5_text(f"expired\n{app_id}\n{device_id}\n{expiration}\n{version}")
+
+
 def registration_id(app_id: str, device_id: str, channel: str) -> str:
     """Stable per (app, device, channel), upper-case UUID text as Backendless returns it."""
     return uuid5_text(f"reg\n{app_id}\n{device_id}\n{channel}").upper()

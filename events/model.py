@@ -158,6 +158,29 @@ class ExpireRegistration(Command, frozen=True, kw_only=True, tag="expire-registr
     expiration: int
 
 
+class DueExpiry(msgspec.Struct, frozen=True, kw_only=True):
+    """One device of an `ExpireRegistrations`: the expiration and device version the
+    scheduler saw in the projection."""
+
+    device_id: str
+    expiration: int
+    version: int
+
+
+class ExpireRegistrations(Command, frozen=True, kw_only=True, tag="expire-registrations/1"):
+    """Sent by the scheduler: the expiries due on one commands partition, many devices of one
+    app in one command (one pass through the consumer and one outcome for all of them).
+
+    Each device is decided on its own, as an `ExpireRegistration` would be: its own
+    `RegistrationExpired` (the id from the device's expiry, not from this command, so a
+    re-sent command with other devices cannot shift it), or a no-op if nothing of it has
+    expired. The envelope's `device_id` is empty: the devices are in `devices`.
+    """
+
+    device_id: str = ""
+    devices: tuple[DueExpiry, ...]
+
+
 class ReportRejectedToken(Command, frozen=True, kw_only=True, tag="report-rejected-token/1"):
     """A push sender's report that APNs or FCM rejected `device_token` for a push sent at
     `sent_at` (ms). It removes the device only if the device still holds that token and has
@@ -188,6 +211,7 @@ AnyCommand = (
     RegisterDevice
     | UnregisterDevice
     | ExpireRegistration
+    | ExpireRegistrations
     | ReportRejectedToken
     | SupersedeDevice
     | ForgetDevice
@@ -195,11 +219,15 @@ AnyCommand = (
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Exactly one per command, on `devreg.outcomes`."""
+    """Exactly one per command, on `devreg.outcomes`.
+
+    For an `ExpireRegistrations` (many devices): `device_id` is empty, `event_ids` lists
+    every device's `RegistrationExpired` in the command's order, and `stale` the devices that
+    had nothing expired (no-ops)."""
 
     command_id: str
     app_id: str
-    device_id: str
+    device_id: str = ""
     accepted: bool
     decided_at: int
     event_ids: tuple[str, ...] = ()
@@ -207,6 +235,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     code: int | None = None
     message: str | None = None
     note: str | None = None
+    stale: tuple[str, ...] = ()
 
 
 _event_encoder = msgspec.json.Encoder(order="sorted")

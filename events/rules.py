@@ -11,6 +11,7 @@ from events import sealed
 from events.model import (
     AnyCommand,
     ExpireRegistration,
+    ExpireRegistrations,
     ForgetDevice,
     RegisterDevice,
     ReportRejectedToken,
@@ -36,6 +37,9 @@ ADMIN_ROUTES_CLOSED = 8004  # HTTP 403: the app has no admin key, so no admin ro
 
 MAX_FIELD_LENGTH = 500
 MAX_CHANNELS = 100
+# Devices in one `expire-registrations/1` command: its outcome lists them, and a processor
+# batch takes whole commands.
+MAX_EXPIRY_DEVICES = 1000
 OS_VALUES = frozenset({"IOS", "ANDROID", "WP", "OSX"})
 DEFAULT_CHANNEL = "default"
 # Below this an expiration is read as seconds: the JS SDK sends a Date as (fractional) seconds.
@@ -140,11 +144,33 @@ def check_device_id(device_id: str) -> Rejection | None:
 def check_identity(command: AnyCommand) -> Rejection | None:
     if command.issued_at is not None and not 0 <= command.issued_at <= MAX_TIME_MS:
         return Rejection(INVALID_REGISTRATION, "Property 'issuedAt' is out of range")
-    return (
-        _required("commandId", command.command_id)
-        or _required("appId", command.app_id)
-        or _required("deviceId", command.device_id)
-    )
+    if rejection := _required("commandId", command.command_id) or _required(
+        "appId", command.app_id
+    ):
+        return rejection
+    if isinstance(command, ExpireRegistrations):
+        return None  # its devices are checked one by one (check_expiries)
+    return _required("deviceId", command.device_id)
+
+
+def check_expiries(command: ExpireRegistrations) -> Rejection | None:
+    """Between 1 and MAX_EXPIRY_DEVICES devices, each named once, with a valid id."""
+    if not 1 <= len(command.devices) <= MAX_EXPIRY_DEVICES:
+        return Rejection(
+            INVALID_REQUEST,
+            f"Property 'devices' must name 1 to {MAX_EXPIRY_DEVICES} devices,"
+            f" got {len(command.devices)}",
+        )
+    seen: set[str] = set()
+    for due in command.devices:
+        if rejection := check_device_id(due.device_id):
+            return rejection
+        if due.device_id in seen:
+            return Rejection(
+                INVALID_REQUEST, f"Property 'devices' names device {due.device_id!r} twice"
+            )
+        seen.add(due.device_id)
+    return None
 
 
 def check_register(command: RegisterDevice, now_ms: int) -> Rejection | None:
@@ -199,6 +225,8 @@ def check(command: AnyCommand, now_ms: int) -> Rejection | None:
             return check_register(command, now_ms)
         case UnregisterDevice(channels=channels) if channels is not None:
             return check_channels(channels)
+        case ExpireRegistrations():
+            return check_expiries(command)
         case ReportRejectedToken():
             return check_report(command)
         case SupersedeDevice():

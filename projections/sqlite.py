@@ -51,8 +51,8 @@ class InlineConnection(aiosqlite.Connection):
 
     Why: a worker's batch makes ~25 short SQLite calls. On aiosqlite's thread each one is a
     hand-off there and back, and while the loop is busy the thread then waits for the GIL
-    before every row it binds: measured on a 100k-command ingest, 240 µs of CPU per command
-    threaded against 149 µs inline (4.2k → 6.6k commands/s). Calls run inline are short
+    before every row it binds: on an ingest, inline costs about a third less CPU per command
+    (docs/benchmarks.md, "Figures behind the code"). Calls run inline are short
     (point lookups, batch writes, pages); a query that may scan a large part of the file
     runs on the thread inside `offloaded()`, and the connection is used by nobody else while
     it does. This relies on aiosqlite 0.22's private `_execute`/`_connect` (pinned in

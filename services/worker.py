@@ -166,7 +166,8 @@ class Worker:
             self.metrics,
             self.ownership.partition_of,
             partitions=self.ownership.local,
-            acknowledged=lambda records: self.hand_off.offer_all(records),
+            acknowledged=lambda weighed: self.hand_off.offer_weighed(weighed),
+            decided=lambda partition: self.processor.next_offset(partition),
             gate=self.gate,
         )
         events_reader = PartitionReader(s.events_topic)

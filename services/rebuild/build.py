@@ -92,8 +92,8 @@ class Build:
         remove_db(path)
         # On aiosqlite's thread: SQLite writes a batch while the loop reads the next one.
         store = await ProjectionStore.open(path, swappable=False, threaded=True)
-        # Alone, the history's unique index is built once at `close` instead of row by row:
-        # 1M events, three alternating pairs: 62.8k vs 65.8k events/s (index build included).
+        # Alone, the history's unique index is built once at `close` instead of row by row
+        # (faster at 1M, index build included: docs/benchmarks.md, "Figures behind the code").
         # The fold never hands the history a duplicate, and the index's build would fail on one.
         alone_statements = (ALONE, *BULK_PRAGMAS, f"DROP INDEX {HISTORY_INDEX}")
         await _execute(store, alone_statements if alone else BULK_PRAGMAS)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from events import AnyCommand, AnyEvent, Outcome, encode
+from events import AnyCommand, AnyEvent, ChannelCreated, Outcome, encode
 from events.identity import partition_key
 from projections.positions import Record
 from services.config import Settings
@@ -97,11 +97,17 @@ class BatchSender:
                 events.append([])
                 continue
             assert em.outcome is not None
-            key = partition_key(em.outcome.app_id, em.outcome.device_id)
+            device_id = em.outcome.device_id
+            # A command of many devices (ExpireRegistrations) has no device of its own: its
+            # outcome goes under the command's own key, each event under its device's.
+            key = partition_key(em.outcome.app_id, device_id) if device_id else em.record.key or b""
             sends = []
             for event in em.events:
                 value = encode(event)
-                sends.append((key, value, await batches.add(s.events_topic, p, key, value)))
+                k = key
+                if not isinstance(event, ChannelCreated) and event.device_id != device_id:
+                    k = partition_key(event.app_id, event.device_id)
+                sends.append((k, value, await batches.add(s.events_topic, p, k, value)))
             events.append(sends)
             await other(s.outcomes_topic, p, key, encode(em.outcome))
         for partition, token_key, token_value in tokens:

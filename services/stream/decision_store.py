@@ -104,8 +104,8 @@ class DecisionStore:
 
     async def _select_pairs(self, sql: str, keys: Iterable[Key]) -> list[tuple[str, str, bytes]]:
         """Rows for the given key pairs, joined from a VALUES table: SQLite answers the plainer
-        `(a, b) IN (VALUES …)` with a scan of the whole table (50 ms per 400 keys at 200k rows,
-        measured here), which made every batch slower as the registry grew."""
+        `(a, b) IN (VALUES …)` with a scan of the whole table, which made every batch slower
+        as the registry grew (docs/benchmarks.md, "Figures behind the code")."""
         rows: list[tuple[str, str, bytes]] = []
         ordered = sorted(set(keys))
         for start in range(0, len(ordered), _CHUNK):

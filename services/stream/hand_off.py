@@ -71,7 +71,8 @@ class HandOff:
         self._enabled = enabled
         self._generation = 0
         self._owned: frozenset[int] = frozenset()  # commands partitions, this generation
-        self._queue: list[tuple[int, Record]] = []  # (generation, record), in offer order
+        # (generation, record, weight: its devices), in offer order
+        self._queue: list[tuple[int, Record, int]] = []
         self._wake = asyncio.Event()
 
     @classmethod
@@ -88,19 +89,25 @@ class HandOff:
     def read_back(self) -> ReadBack:
         return self._read_back
 
-    def offer(self, record: Record) -> None:
-        """Kafka acknowledged this own command: the record the log holds."""
+    def offer(self, record: Record, weight: int = 1) -> None:
+        """Kafka acknowledged this own command: the record the log holds. `weight`: the
+        devices it names (an expiry command may name many), so a batch handed to the processor
+        is bounded by devices, not commands, and batches keep overlapping during a burst."""
         if not self._enabled:
             return
         if record.partition not in self._owned:
             self._metrics.inc("devreg_commands_left_to_log_total", reason="fenced")
             return
-        self._queue.append((self._generation, record))
+        self._queue.append((self._generation, record, weight))
         self._wake.set()
 
     def offer_all(self, records: Iterable[Record]) -> None:
         for record in records:
             self.offer(record)
+
+    def offer_weighed(self, weighed: Iterable[tuple[Record, int]]) -> None:
+        for record, weight in weighed:
+            self.offer(record, weight)
 
     def assigned(self, partitions: Iterable[int]) -> None:
         """A rebalance assigned these commands partitions (the consumer has new partition
@@ -143,20 +150,31 @@ class HandOff:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                taken = self._queue[: self._batch_size]
-                del self._queue[: self._batch_size]
+                n = self._take()
+                taken = self._queue[:n]
+                del self._queue[:n]
                 gaps: set[int] = set()
                 await self._processor.handle_picked(functools.partial(self._pick, taken, gaps))
                 if gaps:
                     await self._read_back.not_applied(gaps)
 
-    def _pick(self, taken: list[tuple[int, Record]], gaps: set[int]) -> list[Record]:
+    def _take(self) -> int:
+        """How many queued offers the next batch takes: up to `batch_size` devices, one at
+        least."""
+        weight = 0
+        for n, (_, _, w) in enumerate(self._queue):
+            weight += w
+            if weight > self._batch_size:
+                return max(n, 1)
+        return len(self._queue)
+
+    def _pick(self, taken: list[tuple[int, Record, int]], gaps: set[int]) -> list[Record]:
         """Run while it is the hand-off's turn: per partition, the offers that continue
         exactly from the processor's next offset; `gaps` gets the partitions where an offer
         did not (the log decides the rest there)."""
         by_partition: dict[int, list[Record]] = {}
         fenced = 0
-        for generation, record in taken:
+        for generation, record, _ in taken:
             if generation != self._generation or record.partition not in self._owned:
                 fenced += 1
                 continue

@@ -33,12 +33,13 @@ from services.config import Settings
 from services.log.journal import Keep
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
-from services.stream.decider import Decider, channel_keys, parse
+from services.stream.command_records import channel_keys, device_keys, parse
+from services.stream.decider import Decider
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.gate import Gate
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.sealing import Sealing
-from services.stream.token_claims import TokenClaims, Transition
+from services.stream.token_claims import TokenClaims, Transition, changes
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class CommandProcessor:
             return None
         parsed = [(r, parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
-        devices = [(c.app_id, c.device_id) for c in commands]
+        devices = [k for c in commands for k in device_keys(c)]
         ids = [(c.app_id, c.command_id) for c in commands]
         states = pending.over_states(devices, await self._store.load_states(devices))
         seen = pending.over_outcomes(ids, await self._store.load_outcomes(ids))
@@ -148,12 +149,12 @@ class CommandProcessor:
             elif id(command) in copies:
                 emissions.append(Emission(record, None, resent=copies[id(command)]))
             else:
-                key = (command.app_id, command.device_id)
-                before = batch.states.get(key) or states.get(key)
+                keys = device_keys(command)
+                before = [batch.states.get(k) or states.get(k) for k in keys]
                 emission = self._decider.decide(record, command, states, seen, known, batch)
                 emissions.append(emission)
-                if emission.events and key in batch.states:
-                    transitions.append(Transition(before, batch.states[key], emission.events))
+                if emission.events:
+                    transitions.extend(changes(keys, before, batch.states, emission.events))
         tokens = await self._token_records(transitions, batch, devices)
         sent = await self._sender.send(emissions, dead, tokens)
         pending.add(batch)

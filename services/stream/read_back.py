@@ -2,8 +2,8 @@
 
 The command processor folds its events into the projection as soon as Kafka acknowledges them
 (write-through, services/stream/processor.py). The projector's agent then reads the same events back
-from the log and finds every one applied already: faust's per-message work for nothing, ~20%
-of a worker's CPU in an ingest (measured: 6.5k → 8.3k commands/s without it). So an events
+from the log and finds every one applied already: faust's per-message work for nothing, about
+a fifth of a worker's CPU in an ingest (docs/benchmarks.md, "Figures behind the code"). So an events
 partition whose reader delivers nothing but such copies is paused (in the aiokafka consumer
 faust runs: services/kafka/faust_app.py PartitionReader says why there), and it reads again:
 

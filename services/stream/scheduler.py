@@ -2,22 +2,26 @@
 processor (the only writer of device events) to expire what is due.
 
 It keeps no state of its own: the projection's expiration index is its state, so after a
-restart whatever fell due meanwhile is found at once. Expiry commands have deterministic ids
-(device, expiration, device version), so sending one twice (a restart, a slow projection) has
-one effect: the command processor answers the repeat with the first outcome.
+restart whatever fell due meanwhile is found at once. What is due goes out as one
+`ExpireRegistrations` per commands partition and app (up to COMMAND_DEVICES devices each), so a
+burst costs the processor one command per few hundred devices, not one per device. Command ids
+are derived from what they carry, so the same rows sent twice (a restart, a slow projection)
+have one effect: the processor answers the repeat with the first outcome; a re-sent command
+with other devices decides each device on its own state, and one expired already is a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
-from events import ExpireRegistration, encode
+from events import DueExpiry, ExpireRegistration, ExpireRegistrations, encode, rules
 from events.identity import partition_key
 from projections.positions import Record
 from projections.queries import Partitions
@@ -29,15 +33,22 @@ from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 _START: ExpiryCursor = (-(2**63), "", "")
-RESEND_AFTER_S = 60.0  # a sent expiry still due after this is sent again (same id: one effect)
+# A sent expiry still due this long after every command sent was decided is sent again (a
+# safety net: one effect whatever is sent). Not while the processor still works through them:
+# a backlog draining is not a lost command, and resending it only added to the backlog.
+RESEND_AFTER_S = 60.0
 RECHECK_S = 1.0  # while sent expiries are in flight, look again this often
-# Due rows per query: building and handing over 2000 commands holds the event loop ~11 ms, the
-# longest an HTTP request waits behind a burst. 100k due at once, one worker: asked within
-# p99 572 ms (1000 per query, acknowledged batch by batch: 1.0-1.6 s; docs/benchmarks.md).
+# Due rows per query: what one pass holds the event loop for (the longest an HTTP request waits
+# behind a burst), against how soon a large burst is asked for (docs/benchmarks.md, "Figures
+# behind the code").
 BATCH = 2000
+COMMAND_DEVICES = rules.MAX_EXPIRY_DEVICES  # devices per ExpireRegistrations
+Weighed = list[tuple[Record, int]]  # acknowledged commands, each with its number of devices
 
 
 def expiry_command(due: DueExpiration, issued_at: int) -> ExpireRegistration:
+    """One device's expiry, as the scheduler sent it before `expire-registrations/1` (the
+    processor still decides it: a log may hold it)."""
     return ExpireRegistration(
         # The idempotency key is per app: the device must be part of it.
         command_id=f"expire/{due.expiration}/v{due.version}/{due.device_id}",
@@ -46,6 +57,41 @@ def expiry_command(due: DueExpiration, issued_at: int) -> ExpireRegistration:
         issued_at=issued_at,
         expiration=due.expiration,
     )
+
+
+def expiry_commands(
+    due: Iterable[DueExpiration], issued_at: int, partition_of: Callable[[str, str], int]
+) -> list[ExpireRegistrations]:
+    """The due rows as commands of many devices, one per commands partition and app (more when
+    over COMMAND_DEVICES), in the rows' order. A device with several due channels has a row per
+    channel: it is named once (its earliest). The id is a digest of what the command carries,
+    so sending the same rows again is a repeat, answered by the first outcome."""
+    groups: dict[tuple[int, str], dict[str, DueExpiry]] = {}
+    for row in due:
+        devices = groups.setdefault((partition_of(row.app_id, row.device_id), row.app_id), {})
+        if row.device_id not in devices:
+            devices[row.device_id] = DueExpiry(
+                device_id=row.device_id, expiration=row.expiration, version=row.version
+            )
+    commands = []
+    for (partition, app_id), devices in groups.items():
+        entries = list(devices.values())
+        for start in range(0, len(entries), COMMAND_DEVICES):
+            chunk = tuple(entries[start : start + COMMAND_DEVICES])
+            digest = hashlib.sha256(
+                encode(ExpireRegistrations(command_id="", app_id=app_id, devices=chunk))
+            ).hexdigest()[:32]
+            commands.append(
+                ExpireRegistrations(
+                    # The idempotency key is per app; the partition and the first expiration
+                    # are there for a reader of the topic.
+                    command_id=f"expire/p{partition}/{chunk[0].expiration}/{digest}",
+                    app_id=app_id,
+                    issued_at=issued_at,
+                    devices=chunk,
+                )
+            )
+    return commands
 
 
 class ExpiryScheduler:
@@ -59,17 +105,23 @@ class ExpiryScheduler:
         batch_size: int = BATCH,
         clock: Callable[[], int] = now_ms,
         partitions: Callable[[], Partitions] = lambda: None,
-        acknowledged: Callable[[list[Record]], None] = lambda records: None,
+        acknowledged: Callable[[Weighed], None] = lambda records: None,
+        decided: Callable[[int], int] = lambda partition: 2**63,
+        monotonic: Callable[[], float] = time.monotonic,
         gate: Gate | None = None,
     ):
         self._gate = gate or Gate()  # closed while the embedded broker is renewed
         # The commands partition of a device's key (the producers' murmur2 partitioner).
         self._partition_of = partition_of
         self._partitions = partitions  # with several workers, only this one's partitions
-        # Told each batch's records as the log holds them, as soon as Kafka acknowledges
-        # them: the hand-off (services/stream/hand_off.py) decides them from there, in order
-        # with the HTTP commands it is handed on the same partitions.
+        # Told each batch's records as the log holds them (with their number of devices), as
+        # soon as Kafka acknowledges them: the hand-off (services/stream/hand_off.py) decides
+        # them from there, in order with the HTTP commands it is handed on the same partitions.
         self._acknowledged = acknowledged
+        # The processor's next commands offset to decide on a partition: what was sent below
+        # it has been decided.
+        self._decided = decided
+        self._monotonic = monotonic
         self._projection = projection
         self._producer = producer
         self._topic = commands_topic
@@ -82,7 +134,10 @@ class ExpiryScheduler:
         # loop returns: they are in the log and will be decided. They are not sent again while
         # in flight, so a backlog never multiplies itself with repeats.
         self._cursor: ExpiryCursor = _START
-        self._cursor_since = time.monotonic()
+        self._cursor_since = monotonic()
+        # Per commands partition, one past the last command sent since the cursor left the
+        # start: until the processor has decided that far, what was sent is still on its way.
+        self._sent_to: dict[int, int] = {}
 
     def changed(self, earliest_expiration: int | None) -> None:
         """The projector wrote expirations: wake if one is earlier than the alarm."""
@@ -95,7 +150,7 @@ class ExpiryScheduler:
         while True:
             # Cleared before looking: a change that lands while it looks wakes the next wait.
             self._wake.clear()
-            looked_at = await self._expire_due()
+            looked_at = await self.expire_due()
             # After the instant the due query used, not a fresh clock: an expiration falling
             # between two clock readings would be neither due nor next, and never expired.
             nxt = await self._projection.next_expiration(looked_at)
@@ -108,18 +163,31 @@ class ExpiryScheduler:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _rewind_if_landed(self, now: int) -> None:
-        """Back to the start once nothing sent is still due, or (a safety net, same command
-        ids, so one effect) when something sent has stayed due for RESEND_AFTER_S."""
+        """Back to the start once nothing sent is still due, or (a safety net, one effect
+        whatever is sent again) when something sent has stayed due for RESEND_AFTER_S after
+        the processor decided every command sent."""
         if self._cursor == _START:
             return
-        head = await self._projection.due_expirations(now, _START, 1, self._partitions())
+        partitions = self._partitions()
+        head = await self._projection.due_expirations(now, _START, 1, partitions)
         behind = bool(head) and (head[0].expiration, head[0].app_id, head[0].device_id) <= (
             self._cursor
         )
-        if not behind or time.monotonic() - self._cursor_since > RESEND_AFTER_S:
+        if behind and self._deciding(partitions):
+            self._cursor_since = self._monotonic()  # a backlog draining: nothing is lost
+        elif not behind or self._monotonic() - self._cursor_since > RESEND_AFTER_S:
             self._cursor = _START
+            self._sent_to.clear()
 
-    async def _expire_due(self) -> int:
+    def _deciding(self, partitions: Partitions) -> bool:
+        """Whether the processor has yet to decide a command sent on one of `partitions`."""
+        return any(
+            self._decided(p) < end
+            for p, end in self._sent_to.items()
+            if partitions is None or p in partitions
+        )
+
+    async def expire_due(self) -> int:
         """Send every due expiry after the cursor, in bounded batches, advancing the cursor;
         return the time the last query was due at (every expiration up to it was sent).
 
@@ -130,7 +198,7 @@ class ExpiryScheduler:
 
     async def _expire_due_now(self) -> int:
         await self._rewind_if_landed(self._clock())
-        sent: list[tuple[list[ExpireRegistration], asyncio.Future[list[Record]]]] = []
+        sent: list[tuple[list[ExpireRegistrations], asyncio.Future[list[Record]]]] = []
         while True:
             now = self._clock()
             due = await self._projection.due_expirations(
@@ -138,12 +206,10 @@ class ExpiryScheduler:
             )
             if not due:
                 break
-            # A device with several due channels shows up once per channel: one command each.
-            unique = {c.command_id: c for c in (expiry_command(item, now) for item in due)}
-            commands = list(unique.values())
+            commands = expiry_commands(due, now, self._partition_of)
             sent.append((commands, await self._send(commands)))
             if self._cursor == _START:
-                self._cursor_since = time.monotonic()
+                self._cursor_since = self._monotonic()
             self._cursor = (due[-1].expiration, due[-1].app_id, due[-1].device_id)
             await asyncio.sleep(0)  # a burst goes out in batches: let HTTP requests in between
         for commands, acknowledged in sent:
@@ -151,28 +217,36 @@ class ExpiryScheduler:
             self._count(commands)
         return now
 
-    async def _send(self, commands: list[ExpireRegistration]) -> asyncio.Future[list[Record]]:
-        """As record batches per partition, each to the partition of its device's key;
-        returns their acknowledgement (handed over as soon as it arrives)."""
+    async def _send(self, commands: list[ExpireRegistrations]) -> asyncio.Future[list[Record]]:
+        """As record batches per partition, each under its first device's key (all of its
+        devices are of that key's partition); returns their acknowledgement (handed over as
+        soon as it arrives)."""
         batches = RecordBatches(self._producer, keep=True)
         for c in commands:
-            partition = self._partition_of(c.app_id, c.device_id)
-            await batches.add(
-                self._topic, partition, partition_key(c.app_id, c.device_id), encode(c)
-            )
+            first = c.devices[0].device_id
+            partition = self._partition_of(c.app_id, first)
+            await batches.add(self._topic, partition, partition_key(c.app_id, first), encode(c))
         await batches.flush()
         acknowledged = asyncio.ensure_future(batches.acknowledged_records())
-        acknowledged.add_done_callback(self._hand_over)
+        weights = [len(c.devices) for c in commands]
+        acknowledged.add_done_callback(lambda done: self._hand_over(done, weights))
         return acknowledged
 
-    def _hand_over(self, acknowledged: asyncio.Future[list[Record]]) -> None:
+    def _hand_over(self, acknowledged: asyncio.Future[list[Record]], weights: list[int]) -> None:
         if not acknowledged.cancelled() and acknowledged.exception() is None:
-            self._acknowledged(acknowledged.result())
+            records = acknowledged.result()
+            for r in records:
+                self._sent_to[r.partition] = max(self._sent_to.get(r.partition, 0), r.offset + 1)
+            self._acknowledged(list(zip(records, weights, strict=True)))
 
-    def _count(self, commands: list[ExpireRegistration]) -> None:
+    def _count(self, commands: list[ExpireRegistrations]) -> None:
+        devices = 0
         for command in commands:
             assert command.issued_at is not None
-            lag = command.issued_at - command.expiration
-            self._metrics.inc("devreg_expiry_commands_total")
-            self._metrics.observe("devreg_expiry_send_lag_seconds", lag / 1000)
-        log.info("sent %d expiry commands", len(commands))
+            for due in command.devices:
+                lag = command.issued_at - due.expiration
+                self._metrics.observe("devreg_expiry_send_lag_seconds", lag / 1000)
+            devices += len(command.devices)
+        self._metrics.inc("devreg_expiry_commands_total", len(commands))
+        self._metrics.inc("devreg_expiry_devices_total", devices)
+        log.info("sent %d expiry commands for %d devices", len(commands), devices)

@@ -13,7 +13,7 @@ is right, since its claim was sent the first time and the forget has since erase
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
@@ -33,6 +33,24 @@ class Transition(msgspec.Struct):
     before: DeviceState | None
     after: DeviceState
     events: tuple[AnyEvent, ...]
+
+
+def changes(
+    keys: Sequence[Key],
+    before: Sequence[DeviceState | None],
+    after: Mapping[Key, DeviceState],
+    events: Sequence[AnyEvent],
+) -> list[Transition]:
+    """The devices one decided command changed (an `ExpireRegistrations` names many), each
+    with its own events; a device the command left as it was is no transition."""
+    out = []
+    for key, was in zip(keys, before, strict=True):
+        now = after.get(key)
+        if now is None or now is was:
+            continue
+        own = tuple(e for e in events if getattr(e, "device_id", None) == key[1])
+        out.append(Transition(was, now, own if len(keys) > 1 else tuple(events)))
+    return out
 
 
 class TokenClaims:

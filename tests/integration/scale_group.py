@@ -19,6 +19,7 @@ from tests.support import APPS, WorkerProcess, admin_headers, now_ms, publish_co
 
 PARTITIONS = 6
 CONCURRENCY = 16  # requests in flight: enough to keep the workers busy on two cores
+SHED_DEADLINE_S = 30.0  # how long a write shed by admission control (503, 5904) is retried
 CHANNEL_GROUPS = 3
 APP = next(iter(APPS))  # the app WorkerProcess.url() addresses
 
@@ -75,8 +76,11 @@ async def group_formed(workers: list[WorkerProcess]) -> dict[str, list[int]] | N
 async def register_over_http(
     through: Callable[[int], WorkerProcess], numbers: Iterable[int], generation: int = 0
 ) -> None:
-    """POST each device to the worker `through(i)` picks; every answer must be a 200."""
+    """POST each device to the worker `through(i)` picks; every answer must be a 200. A 503
+    with code 5904 (too many writes waiting: admission control sheds load while a loaded
+    machine lags) is retried after its Retry-After, as a client does, within a deadline."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
+    loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
 
         async def one(i: int) -> None:
@@ -88,9 +92,16 @@ async def register_over_http(
                 "channels": channels_of(i),
             }
             url = through(i).url("messaging/registrations")
-            async with semaphore, session.post(url, json=body) as r:
-                answer = await r.json(content_type=None)
-                assert r.status == 200, (device(i), r.status, answer)
+            deadline = loop.time() + SHED_DEADLINE_S
+            while True:
+                async with semaphore, session.post(url, json=body) as r:
+                    answer = await r.json(content_type=None)
+                    retry_after = float(r.headers.get("Retry-After", "1"))
+                shed = r.status == 503 and answer.get("code") == 5904
+                if not shed or loop.time() + retry_after > deadline:
+                    break
+                await asyncio.sleep(retry_after)  # what the server asked for: not a guess
+            assert r.status == 200, (device(i), r.status, answer)
 
         await asyncio.gather(*(one(i) for i in numbers))
 

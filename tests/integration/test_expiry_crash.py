@@ -3,10 +3,12 @@ ExpireRegistration commands, once while their events are being decided and proje
 the restarts every device has expired exactly once in effect, and the log proves it.
 
 The mechanisms under test: the scheduler keeps no state (the projection is its state), so
-after a restart it sends again whatever is still due, with the same deterministic command ids,
-and the command processor answers a repeat with the first outcome; a command re-decided after
-a crash re-emits byte-identical events (ids from the command id, time from the command); every
-reader skips a version it already holds.
+after a restart it sends again whatever is still due, as commands of many devices
+(`expire-registrations/1`) whose ids come from what they carry; the command processor answers
+a repeat with the first outcome, and decides each device of a command on its own state (one
+expired already is a no-op); a command re-decided after a crash re-emits byte-identical
+events (ids from each device's expiry, time from the command); every reader skips a version
+it already holds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import aiohttp
 import pytest
 
 from events import (
-    ExpireRegistration,
+    ExpireRegistrations,
     RegisterDevice,
     RegistrationExpired,
     decode_command,
@@ -38,6 +40,10 @@ APP = next(iter(APPS))
 DEVICES = sized(test=3000, soak=50_000)
 LEAD_MS = sized(test=4000, soak=60_000)  # registered well before they fall due...
 SPREAD_MS = 200  # ...and all due within 200 ms of each other
+# The second half falls due this much later, once the worker killed during the first half is
+# back: its commit can then be stalled before its first batch is decided (StalledCommits).
+WAVE_GAP_MS = sized(test=15_000, soak=60_000)
+LOCK_LEAD_MS = 2_000  # the commit is stalled this long before the second wave is due
 DEADLINE_S = sized(test=90, soak=900)
 
 
@@ -48,7 +54,8 @@ class Burst:
         self.commands, self.events = f"{prefix}.commands", f"{prefix}.events"
         self.outcomes = f"{prefix}.outcomes"
         self.topics = (self.commands, self.events, self.outcomes)
-        self.expiry_commands = 0  # ExpireRegistration records, repeats included
+        self.expiry_commands = 0  # ExpireRegistrations records, repeats included
+        self.expiry_devices = 0  # the devices they name, repeats included
         self.unanswered: set[str] = set()  # command ids in the log without an outcome (yet)
         self.answered: set[str] = set()
         self.first_sent: dict[str, tuple[int, int]] = {}  # command id -> (partition, offset)
@@ -60,8 +67,9 @@ class Burst:
             command = decode_command(record.value or b"")
             if command.command_id not in self.answered:
                 self.unanswered.add(command.command_id)
-            if isinstance(command, ExpireRegistration):
+            if isinstance(command, ExpireRegistrations):
                 self.expiry_commands += 1
+                self.expiry_devices += len(command.devices)
                 self.first_sent.setdefault(command.command_id, (record.partition, record.offset))
         elif record.topic == self.events:
             event = decode_event(record.value or b"")
@@ -103,9 +111,14 @@ async def watched(broker: EmbeddedBroker, worker: WorkerProcess) -> AsyncIterato
 
 
 async def publish_registrations(bootstrap: str, topic: str) -> dict[str, int]:
-    """DEVICES registrations on channel "burst"; returns each device's expiration."""
+    """DEVICES registrations on channel "burst", in two waves of expirations (each within
+    SPREAD_MS, WAVE_GAP_MS apart); returns each device's expiration."""
     issued_at = now_ms()
-    due = {f"exp-{i:05d}": issued_at + LEAD_MS + i % SPREAD_MS for i in range(DEVICES)}
+    due = {f"exp-{i:05d}": issued_at + LEAD_MS + i % SPREAD_MS for i in range(DEVICES // 2)}
+    due |= {
+        f"exp-{i:05d}": issued_at + LEAD_MS + WAVE_GAP_MS + i % SPREAD_MS
+        for i in range(DEVICES // 2, DEVICES)
+    }
     commands = (
         RegisterDevice(
             command_id=uuid.uuid4().hex,
@@ -163,21 +176,30 @@ def publishing(burst: Burst) -> Callable[[], Awaitable[bool]]:
 
 
 class StalledCommits:
-    """The moment, past a third of the burst, when expiry events are in the log whose commands
-    the processor has not committed as decided: made, not hunted for. The test takes the
-    decision store's write lock (a disk that stalls the commit); the processor's next batch is
-    then acknowledged by Kafka, its events in the log, and its commit waits for the lock
-    (SQLite's busy timeout, 5 s). Probing a running worker for that window missed it: a fast
-    worker commits within a millisecond of the acknowledgement (a clean-clone CI run failed)."""
+    """The moment, in the second wave of the burst, when expiry events are in the log whose
+    commands the processor has not committed as decided: made, not hunted for. The test takes
+    the decision store's write lock (a disk that stalls the commit) just before the second wave
+    is due, once the first is answered; the processor's first batch of it is then acknowledged
+    by Kafka, its events in the log, and its commit waits for the lock. Probing a running
+    worker for that window missed it: a fast worker commits within a millisecond of the
+    acknowledgement (a clean-clone CI run failed), and a command carries hundreds of devices,
+    so a wave is a handful of batches, all decided between two looks at the log."""
 
-    def __init__(self, worker: WorkerProcess, watched: Watched):
+    def __init__(self, worker: WorkerProcess, watched: Watched, second_due: int):
         self.worker, (self.burst, self.tail) = worker, watched
+        self.second_due = second_due  # the second wave's first expiration (ms)
         self.lock: sqlite3.Connection | None = None
 
     async def moment(self) -> bool:
         if self.lock is None:
-            if len(self.burst.expired) < DEVICES // 3:
+            # Only once every command in the log has its outcome: the batch the lock stalls
+            # must be the second wave's, whose events are in the log. Taken any earlier, it
+            # stalled a batch of re-sent first-wave expiries, all stale (no events), and the
+            # processor waited behind it with the second wave undecided.
+            if now_ms() < self.second_due - LOCK_LEAD_MS or self.burst.unanswered:
                 return False
+            second = {f"exp-{i:05d}" for i in range(DEVICES // 2, DEVICES)}
+            assert not self.burst.expired & second, "the second wave came before the lock"
             self.lock = sqlite3.connect(self.worker.data_dir / "decisions.sqlite", timeout=10)
             self.lock.isolation_level = None
             self.lock.execute("BEGIN IMMEDIATE")  # the write lock, held until released
@@ -193,13 +215,15 @@ class StalledCommits:
 async def test_given_an_expiry_burst_when_the_worker_is_killed_then_each_device_expires_once(
     worker: WorkerProcess, watched: Watched
 ) -> None:
-    # Given thousands of registrations whose expirations fall due within the same 200 ms
+    # Given thousands of registrations whose expirations fall due in two waves, each within
+    # 200 ms
     burst, tail = watched
     due = await publish_registrations(worker.bootstrap or "", burst.commands)
 
-    # When the worker is SIGKILLed as the scheduler starts publishing expiry commands, and
-    # again while expiry events are being decided: in the log, not yet committed as decided
-    stalled = StalledCommits(worker, watched)
+    # When the worker is SIGKILLed as the scheduler starts publishing the first wave's expiry
+    # commands, and again while the second wave's expiry events are being decided: in the
+    # log, not yet committed as decided
+    stalled = StalledCommits(worker, watched, min(list(due.values())[DEVICES // 2 :]))
     try:
         kills = [
             await kill_when(worker, watched, publishing(burst), "while publishing"),
@@ -221,7 +245,8 @@ async def test_given_an_expiry_burst_when_the_worker_is_killed_then_each_device_
     )
     await tail.until(lambda: not burst.unanswered, DEADLINE_S, "an outcome for every command")
     await tail.drain(DEADLINE_S)
-    assert burst.expiry_commands > DEVICES, "no expiry command was sent again after a restart"
+    assert burst.expiry_devices > DEVICES, "no expiry was sent again after a restart"
+    assert burst.expiry_commands < DEVICES // 10, "expiries not carried many to a command"
 
     # And per device one RegistrationExpired in effect: its copies in the log share its id
     # and its bytes
@@ -236,13 +261,15 @@ async def test_given_an_expiry_burst_when_the_worker_is_killed_then_each_device_
     assert {d: (e.expiration, e.channels) for d, e in expiries.items()} == {
         d: (expiration, ("burst",)) for d, expiration in due.items()
     }
-    resent, reemitted = burst.expiry_commands - DEVICES, len(events) - len(copies)
-    print(f"{resent} expiry commands sent again, {reemitted} events re-emitted")
+    resent, reemitted = burst.expiry_devices - DEVICES, len(events) - len(copies)
+    print(f"{burst.expiry_commands} expiry commands, {resent} expiries sent again,", end=" ")
+    print(f"{reemitted} events re-emitted")
     assert kills[1][1], "the kill while expiring found no undecided expiry event in the log"
     assert reemitted > 0, "a kill left undecided events in the log, none was re-emitted"
 
-    # And every command has one outcome (copies identical); an expiry command sent again was
-    # answered with the first outcome: one per device, naming its one RegistrationExpired
+    # And every command has one outcome (copies identical): an expiry command sent again was
+    # answered with the first outcome, and each device's one RegistrationExpired is listed by
+    # exactly one outcome; every other mention of the device in a command is a stale no-op
     outcomes: dict[str, set[bytes]] = defaultdict(set)  # command id -> its outcome copies
     for record in tail.records[burst.outcomes]:
         outcomes[decode_outcome(record.value or b"").command_id].add(record.value or b"")
@@ -251,11 +278,14 @@ async def test_given_an_expiry_burst_when_the_worker_is_killed_then_each_device_
     assert all(len(variants) == 1 for variants in outcomes.values())
     decided = [decode_outcome(next(iter(v))) for v in outcomes.values()]
     assert all(o.accepted for o in decided)
-    expiry_ids = {c.command_id for c in commands if isinstance(c, ExpireRegistration)}
-    by_device: dict[str, list[tuple[str, ...]]] = defaultdict(list)
-    for outcome in (o for o in decided if o.command_id in expiry_ids):
-        by_device[outcome.device_id].append(outcome.event_ids)
-    assert by_device == {d: [(e.event_id,)] for d, e in expiries.items()}
+    expiry_commands = {c.command_id: c for c in commands if isinstance(c, ExpireRegistrations)}
+    listed = [i for o in decided if o.command_id in expiry_commands for i in o.event_ids]
+    assert sorted(listed) == sorted(e.event_id for e in expiries.values())
+    device_of = {e.event_id: d for d, e in expiries.items()}
+    for outcome in (o for o in decided if o.command_id in expiry_commands):
+        named = [d.device_id for d in expiry_commands[outcome.command_id].devices]
+        expired_here = [device_of[i] for i in outcome.event_ids]
+        assert sorted([*expired_here, *outcome.stale]) == sorted(named)
 
     # And per device, versions are gapless and the hash chain is intact
     assert_chains(unique)

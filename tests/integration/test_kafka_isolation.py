@@ -23,7 +23,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from events import (
     AnyCommand,
     AnyEvent,
+    DueExpiry,
     ExpireRegistration,
+    ExpireRegistrations,
     Outcome,
     RegisterDevice,
     UnregisterDevice,
@@ -217,3 +219,29 @@ async def test_given_a_command_off_its_devices_partition_then_rejected_and_every
     assert (await get(devreg_worker, "app-a", f"registrations/{neighbour}"))[0] == 200
     status, ready = await call("GET", f"{devreg_worker.base_url}/readyz")
     assert (status, ready["ready"]) == (200, True)
+
+
+async def test_given_an_expiry_command_naming_a_device_of_another_partition_then_rejected(
+    devreg_worker: WorkerProcess, producer: AIOKafkaProducer
+) -> None:
+    # Given two app-a devices on different partitions
+    ownership = Ownership("", PARTITIONS)
+    here, there = f"h-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+    while ownership.partition_of("app-a", there) == ownership.partition_of("app-a", here):
+        there = f"t-{uuid.uuid4().hex[:8]}"
+    commands = Commands(devreg_worker, producer)
+    assert (await commands.send(register("app-a", here))).accepted
+    assert (await commands.send(register("app-a", there))).accepted
+
+    # When one expiry command of many devices names both, on the first one's partition
+    due = tuple(DueExpiry(device_id=d, expiration=now_ms(), version=1) for d in (here, there))
+    both = ExpireRegistrations(
+        command_id=uuid.uuid4().hex, app_id="app-a", issued_at=now_ms(), devices=due
+    )
+    off = await commands.send(both, key=partition_key("app-a", here))
+
+    # Then it is refused whole, naming the device elsewhere, as any command off its partition
+    assert (off.accepted, off.code, off.event_ids) == (False, 5002, ())
+    assert off.message is not None
+    assert repr(there) in off.message
+    assert f"the device's is {ownership.partition_of('app-a', there)}" in off.message

@@ -11,11 +11,19 @@ from typing import Any
 
 import pytest
 
-from events import ExpireRegistration, RegisterDevice, decide, decode_command, empty_state, encode
+from events import (
+    AnyCommand,
+    ExpireRegistrations,
+    RegisterDevice,
+    decide,
+    decode_command,
+    empty_state,
+    encode,
+)
 from projections.positions import Record
 from projections.store import ProjectionStore
 from services.metrics import Metrics
-from services.stream.scheduler import ExpiryScheduler
+from services.stream.scheduler import RESEND_AFTER_S, ExpiryScheduler
 from tests.fake_batches import FakeBatch
 from tests.support import wait_for
 
@@ -26,7 +34,7 @@ class Producer:
     """aiokafka's producer as the scheduler uses it: record batches, acknowledged at once."""
 
     def __init__(self) -> None:
-        self.commands: list[ExpireRegistration] = []
+        self.commands: list[AnyCommand] = []
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch()
@@ -34,7 +42,7 @@ class Producer:
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
         self.commands += [decode_command(v) for _, v in batch.records]  # type: ignore[misc]
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(SimpleNamespace(offset=0, timestamp=-1))
+        done.set_result(SimpleNamespace(partition=partition, offset=0, timestamp=-1))
         return done
 
 
@@ -87,4 +95,43 @@ async def test_given_the_clock_passes_the_expiration_between_two_readings_then_i
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     [sent] = producer.commands
-    assert (sent.device_id, sent.expiration) == ("dev", EXPIRATION)
+    assert isinstance(sent, ExpireRegistrations)
+    assert [(d.device_id, d.expiration) for d in sent.devices] == [("dev", EXPIRATION)]
+
+
+async def test_given_sent_expiries_the_processor_has_not_decided_then_never_sent_again(
+    projection: ProjectionStore,
+) -> None:
+    # Given an expiry sent, and a processor that has not decided it yet (a backlog draining)
+    decided = {0: 0}
+    monotonic = [0.0]
+    producer = Producer()
+    scheduler = ExpiryScheduler(
+        projection,
+        producer,
+        "commands",
+        Metrics(),
+        lambda app, device: 0,
+        clock=lambda: EXPIRATION + 10,
+        decided=decided.__getitem__,
+        monotonic=lambda: monotonic[0],
+    )
+    await scheduler.expire_due()
+    assert len(producer.commands) == 1
+
+    # When it is still due long past RESEND_AFTER_S, the processor still deciding
+    monotonic[0] += 3 * RESEND_AFTER_S
+    await scheduler.expire_due()
+
+    # Then it is not sent again (resending a backlog only added to it)
+    assert len(producer.commands) == 1
+
+    # When the processor has decided it and it stays due (the projection behind, say): not at
+    # once, but RESEND_AFTER_S later, as the same command (one effect: the first outcome)
+    decided[0] = 1
+    await scheduler.expire_due()
+    assert len(producer.commands) == 1
+    monotonic[0] += RESEND_AFTER_S + 1
+    await scheduler.expire_due()
+    first, again = producer.commands
+    assert again == first

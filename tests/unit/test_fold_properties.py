@@ -12,16 +12,21 @@ from events import (
     AnyCommand,
     AnyEvent,
     ChannelCreated,
+    Decision,
     DeviceForgotten,
     DeviceState,
     DeviceUnregistered,
+    DueExpiry,
     ExpireRegistration,
+    ExpireRegistrations,
     ForgetDevice,
     RegisterDevice,
+    RegistrationExpired,
     ReportRejectedToken,
     SupersedeDevice,
     UnregisterDevice,
     decide,
+    decide_expiries,
     decode_event,
     empty_state,
     encode,
@@ -76,7 +81,7 @@ steps = st.one_of(
     ),
     st.builds(
         Step,
-        kind=st.just("expire"),
+        kind=st.sampled_from(("expire", "expire-many")),
         **step_fields,
         channels=st.none(),
         expiration_offset=st.integers(-10 * MINUTE, MINUTE),
@@ -155,13 +160,46 @@ def to_command(step: Step, index: int, now: int, state: DeviceState | None = Non
             issued_at=now,
             channels=step.channels,
         )
+    expiration = now + (step.expiration_offset or 0)
+    if step.kind == "expire-many":
+        # Every device of the app, the step's own first: what the scheduler sends is in the
+        # order of its due rows.
+        others = tuple(d for d in DEVICES if d != device_id)
+        return ExpireRegistrations(
+            command_id=command_id,
+            app_id=app_id,
+            issued_at=now,
+            devices=tuple(
+                DueExpiry(device_id=d, expiration=expiration, version=1)
+                for d in (device_id, *others)
+            ),
+        )
     return ExpireRegistration(
         command_id=command_id,
         app_id=app_id,
         device_id=device_id,
         issued_at=now,
-        expiration=now + (step.expiration_offset or 0),
+        expiration=expiration,
     )
+
+
+def decide_in(
+    states: dict[Key, DeviceState], known: set[str], command: AnyCommand, now: int
+) -> Decision:
+    """`command` decided against `states` (its device's, or for a command of many devices,
+    each of theirs), which take its events."""
+    if isinstance(command, ExpireRegistrations):
+        decision = decide_expiries(states, command, now)
+    else:
+        key = (command.app_id, command.device_id)
+        decision = decide(states.get(key) or empty_state(*key), known, command, now)
+    for event in decision.events:
+        if isinstance(event, ChannelCreated):
+            known.add(event.channel)
+        else:
+            key = (event.app_id, event.device_id)
+            states[key] = evolve(states.get(key) or empty_state(*key), event)
+    return decision
 
 
 @settings(max_examples=500, deadline=None)
@@ -177,25 +215,29 @@ def test_given_any_command_sequence_when_decided_and_evolved_then_history_is_con
     for index, step in enumerate(script):
         now += step.advance_ms
         key = (step.app_id, step.device_id)
-        state = states.get(key) or empty_state(*key)
-        command = to_command(step, index, now, state)
+        command = to_command(step, index, now, states.get(key))
 
-        decision = decide(state, known_channels[command.app_id], command, now)
+        decision = decide_in(states, known_channels[command.app_id], command, now)
 
         assert decision.outcome.event_ids == tuple(e.event_id for e in decision.events)
         assert decision.outcome.accepted or not decision.events
+        named = {d.device_id for d in getattr(command, "devices", ())} or {command.device_id}
         for event in decision.events:
             assert event.app_id == command.app_id
             assert event.occurred_at == now
             log.append(event)
-            if isinstance(event, ChannelCreated):
-                known_channels[event.app_id].add(event.channel)
-            else:
-                assert event.device_id == command.device_id
-                state = evolve(state, event)
-        states[key] = state
+            if not isinstance(event, ChannelCreated):
+                assert event.device_id in named
+        state = states.get(key) or empty_state(*key)
         if isinstance(command, ExpireRegistration) and decision.outcome.accepted:
             assert state.active_channels(now) == state.channels
+        if isinstance(command, ExpireRegistrations):
+            # Every device named: nothing passed is left, and a stale one had nothing passed
+            for device_id in named:
+                left = states.get((command.app_id, device_id)) or empty_state(key[0], device_id)
+                assert left.active_channels(now) == left.channels
+            expired = {e.device_id for e in decision.events if isinstance(e, RegistrationExpired)}
+            assert set(decision.outcome.stale) == named - expired
         if isinstance(command, UnregisterDevice) and decision.events:
             [removed] = decision.events
             assert isinstance(removed, DeviceUnregistered)

@@ -22,13 +22,15 @@ from events import (
     Command,
     DeviceRegistered,
     Event,
+    ExpireRegistrations,
     Outcome,
+    RegistrationExpired,
     decode_command,
     decode_event,
     decode_outcome,
     encode,
 )
-from events.identity import event_hash
+from events.identity import event_hash, expiry_event_id
 
 GOLDEN = Path(__file__).parent / "golden"
 FUTURE_SUFFIX = ".future-field.json"
@@ -155,3 +157,22 @@ def test_given_the_golden_events_before_and_since_fingerprints_then_both_decode_
     assert fingerprint == "7f3a9c21:skRd223UGS4h3AGIEx7Dqg"
     assert command.user_token is None
     assert command.user_token_fingerprint == fingerprint
+
+
+def test_given_the_golden_expiry_of_many_devices_then_each_event_id_names_the_device_expiry() -> (
+    None
+):
+    # Given the command of many devices, the outcome and the event decided from it
+    command = decode_command((GOLDEN / "expire-registrations_1.json").read_bytes())
+    outcome = decode_outcome((GOLDEN / "outcome.expire-registrations.json").read_bytes())
+    event = decode_event((GOLDEN / "registration-expired_1.expire-registrations.json").read_bytes())
+
+    # Then the event's id comes from the device's expiry (never from the command), and the
+    # outcome lists it, with the other device as stale
+    assert isinstance(command, ExpireRegistrations)
+    assert isinstance(event, RegistrationExpired)
+    assert event.event_id == expiry_event_id(
+        event.app_id, event.device_id, event.expiration, event.version
+    )
+    assert outcome.event_ids == (event.event_id,)
+    assert {*outcome.stale, event.device_id} == {d.device_id for d in command.devices}

@@ -26,6 +26,7 @@ class FakeProcessor:
     def __init__(self, next_offsets: dict[int, int]):
         self.next_offsets = dict(next_offsets)
         self.decided: list[tuple[int, int, str]] = []  # (partition, offset, by whom)
+        self.picked: list[int] = []  # how many records each hand-off batch held
         self.turn = asyncio.Lock()
 
     def next_offset(self, partition: int) -> int:
@@ -44,7 +45,9 @@ class FakeProcessor:
 
     async def handle_picked(self, pick: Pick) -> None:
         async with self.turn:
-            self._decide(pick(), "hand-off")
+            records = pick()
+            self.picked.append(len(records))
+            self._decide(records, "hand-off")
 
     async def turn_over(self) -> None:
         async with self.turn:
@@ -88,6 +91,22 @@ async def test_given_offers_that_continue_the_next_offset_then_decided_at_once(r
 
     assert rig.processor.decided == [(0, 10, "hand-off"), (0, 11, "hand-off"), (1, 20, "hand-off")]
     assert rig.metrics.value("devreg_commands_handed_off_total") == 3
+
+
+async def test_given_weighed_offers_then_each_batch_holds_up_to_batch_size_devices(
+    rig: Rig,
+) -> None:
+    # Given expiry commands of 60, 60, 30 and 200 devices (the batch size is 100 devices)
+    rig.hand_off.assigned({0, 1})
+
+    # When offered together
+    weights = [60, 60, 30, 200]
+    rig.hand_off.offer_weighed([(record(0, 10 + n), w) for n, w in enumerate(weights)])
+    await rig.settled()
+
+    # Then the processor gets them in batches bounded by devices (one command at least)
+    assert rig.processor.picked == [1, 2, 1]
+    assert [offset for _, offset, _ in rig.processor.decided] == [10, 11, 12, 13]
 
 
 async def test_given_a_gap_then_the_rest_is_left_to_the_log_which_reads_again(rig: Rig) -> None:

@@ -12,9 +12,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import AnyEvent, ChannelCreated, DeviceState, decide, empty_state, evolve
+from events import AnyEvent, ChannelCreated, DeviceState
 from projections.fold import Changes, DeviceKey, DeviceRow, SubKey, SubRow, fold
-from tests.unit.test_fold_properties import NOW, Step, steps, to_command
+from tests.unit.test_fold_properties import NOW, Step, decide_in, steps, to_command
 
 
 def _decided_log(script: list[Step]) -> tuple[list[AnyEvent], dict[DeviceKey, DeviceState]]:
@@ -24,16 +24,8 @@ def _decided_log(script: list[Step]) -> tuple[list[AnyEvent], dict[DeviceKey, De
     now = NOW
     for index, step in enumerate(script):
         now += step.advance_ms
-        key = (step.app_id, step.device_id)
-        state = states.get(key) or empty_state(*key)
-        command = to_command(step, index, now, state)
-        for event in decide(state, known.setdefault(command.app_id, set()), command, now).events:
-            log.append(event)
-            if isinstance(event, ChannelCreated):
-                known[event.app_id].add(event.channel)
-            else:
-                state = evolve(state, event)
-        states[key] = state
+        command = to_command(step, index, now, states.get((step.app_id, step.device_id)))
+        log += decide_in(states, known.setdefault(command.app_id, set()), command, now).events
     return log, states
 
 

@@ -1,0 +1,54 @@
+"""The scheduler's commands of many devices (services/stream/scheduler.py expiry_commands):
+one per commands partition and app, each device once, ids from what they carry."""
+
+from __future__ import annotations
+
+from projections.store import DueExpiration
+from services.stream.scheduler import COMMAND_DEVICES, expiry_commands
+
+NOW = 1_800_000_000_000
+
+
+def partition_of(app_id: str, device_id: str) -> int:
+    return int(device_id[-1]) % 2  # the test's own partitioner: odd and even devices
+
+
+def rows(*specs: tuple[str, str]) -> list[DueExpiration]:
+    return [DueExpiration(NOW - 10, app, device, 3) for app, device in specs]
+
+
+def test_given_due_rows_then_one_command_per_partition_and_app_in_their_order() -> None:
+    # Given rows of two apps over two partitions; d1 due on two channels (two rows)
+    due = rows(("a", "d1"), ("a", "d2"), ("b", "d3"), ("a", "d1"), ("a", "d4"), ("a", "d5"))
+
+    # When
+    commands = expiry_commands(due, NOW + 5, partition_of)
+
+    # Then
+    named = [(c.app_id, [d.device_id for d in c.devices]) for c in commands]
+    assert named == [("a", ["d1", "d5"]), ("a", ["d2", "d4"]), ("b", ["d3"])]
+    assert all(c.issued_at == NOW + 5 for c in commands)
+    assert all(
+        partition_of(c.app_id, c.devices[0].device_id) == int(c.command_id[8]) for c in commands
+    )
+    assert commands[0].devices[0].version == 3
+
+
+def test_given_the_same_rows_later_then_the_same_ids_and_other_rows_other_ids() -> None:
+    due = rows(("a", "d1"), ("a", "d3"))
+
+    first = expiry_commands(due, NOW, partition_of)
+    again = expiry_commands(due, NOW + 60_000, partition_of)
+    other = expiry_commands(rows(("a", "d3")), NOW, partition_of)
+
+    assert [c.command_id for c in again] == [c.command_id for c in first]
+    assert other[0].command_id != first[0].command_id
+
+
+def test_given_more_devices_than_a_command_holds_then_split() -> None:
+    due = rows(*(("a", f"d{2 * i}") for i in range(COMMAND_DEVICES + 1)))
+
+    commands = expiry_commands(due, NOW, partition_of)
+
+    assert [len(c.devices) for c in commands] == [COMMAND_DEVICES, 1]
+    assert len({c.command_id for c in commands}) == 2
