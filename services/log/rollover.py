@@ -2,10 +2,11 @@
 
 The embedded broker lists every batch object of a partition on each fetch below its
 high-water mark, and never drops one (docs/design.md §10): a partition's fetches grow slower
-with every batch written, and past ~20k objects a fetch with devreg's 10 ms wait returns
-nothing at all. So once devreg has kept `DEVREG_EMBEDDED_ROLLOVER` records in any partition
-since the broker was last given its partitions (an upper bound on the objects it holds
-there), the worker is held still for a moment and the broker's topics are made again:
+with every batch written, until a fetch with devreg's short wait returns nothing at all
+(docs/benchmarks.md, "Figures behind the code"). So once devreg has kept
+`DEVREG_EMBEDDED_ROLLOVER` records in any partition since the broker was last given its
+partitions (an upper bound on the objects it holds there), the worker is held still for a
+moment and the broker's topics are made again:
 
 1. the worker's writers stop at their gate (HTTP commands, expiry and retention commands, the
    token relay's supersedes, the processor), the batches in flight are acknowledged, kept and
