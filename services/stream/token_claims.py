@@ -43,13 +43,18 @@ def changes(
 ) -> list[Transition]:
     """The devices one decided command changed (an `ExpireRegistrations` names many), each
     with its own events; a device the command left as it was is no transition."""
+    if len(keys) == 1:
+        [key], [was] = keys, before
+        now = after.get(key)
+        return [] if now is None or now is was else [Transition(was, now, tuple(events))]
+    by_device: dict[str, list[AnyEvent]] = {}  # grouped once: a command names up to 1000
+    for event in events:
+        by_device.setdefault(getattr(event, "device_id", ""), []).append(event)
     out = []
     for key, was in zip(keys, before, strict=True):
         now = after.get(key)
-        if now is None or now is was:
-            continue
-        own = tuple(e for e in events if getattr(e, "device_id", None) == key[1])
-        out.append(Transition(was, now, own if len(keys) > 1 else tuple(events)))
+        if now is not None and now is not was:
+            out.append(Transition(was, now, tuple(by_device.get(key[1], ()))))
     return out
 
 
