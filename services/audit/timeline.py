@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from events import (
     AnyEvent,
     ChannelCreated,
+    DeviceForgotten,
     DeviceRegistered,
     DeviceState,
+    DeviceSuperseded,
     DeviceUnregistered,
     RegistrationExpired,
+    TokenRejected,
     empty_state,
     evolve,
 )
@@ -65,6 +68,10 @@ def _registered(event: DeviceRegistered, before: DeviceState | None) -> str:
     return "; ".join(parts) or "registered again, nothing changed"
 
 
+def _was(channels: tuple[str, ...]) -> str:
+    return f" (was on {_names(channels)})" if channels else ""
+
+
 def sentence(event: AnyEvent, before: DeviceState | None = None) -> str:
     """What happened, in words; `before` is the device as it was (None: not known here)."""
     match event:
@@ -80,6 +87,19 @@ def sentence(event: AnyEvent, before: DeviceState | None = None) -> str:
             return f"expired on {_names(event.channels)} (expiration {utc(event.expiration)})"
         case ChannelCreated():
             return f"channel {event.channel} created"
+        case TokenRejected():
+            return (
+                f"removed: {event.provider} rejected its token ({event.reason}) for a push sent"
+                f" at {utc(event.sent_at)}{_was(event.channels)}"
+            )
+        case DeviceSuperseded():
+            return f"superseded by {event.by_device_id}, which registered the same token" + _was(
+                event.channels
+            )
+        case DeviceForgotten():
+            return f"forgotten ({event.reason}): token and user fingerprint erased" + _was(
+                event.channels
+            )
     return str(type(event).__name__)  # a type added later, before it gets its sentence
 
 

@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from events import AnyEvent, ChannelCreated
+from events import AnyEvent, ChannelCreated, DeviceForgotten, DeviceSuperseded, TokenRejected
 from projections.chain import Position, check_chain
 from services.audit.timeline import history_lines, replay_line, sentence, utc
 from tests.unit.domain import HOUR, NOW, Registry, expire, register, unregister
@@ -80,3 +80,27 @@ def test_given_events_without_context_then_replay_lines_name_device_and_place() 
     )
     assert sentence(created) == "channel news created"
     assert utc(0) == "1970-01-01 00:00:00.000 UTC"
+
+
+def test_given_lifecycle_events_then_each_reads_as_what_happened_and_why() -> None:
+    base = {
+        "event_id": "e",
+        "app_id": "app-1",
+        "version": 2,
+        "occurred_at": NOW,
+        "command_id": "c",
+        "prev_hash": "",
+        "device_id": "device-1",
+        "channels": ("news", "sport"),
+    }
+    rejected = TokenRejected(**base, provider="fcm", reason="UNREGISTERED", sent_at=0)
+    superseded = DeviceSuperseded(**base, by_device_id="device-2")
+    forgotten = DeviceForgotten(**{**base, "channels": ()}, reason="requested")
+    assert sentence(rejected) == (
+        "removed: fcm rejected its token (UNREGISTERED) for a push sent at"
+        " 1970-01-01 00:00:00.000 UTC (was on news, sport)"
+    )
+    assert sentence(superseded) == (
+        "superseded by device-2, which registered the same token (was on news, sport)"
+    )
+    assert sentence(forgotten) == "forgotten (requested): token and user fingerprint erased"

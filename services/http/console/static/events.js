@@ -49,11 +49,30 @@ function channelCreated(event) {
   return `Channel ${event.channel} created`;
 }
 
+// The token lifecycle (docs/design.md §12): each removes the device from every channel it was on.
+const was = (event) => ((event.channels ?? []).length ? ` (was on ${list(event.channels)})` : "");
+
+function tokenRejected(event) {
+  return `Removed: ${event.provider} rejected its token (${event.reason}) for a push sent at ` +
+    `${utc(event.sent_at)}${was(event)}`;
+}
+
+function superseded(event) {
+  return `Superseded by ${event.by_device_id}, which registered the same token${was(event)}`;
+}
+
+function forgotten(event) {
+  return `Forgotten (${event.reason}): its token and user fingerprint erased${was(event)}`;
+}
+
 const SENTENCES = {
   "device-registered/1": registered,
   "device-unregistered/1": unregistered,
   "registration-expired/1": expired,
   "channel-created/1": channelCreated,
+  "token-rejected/1": tokenRejected,
+  "device-superseded/1": superseded,
+  "device-forgotten/1": forgotten,
 };
 
 export function known(event) {
@@ -77,5 +96,9 @@ export function evolve(state, event) {
     for (const name of event.channels ?? []) channels.delete(name);
     return { ...state, channels };
   }
+  if (event.type === "token-rejected/1" || event.type === "device-superseded/1") {
+    return { ...state, channels: new Map() };
+  }
+  if (event.type === "device-forgotten/1") return { ...EMPTY };
   return state; // an unknown type: its effect is not known here
 }
