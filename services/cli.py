@@ -16,7 +16,8 @@ from services.config import ConfigError, Settings, load_settings, require_kafka
 
 
 def run_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services import embedded, keyfiles
+    from services import embedded
+    from services.config import keyfiles
 
     settings = keyfiles.complete(settings)
     logs.hide(settings.secrets())
@@ -24,7 +25,8 @@ def run_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def worker_main(settings: Settings, args: argparse.Namespace) -> int:
-    from services import embedded, keyfiles
+    from services import embedded
+    from services.config import keyfiles
     from services.shutdown import exit_if_abandoned
     from services.worker import Worker
 

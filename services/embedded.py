@@ -16,9 +16,9 @@ import signal
 import sys
 
 from services.config import Settings
+from services.config.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.http.access import ADMIN_HEADER
 from services.kafka.clients import Ends, KafkaAccess
-from services.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.log.broker import EmbeddedBroker
 from services.log.journal import Journal
 from services.log.recovery import Embedded, recover

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.credentials import NAME_PATTERN, ConfigError
+from services.config.credentials import NAME_PATTERN, ConfigError
 from services.kafka.clients import Mechanism, Protocol
 
 Ms = int

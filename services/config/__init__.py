@@ -13,9 +13,9 @@ from pathlib import Path
 import msgspec
 
 from events.user_tokens import TokenKeys
-from services import credentials
-from services.credentials import DEMO_APP_ID, AppKeys, ConfigError
-from services.environment import KNOWN_VARIABLES, read_environment
+from services.config import credentials
+from services.config.credentials import DEMO_APP_ID, AppKeys, ConfigError
+from services.config.environment import KNOWN_VARIABLES, read_environment
 from services.kafka.clients import KafkaAccess
 
 __all__ = [
