@@ -88,7 +88,7 @@ def token_keys(raw: str) -> TokenKeys | None:
 
 
 class KafkaSecurityVariables(Protocol):
-    """The variables kafka_security reads (services/config.py Environment)."""
+    """The variables kafka_security reads (services/config/environment.py Environment)."""
 
     @property
     def kafka_security_protocol(self) -> SecurityProtocol | None: ...

@@ -1,5 +1,5 @@
 """Keys and who they open (services/http/access.py), and how DEVREG_APPS, DEVREG_DOMAIN_APP
-and DEVREG_TOKEN_KEYS are read (services/config.py): errors name the app, never a key."""
+and DEVREG_TOKEN_KEYS are read (services/config/): errors name the app, never a key."""
 
 from __future__ import annotations
 
