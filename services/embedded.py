@@ -40,7 +40,7 @@ def _banner(settings: Settings, bootstrap: str) -> str:
     base = f"http://{settings.http_host}:{settings.http_port}"
     app_id, keys = next(iter(settings.apps.items()))
     if settings.demo_app:
-        # Generated into the data directory (services/keyfiles.py); this is the operator's
+        # Generated into the data directory (services/config/keyfiles.py); this is the operator's
         # own terminal, and there is no other way to learn it.
         admin = f"{keys.admin}   (saved in {settings.data_dir / DEMO_ADMIN_KEY_FILE})"
     else:

@@ -1,5 +1,6 @@
 """Every environment variable devreg reads, with its type, range and default, read with
-msgspec (services/config/__init__.py builds the Settings from it). Nothing else reads the environment.
+msgspec (the package, services/config/__init__.py, builds the Settings from it). Nothing else
+reads the environment.
 """
 
 from __future__ import annotations
