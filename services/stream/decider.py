@@ -26,6 +26,7 @@ from events import (
     evolve,
     rules,
 )
+from events.decision import reject
 from projections.positions import Record
 from services.config import Settings
 from services.metrics import Metrics
@@ -61,15 +62,7 @@ class Decider:
             return Emission(record, earlier)
         now = command.issued_at or record.timestamp
         if rejection := self.misdirected(record, command):
-            outcome = Outcome(
-                command_id=command.command_id,
-                app_id=command.app_id,
-                device_id=command.device_id,
-                accepted=False,
-                decided_at=now,
-                code=rejection.code,
-                message=rejection.message,
-            )
+            outcome = reject(command, now, rejection).outcome
             batch.outcomes[outcome_key] = outcome
             self._metrics.inc("devreg_commands_total", result="rejected")
             return Emission(record, outcome)
