@@ -326,7 +326,7 @@ class FrontedBroker:
             except OSError:
                 if loop.time() > end:
                     raise
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # polling the port until a deadline: paced
             else:
                 writer.close()
                 return

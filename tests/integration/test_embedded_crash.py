@@ -91,7 +91,7 @@ class Load:
             except (aiohttp.ClientError, TimeoutError):
                 self.cut_off += 1
             retried = True
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a retry of the same request, paced
 
     async def _register(
         self, session: aiohttp.ClientSession, device: Device, channels: list[str], short: bool
