@@ -97,10 +97,14 @@ async def test_given_the_broker_gone_when_the_worker_is_told_to_stop_then_it_exi
         finally:
             os.kill(broker.pid, signal.SIGCONT)
 
-        # Then it exits within its budget (and a second for the stores), saying what it left
+        # Then it exits within its budget (and a second for the stores). Whether faust's stop
+        # hangs on the frozen broker depends on what it has outstanding at the signal, which
+        # this test cannot see (a clean stop came in 2 of 7 full runs): when the stop ran into
+        # the budget, the log says what it left
         assert code == 0
         assert took < 2 + 1 + 2, took
-        assert "did not stop within DEVREG_STOP_TIMEOUT_MS" in worker.log()
+        if took >= 2:
+            assert "did not stop within DEVREG_STOP_TIMEOUT_MS" in worker.log()
         # And nothing is lost: restarted on the same files, it serves the registration
         await worker.start()
         status, _ = await call("GET", worker.url("messaging/registrations/kept"))
