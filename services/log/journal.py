@@ -23,6 +23,7 @@ from aiokafka import TopicPartition
 from projections.positions import Record
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
+from services.log.reader import as_record
 from services.log.segments import SegmentGap, SegmentLog
 
 _BACKFILL_DEADLINE_S = 10.0
@@ -101,17 +102,7 @@ class Journal:
                     got = found[tp]
                     for r in records:
                         if end + len(got) == r.offset < first:
-                            got.append(
-                                Record(
-                                    r.topic,
-                                    r.partition,
-                                    r.offset,
-                                    r.timestamp,
-                                    r.key,
-                                    r.value,
-                                    tuple(r.headers),
-                                )
-                            )
+                            got.append(as_record(r))
                     if end + len(got) >= first:
                         pending.discard(tp)
         finally:

@@ -36,7 +36,8 @@ class LogError(RuntimeError):
     """The log cannot be read as asked (a missing topic, a partition that stalls)."""
 
 
-def _record(r: Any) -> Record:
+def as_record(r: Any) -> Record:
+    """An aiokafka ConsumerRecord as devreg's Record (headers included)."""
     return Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
 
 
@@ -144,7 +145,7 @@ class LogReader:
                 stop = stops.get(tp, 0) if stops is not None else None
                 if records and records[0].offset > expected[tp]:
                     batch.extend(self._jumped(tp, expected[tp], records[0].offset))
-                batch.extend(_record(r) for r in records if stop is None or r.offset < stop)
+                batch.extend(as_record(r) for r in records if stop is None or r.offset < stop)
                 if records:
                     expected[tp] = records[-1].offset + 1
                 if stop is not None and records and records[-1].offset + 1 >= stop:
@@ -229,7 +230,7 @@ class LogReader:
             if not fetched:
                 break
             for tp, records in fetched.items():
-                found[tp].extend(_record(r) for r in records[: want - len(found[tp])])
+                found[tp].extend(as_record(r) for r in records[: want - len(found[tp])])
                 if len(found[tp]) >= want:
                     pending.discard(tp)
         return found

@@ -49,6 +49,7 @@ from services.kafka.clients import KafkaAccess
 from services.kafka.faust_app import hold_fetching, resume_fetching
 from services.log import kept_compaction
 from services.log.journal import Journal
+from services.log.reader import as_record
 from services.log.restore import Restored, restore
 from services.log.topics import compacted_topics, topic_names, wanted_topics
 from services.metrics import Metrics
@@ -202,18 +203,7 @@ async def read_beyond(
             if sum(map(len, found.values())) + sum(map(len, fetched.values())) > limit:
                 raise _Backlog()
             for tp, records in fetched.items():
-                found.setdefault((tp.topic, tp.partition), []).extend(
-                    Record(
-                        r.topic,
-                        r.partition,
-                        r.offset,
-                        r.timestamp,
-                        r.key,
-                        r.value,
-                        tuple(r.headers),
-                    )
-                    for r in records
-                )
+                found.setdefault((tp.topic, tp.partition), []).extend(as_record(r) for r in records)
             for tp in list(pending):
                 highwater = consumer.highwater(tp)
                 if highwater is not None and await consumer.position(tp) >= highwater:
