@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
@@ -69,17 +69,20 @@ class Keyring:
         self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         self._flushing: asyncio.Future[None] | None = None
         self._unwrapped: dict[Slot, bytes] = {}
+        # Each device's newest key as the key store holds it, so sealing for a known device
+        # asks SQLite nothing; changed wherever the store's keys change.
+        self._current: dict[DeviceKey, tuple[str, bytes]] = {}
 
     # -- reading -----------------------------------------------------------------------------
 
     async def current(self, app_id: str, device_id: str) -> tuple[str, bytes] | None:
         """The device's newest key: the one new values are sealed with."""
+        known = self._current.get((app_id, device_id))
+        if known is not None:
+            return known
         await self._catch_up(self._partition_of(app_id, device_id))
         stored = await self._store.keys_of(app_id, device_id)
-        if not stored:
-            return None
-        newest = stored[-1]
-        return newest.key_id, self._unwrap(newest)
+        return self._hold(stored[-1]) if stored else None
 
     async def key(self, app_id: str, device_id: str, key_id: str) -> bytes | None:
         slot = (app_id, device_id, key_id)
@@ -121,21 +124,51 @@ class Keyring:
             del self._unwrapped[next(iter(self._unwrapped))]  # the oldest remembered
         self._unwrapped[slot] = key
 
+    def _hold(self, newest: StoredKey) -> tuple[str, bytes]:
+        """`newest`, the device's newest stored key, as its current key (remembered)."""
+        held = newest.key_id, self._unwrap(newest)
+        if len(self._current) >= CACHED_KEYS:
+            del self._current[next(iter(self._current))]
+        self._current[(newest.app_id, newest.device_id)] = held
+        return held
+
+    def _let_go(self, slots: Iterable[Slot]) -> None:
+        """Keys gone from the store: neither remembered nor current any more."""
+        for slot in slots:
+            self._unwrapped.pop(slot, None)
+            device = (slot[0], slot[1])
+            held = self._current.get(device)
+            if held is not None and held[0] == slot[2]:
+                del self._current[device]
+
     # -- creating ----------------------------------------------------------------------------
 
     async def ensure(self, app_id: str, device_id: str) -> tuple[str, bytes]:
         """The device's current key, created (durable, acknowledged) if it has none."""
-        found = await self.current(app_id, device_id)
-        if found is not None:
-            return found
-        device = (app_id, device_id)
-        future = self._queued.get(device)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._queued[device] = future
+        return (await self.ensure_all([(app_id, device_id)]))[0]
+
+    async def ensure_all(self, devices: Sequence[DeviceKey]) -> list[tuple[str, bytes]]:
+        """Each device's current key, in order. Those not held here go to the next group:
+        looked up in the store, and created where it has none, with one query, one
+        transaction and one round trip for every caller of this loop turn."""
+        found: dict[DeviceKey, tuple[str, bytes]] = {}
+        waiting: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
+        for device in devices:
+            held = self._current.get(device)
+            if held is not None:
+                found[device] = held
+            elif device not in waiting:
+                future = self._queued.get(device)
+                if future is None:
+                    future = asyncio.get_running_loop().create_future()
+                    self._queued[device] = future
+                waiting[device] = future
+        if waiting:
             if self._flushing is None or self._flushing.done():
                 self._flushing = asyncio.ensure_future(self._flush())
-        return await asyncio.shield(future)
+            keys = await asyncio.shield(asyncio.gather(*waiting.values()))
+            found.update(zip(waiting, keys, strict=True))
+        return [found[device] for device in devices]
 
     async def _flush(self) -> None:
         """Create the queued keys, one group at a time. Failures go to the callers waiting
@@ -155,29 +188,34 @@ class Keyring:
                     future.set_result(created[device])
 
     async def _create(self, devices: list[DeviceKey]) -> dict[DeviceKey, tuple[str, bytes]]:
+        """The group's keys: found in the store (one query), or else created. Looked up here,
+        where groups run one at a time, so two callers never make two keys for a device."""
+        for partition in {self._partition_of(*device) for device in devices}:
+            await self._catch_up(partition)
+        created = {d: self._current[d] for d in devices if d in self._current}
+        missing = [d for d in devices if d not in created]
+        for device, newest in (await self._store.newest_keys(missing)).items():
+            created[device] = self._hold(newest)
         stamp = self._clock()
-        created: dict[DeviceKey, tuple[str, bytes]] = {}
         stored: list[StoredKey] = []
-        for app_id, device_id in devices:
-            # Looked at again here, where creations run one group at a time: a caller that
-            # found no key just before another group created one must not make a second.
-            existing = await self._store.keys_of(app_id, device_id)
-            if existing:
-                created[(app_id, device_id)] = (existing[-1].key_id, self._unwrap(existing[-1]))
-                continue
+        for app_id, device_id in (d for d in missing if d not in created):
             kid, key = cipher.new_key_id(stamp), cipher.new_key()
             slot = (app_id, device_id, kid)
             wrapped = cipher.wrap(self._kek, key, records.record_key(slot))
             partition = self._partition_of(app_id, device_id)
             stored.append(StoredKey(app_id, device_id, kid, partition, wrapped))
             created[(app_id, device_id)] = (kid, key)
-            self._remember(slot, key)
         if not stored:
             return created
         await self._store.write(stored)
         await self._publish(
             [(s.partition, (s.app_id, s.device_id, s.key_id), s.wrapped) for s in stored]
         )
+        # Current once durable and acknowledged: a caller of a later turn that finds one here
+        # may seal with it at once.
+        for s in stored:
+            self._remember((s.app_id, s.device_id, s.key_id), created[(s.app_id, s.device_id)][1])
+            self._hold(s)
         return created
 
     async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> None:
@@ -205,8 +243,7 @@ class Keyring:
         if not doomed:
             return 0
         slots = [(k.app_id, k.device_id, k.key_id) for k in doomed]
-        for slot in slots:
-            self._unwrapped.pop(slot, None)
+        self._let_go(slots)
         # The tombstones first: a crash before the store lets go of the keys decides the
         # forget again and finds them to tombstone again. The other way round, a crash in
         # between would leave the keys on the topic (and in the kept log) with nothing left
@@ -229,6 +266,9 @@ class Keyring:
         self._caught_up -= chosen
         self._unwrapped = {
             s: k for s, k in self._unwrapped.items() if self._partition_of(s[0], s[1]) not in chosen
+        }
+        self._current = {
+            d: k for d, k in self._current.items() if self._partition_of(*d) not in chosen
         }
         await self._store.forget_partitions(self.topic, chosen)
 
@@ -256,8 +296,7 @@ class Keyring:
                     return  # handed over meanwhile: what it held is gone, read again from 0
                 live, erased = records.fold(batch)
                 await self._store.write(live.values(), erased, last_positions(batch))
-                for slot in erased:
-                    self._unwrapped.pop(slot, None)
+                self._let_go(erased)
         if epoch == self._epoch:
             self._caught_up.add(partition)
         log.debug("keys of partition %d read from the keys topic", partition)

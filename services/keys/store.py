@@ -43,6 +43,14 @@ class StoredKey(msgspec.Struct, frozen=True):
 
 
 Slot = tuple[str, str, str]  # (app id, device id, key id)
+Device = tuple[str, str]  # (app id, device id)
+# Devices per query: SQLite allows 32,766 parameters; two per device.
+_CHUNK = 500
+
+
+def _age(key: StoredKey) -> tuple[int, str]:
+    """Orders a device's keys oldest first: key ids begin with their creation time."""
+    return int(key.key_id.partition("-")[0]), key.key_id
 
 
 class KeyStore:
@@ -63,14 +71,36 @@ class KeyStore:
         return await read_positions(self._conn)
 
     async def keys_of(self, app_id: str, device_id: str) -> list[StoredKey]:
-        """The device's keys, oldest first (key ids begin with their creation time)."""
+        """The device's keys, oldest first."""
         async with self._conn.execute(
             "SELECT app_id, device_id, key_id, partition, wrapped FROM device_keys"
             " WHERE app_id = ? AND device_id = ?",
             (app_id, device_id),
         ) as cursor:
             rows = [StoredKey(*row) for row in await cursor.fetchall()]
-        return sorted(rows, key=lambda k: (int(k.key_id.partition("-")[0]), k.key_id))
+        return sorted(rows, key=_age)
+
+    async def newest_keys(self, devices: Iterable[Device]) -> dict[Device, StoredKey]:
+        """Each device's newest key, for many devices in one query per chunk: a burst of new
+        devices asks once per group instead of once per device."""
+        found: dict[Device, StoredKey] = {}
+        ordered = sorted(set(devices))
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            async with self._conn.execute(
+                "SELECT t.app_id, t.device_id, t.key_id, t.partition, t.wrapped"
+                f" FROM (VALUES {values}) AS k JOIN device_keys t"
+                " ON t.app_id = k.column1 AND t.device_id = k.column2",
+                [part for device in chunk for part in device],
+            ) as cursor:
+                for row in await cursor.fetchall():
+                    key = StoredKey(*row)
+                    device = (key.app_id, key.device_id)
+                    held = found.get(device)
+                    if held is None or _age(key) > _age(held):
+                        found[device] = key
+        return found
 
     async def write(
         self,

@@ -9,7 +9,6 @@ after an erasure. The copy keeps the command id: its outcome is the command's ou
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 
 from events import AnyCommand, AnyEvent, DeviceForgotten
@@ -30,13 +29,7 @@ class Sealing:
     async def copies(self, commands: Sequence[AnyCommand]) -> list[AnyCommand]:
         """Each command with its personal fields sealed (keys created in one group)."""
         devices = sorted({(c.app_id, c.device_id) for c in commands})
-        keys = dict(
-            zip(
-                devices,
-                await asyncio.gather(*(self.keyring.ensure(*d) for d in devices)),
-                strict=True,
-            )
-        )
+        keys = dict(zip(devices, await self.keyring.ensure_all(devices), strict=True))
         return [
             personal.seal_command(self.keyring, c, keys[(c.app_id, c.device_id)]) for c in commands
         ]

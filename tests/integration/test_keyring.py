@@ -1,0 +1,150 @@
+"""The keyring on the real broker and a real key store: keys created once per device, in
+groups, and what it holds for a device always what its key store holds."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from events.identity import partition_key
+from projections.positions import Position
+from services.config import Settings, load_settings
+from services.kafka import clients
+from services.kafka.clients import KafkaAccess
+from services.kafka.partitioner import partition_for
+from services.keys import records
+from services.keys.keyring import Keyring
+from services.keys.store import Device, KeyStore, Slot, StoredKey
+from services.log.broker import EmbeddedBroker
+from services.log.topics import ensure_topics
+from tests.support import read_records
+
+APP = "keyring-app"
+
+
+class CountingStore(KeyStore):
+    """The key store, counting its transactions and its queries."""
+
+    writes = 0
+    reads = 0
+
+    async def keys_of(self, app_id: str, device_id: str) -> list[StoredKey]:
+        self.reads += 1
+        return await super().keys_of(app_id, device_id)
+
+    async def newest_keys(self, devices: Iterable[tuple[str, str]]) -> dict[Device, StoredKey]:
+        self.reads += 1
+        return await super().newest_keys(devices)
+
+    async def write(
+        self,
+        added: Iterable[StoredKey],
+        removed: Iterable[Slot] = (),
+        positions: Iterable[Position] = (),
+    ) -> None:
+        self.writes += 1
+        await super().write(added, removed, positions)
+
+
+@dataclass
+class Ring:
+    settings: Settings
+    access: KafkaAccess
+    store: CountingStore
+    producer: AIOKafkaProducer
+    keyring: Keyring
+
+
+@pytest.fixture
+async def ring(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Ring]:
+    settings = load_settings(
+        {"KAFKA_BOOTSTRAP": broker.bootstrap, "DEVREG_TOPIC_PREFIX": f"kr{secrets.token_hex(4)}"}
+    )
+    access = KafkaAccess(broker.bootstrap)
+    await ensure_topics(settings, access)
+    store = await CountingStore.open(tmp_path / "keys.sqlite")
+    assert isinstance(store, CountingStore)
+    producer = clients.record_producer(access, linger_ms=0)
+    await producer.start()
+
+    def partition_of(app_id: str, device_id: str) -> int:
+        return partition_for(partition_key(app_id, device_id), settings.partitions)
+
+    kek = secrets.token_bytes(32)
+    keyring = Keyring(store, kek, producer, access, settings.keys_topic, partition_of)
+    try:
+        yield Ring(settings, access, store, producer, keyring)
+    finally:
+        await producer.stop()
+        await store.close()
+
+
+async def test_given_many_callers_for_new_devices_then_each_gets_one_key_made_in_one_group(
+    ring: Ring,
+) -> None:
+    # Given 200 new devices, each asked for by three callers in the same loop turn
+    devices = [(APP, f"d{n}") for n in range(200)]
+    singles = [ring.keyring.ensure(*d) for d in devices for _ in range(3)]
+
+    # When they all wait for their keys
+    each, together = await asyncio.gather(
+        asyncio.gather(*singles), ring.keyring.ensure_all(devices)
+    )
+
+    # Then every caller of a device got the same key, the group looked them up with one query
+    # and made them in one transaction, and the store and the keys topic hold exactly one key
+    # per device
+    for n in range(len(devices)):
+        assert each[3 * n] == each[3 * n + 1] == each[3 * n + 2] == together[n]
+    assert (ring.store.reads, ring.store.writes) == (1, 1)
+    stored = await ring.store.newest_keys(devices)
+    assert {d: k.key_id for d, k in stored.items()} == {
+        d: together[n][0] for n, d in enumerate(devices)
+    }
+    on_topic = await read_records(ring.access.bootstrap, ring.settings.keys_topic, 200, 10.0)
+    assert len(on_topic) == 200
+    assert len({records.slot_of(r.key) for r in on_topic}) == 200
+
+    # And asked again, the keys come from what the keyring holds: no query, no transaction
+    reads = ring.store.reads
+    assert await ring.keyring.ensure_all(devices) == together
+    assert [await ring.keyring.ensure(*d) for d in devices] == together
+    assert (ring.store.reads, ring.store.writes) == (reads, 1)
+
+
+async def test_given_an_erased_device_then_its_next_key_is_a_new_one(ring: Ring) -> None:
+    # Given a device with a key, then erased
+    first = await ring.keyring.ensure(APP, "gone")
+    assert await ring.keyring.erase([(APP, "gone")]) == 1
+
+    # Then it has no current key, and ensuring one makes a new key
+    assert await ring.keyring.current(APP, "gone") is None
+    second = await ring.keyring.ensure(APP, "gone")
+    assert second[0] != first[0]
+    assert [k.key_id for k in await ring.store.keys_of(APP, "gone")] == [second[0]]
+
+
+async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_current(
+    ring: Ring,
+) -> None:
+    # Given a device whose key this keyring created and holds
+    await ring.keyring.ensure(APP, "moved")
+    [stored] = await ring.store.keys_of(APP, "moved")
+
+    # When another worker, owning the partition meanwhile, erased the key on the topic
+    slot = (stored.app_id, stored.device_id, stored.key_id)
+    await ring.producer.send_and_wait(
+        ring.settings.keys_topic, None, key=records.record_key(slot), partition=stored.partition
+    )
+    # and the partition is handed to this worker again
+    await ring.keyring.handed([stored.partition])
+
+    # Then the keyring reads the partition again and holds no key for the device
+    assert await ring.keyring.current(APP, "moved") is None
+    assert await ring.keyring.key(APP, "moved", stored.key_id) is None
