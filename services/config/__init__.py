@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_write_timeout_ms: int  # a streamed answer the client stops reading: dropped after it
     stop_timeout_ms: int  # a stop is over within about this long (services/shutdown.py)
     batch_size: int
+    batch_window_ms: int
     read_back_recheck_ms: int  # services/stream/read_back.py; 0: never pause the read-back
     hand_off: bool  # own commands decided at Kafka's ack (services/stream/hand_off.py)
     commands_recheck_ms: int  # a paused commands partition is read again this often
@@ -245,6 +246,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         http_write_timeout_ms=e.devreg_http_write_timeout_ms,
         stop_timeout_ms=e.devreg_stop_timeout_ms,
         batch_size=e.devreg_batch_size,
+        batch_window_ms=e.devreg_batch_window_ms,
         read_back_recheck_ms=e.devreg_read_back_recheck_ms,
         hand_off=e.devreg_hand_off,
         commands_recheck_ms=e.devreg_commands_recheck_ms,

@@ -57,6 +57,7 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_http_write_timeout_ms: Annotated[Ms, _ms(100, 600000)] = 30000
     devreg_stop_timeout_ms: Annotated[Ms, _ms(1000, 600000)] = 15000
     devreg_batch_size: Annotated[int, Meta(ge=1, le=100000)] = 2000
+    devreg_batch_window_ms: Annotated[Ms, _ms(1, 1000)] = 20
     devreg_read_back_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 2000
     devreg_hand_off: bool = True
     devreg_commands_recheck_ms: Annotated[Ms, _ms(0, 600000)] = 500

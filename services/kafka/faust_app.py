@@ -31,7 +31,6 @@ OnFailure = Callable[[BaseException], None]
 AgentFun = Callable[[Any], Awaitable[None]]
 # Told when a rebalance takes this worker's partitions away, before it rejoins the group.
 Revoked = Callable[[], Awaitable[None]]
-BATCH_WINDOW_S = 0.005  # how long an agent waits to fill a batch: the floor of freshness
 
 
 def _record(event: Any) -> Record:
@@ -55,7 +54,12 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes | None], ...]:
 
 def _agent(settings: Settings, handler: Handler, on_failure: OnFailure) -> AgentFun:
     async def agent(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=BATCH_WINDOW_S):
+        # How long a batch may wait for company (DEVREG_BATCH_WINDOW_MS): what an agent reads
+        # is commands published straight to Kafka, other workers' events and token claims,
+        # never the worker's own HTTP writes (services/stream/hand_off.py), so the window
+        # costs their freshness little and saves per-batch costs (docs/benchmarks.md).
+        window = settings.batch_window_ms / 1000
+        async for batch in stream.take_events(settings.batch_size, within=window):
             try:
                 await handler([_record(event) for event in batch])
             except Exception as exc:
