@@ -21,6 +21,8 @@ from services.tokens import records
 from services.tokens.records import Claim, Release
 
 SCHEMA_VERSION = 1
+# Rows per query: three parameters each, well under SQLite's 32,766.
+_CHUNK = 500
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS token_holders (
     app_id TEXT NOT NULL,
@@ -83,14 +85,6 @@ class IndexStore:
             row = await cursor.fetchone()
         return Holder(*row) if row else None
 
-    async def _seen(self, slot: records.Slot) -> int | None:
-        async with self._conn.execute(
-            "SELECT version FROM token_seen WHERE app_id = ? AND fingerprint = ? AND device_id = ?",
-            slot,
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else None
-
     def fresh(self, batch: Sequence[Record]) -> list[Record]:
         nxt = self.next_offsets
         return [r for r in batch if r.offset >= nxt.get((r.topic, r.partition), 0)]
@@ -99,21 +93,63 @@ class IndexStore:
         self, batch: Sequence[Record], superseding: frozenset[str]
     ) -> tuple[list[Superseded], list[Position]]:
         """Fold `batch` into the index (uncommitted: `commit` after the supersede commands
-        are acknowledged); returns what the claims superseded in apps of `superseding`."""
+        are acknowledged); returns what the claims superseded in apps of `superseding`.
+
+        The rows the batch touches are read with one query per table, the records applied
+        to them in memory in order, and the result written back: the same rows as applying
+        each record to the tables, with a few statements per batch instead of four per
+        record."""
         fresh = self.fresh(batch)
+        parsed = [(slot, record.value) for record in fresh if (slot := records.slot_of(record.key))]
+        view = _View(
+            await self._select("token_seen", "version", [s for s, _ in parsed]),
+            await self._select_holders({(s[0], s[1]) for s, _ in parsed}),
+        )
         superseded: list[Superseded] = []
-        await self._conn.execute("BEGIN")
-        for record in fresh:
-            slot = records.slot_of(record.key)
-            if slot is None:
+        for slot, raw in parsed:
+            if raw is None:
+                view.erase(slot)
                 continue
-            value = None if record.value is None else records.decode_value(record.value)
-            if record.value is None:
-                await self._erase(slot)
-            elif value is not None:
-                found = await self._apply(slot, value, superseding)
-                superseded.extend(found)
+            value = records.decode_value(raw)
+            if value is not None:
+                superseded.extend(view.apply(slot, value, superseding))
+        await self._conn.execute("BEGIN")
+        await view.write(self._conn)
         return superseded, last_positions(fresh)
+
+    async def _select(
+        self, table: str, column: str, slots: list[records.Slot]
+    ) -> dict[records.Slot, int]:
+        found: dict[records.Slot, int] = {}
+        ordered = sorted(set(slots))
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            values = ",".join("(?,?,?)" for _ in chunk)
+            async with self._conn.execute(
+                f"SELECT t.app_id, t.fingerprint, t.device_id, t.{column}"
+                f" FROM (VALUES {values}) AS k JOIN {table} t ON t.app_id = k.column1"
+                " AND t.fingerprint = k.column2 AND t.device_id = k.column3",
+                [part for slot in chunk for part in slot],
+            ) as cursor:
+                for app_id, fp, device_id, version in await cursor.fetchall():
+                    found[(app_id, fp, device_id)] = int(version)
+        return found
+
+    async def _select_holders(self, tokens: set[tuple[str, str]]) -> dict[tuple[str, str], Holder]:
+        found: dict[tuple[str, str], Holder] = {}
+        ordered = sorted(tokens)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            async with self._conn.execute(
+                "SELECT t.app_id, t.fingerprint, t.device_id, t.registration, t.registered_at"
+                f" FROM (VALUES {values}) AS k JOIN token_holders t ON t.app_id = k.column1"
+                " AND t.fingerprint = k.column2",
+                [part for token in chunk for part in token],
+            ) as cursor:
+                for app_id, fp, device_id, registration, at in await cursor.fetchall():
+                    found[(app_id, fp)] = Holder(device_id, registration, at)
+        return found
 
     async def commit(self, positions: list[Position]) -> None:
         try:
@@ -128,42 +164,71 @@ class IndexStore:
     async def rollback(self) -> None:
         await self._conn.rollback()
 
-    async def _erase(self, slot: records.Slot) -> None:
-        app_id, fp, device_id = slot
-        await self._conn.execute(
-            "DELETE FROM token_seen WHERE app_id = ? AND fingerprint = ? AND device_id = ?", slot
-        )
-        await self._conn.execute(
-            "DELETE FROM token_holders WHERE app_id = ? AND fingerprint = ? AND device_id = ?",
-            (app_id, fp, device_id),
-        )
 
-    async def _apply(
+class _View:
+    """The rows a batch touches, as the batch's records leave them: `None` where a row is
+    gone. Written back in one go (`write`)."""
+
+    def __init__(self, seen: dict[records.Slot, int], holders: dict[tuple[str, str], Holder]):
+        self.seen: dict[records.Slot, int | None] = dict(seen)
+        self.holders: dict[tuple[str, str], Holder | None] = dict(holders)
+        self._touched_seen: set[records.Slot] = set()
+        self._touched_holders: set[tuple[str, str]] = set()
+
+    def erase(self, slot: records.Slot) -> None:
+        """A forgotten device's record: its rows under this fingerprint go."""
+        app_id, fp, device_id = slot
+        self._set_seen(slot, None)
+        holder = self.holders.get((app_id, fp))
+        if holder is not None and holder.device_id == device_id:
+            self._set_holder((app_id, fp), None)
+
+    def apply(
         self, slot: records.Slot, value: Claim | Release, superseding: frozenset[str]
     ) -> list[Superseded]:
         app_id, fp, device_id = slot
-        seen = await self._seen(slot)
+        seen = self.seen.get(slot)
         if seen is not None and value.version <= seen:
             return []  # sent again by a processor deciding its partition again
-        await self._conn.execute(
-            "INSERT OR REPLACE INTO token_seen (app_id, fingerprint, device_id, version)"
-            " VALUES (?,?,?,?)",
-            (*slot, value.version),
-        )
-        holder = await self.holder(app_id, fp)
+        self._set_seen(slot, value.version)
+        holder = self.holders.get((app_id, fp))
         if isinstance(value, Release):
             if holder is not None and holder.device_id == device_id:
-                await self._conn.execute(
-                    "DELETE FROM token_holders WHERE app_id = ? AND fingerprint = ?", (app_id, fp)
-                )
+                self._set_holder((app_id, fp), None)
             return []
-        await self._conn.execute(
-            "INSERT OR REPLACE INTO token_holders (app_id, fingerprint, device_id, registration,"
-            " registered_at) VALUES (?,?,?,?,?)",
-            (app_id, fp, device_id, value.registration, value.occurred_at),
-        )
+        self._set_holder((app_id, fp), Holder(device_id, value.registration, value.occurred_at))
         if holder is None or holder.device_id == device_id or app_id not in superseding:
             return []  # a device registering its own token again is not superseded
         return [
             Superseded(app_id, holder.device_id, device_id, holder.registration, value.registration)
         ]
+
+    def _set_seen(self, slot: records.Slot, version: int | None) -> None:
+        self.seen[slot] = version
+        self._touched_seen.add(slot)
+
+    def _set_holder(self, token: tuple[str, str], holder: Holder | None) -> None:
+        self.holders[token] = holder
+        self._touched_holders.add(token)
+
+    async def write(self, conn: aiosqlite.Connection) -> None:
+        seen = [(slot, self.seen[slot]) for slot in sorted(self._touched_seen)]
+        holders = [(token, self.holders[token]) for token in sorted(self._touched_holders)]
+        await conn.executemany(
+            "DELETE FROM token_seen WHERE app_id = ? AND fingerprint = ? AND device_id = ?",
+            [slot for slot, version in seen if version is None],
+        )
+        await conn.executemany(
+            "INSERT OR REPLACE INTO token_seen (app_id, fingerprint, device_id, version)"
+            " VALUES (?,?,?,?)",
+            [(*slot, version) for slot, version in seen if version is not None],
+        )
+        await conn.executemany(
+            "DELETE FROM token_holders WHERE app_id = ? AND fingerprint = ?",
+            [token for token, holder in holders if holder is None],
+        )
+        await conn.executemany(
+            "INSERT OR REPLACE INTO token_holders (app_id, fingerprint, device_id, registration,"
+            " registered_at) VALUES (?,?,?,?,?)",
+            [(*token, *msgspec.structs.astuple(h)) for token, h in holders if h is not None],
+        )
