@@ -1,7 +1,7 @@
 """A worker's data keys: created durable before anything is sealed with them, found again by
 a worker that takes a partition over, and erased when a device is forgotten.
 
-A key is written to the local key store (SQLite, fsynced) and to the keys topic, and Kafka
+A key is written to the local key store (SQLite) and to the keys topic, and Kafka
 acknowledges it, before `ensure` returns it: nothing sealed with a key can be published
 before the key can be read by every worker and by the CLI. Concurrent creations share one
 transaction and one round trip (group commit).

@@ -4,7 +4,14 @@ Kept apart from every other store, and written so that a deleted key does not li
 file: `secure_delete` overwrites deleted content in the database, and after an erasure the
 WAL, whose old frames still hold the pages as they were, is checkpointed and truncated to
 nothing (`erase_traces`). Keys are stored wrapped with the key-encryption key, as on the keys
-topic; every commit is fsynced (a key must be durable before anything is sealed with it).
+topic.
+
+Commits are not fsynced (WAL, `synchronous=NORMAL`, as every worker store): a key is durable
+once the keys topic acknowledged it (and, in the embedded mode, the kept log holds it), and
+this file is a copy of the topic's partitions, read again from the topic whenever the worker is
+handed a partition, which is at every start (services/keys/keyring.py). A commit survives a
+SIGKILL either way; one a power cut loses is read back from the topic. An fsync per group of
+new keys blocked the event loop for ~0.4 ms on this machine.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ CREATE TABLE IF NOT EXISTS device_keys (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS device_keys_by_partition ON device_keys (partition);
 """
-# After open_db's pragmas (WAL): see the module docstring.
-_ERASING_PRAGMAS = ("PRAGMA secure_delete=ON", "PRAGMA synchronous=FULL")
+# After open_db's pragmas (WAL, synchronous=NORMAL): see the module docstring.
+_ERASING_PRAGMAS = ("PRAGMA secure_delete=ON",)
 
 
 class StoredKey(msgspec.Struct, frozen=True):
