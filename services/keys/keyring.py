@@ -6,9 +6,10 @@ acknowledges it, before `ensure` returns it: nothing sealed with a key can be pu
 before the key can be read by every worker and by the CLI. Concurrent creations share one
 transaction and one round trip (group commit).
 
-Only the worker that owns a partition writes its keys. A worker handed a partition drops
-what it held of it and reads the partition's keys again from the topic at the first need
-(`_caught_up`), so a key erased while another worker owned the partition is not kept here.
+Only the worker that owns a partition writes its keys. A worker handed partitions drops what
+it held of them and reads their keys again from the topic at once, in one read that a request
+needing one of them waits for (`_caught_up`), so a key erased while another worker owned the
+partition is not kept here.
 
 In the embedded mode every key record is kept (services/log/journal.py) before `ensure` or
 `erase` returns, and no key is written while the broker's topics are renewed (`gate`,
@@ -18,6 +19,7 @@ services/log/rollover.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -271,32 +273,56 @@ class Keyring:
             d: k for d, k in self._current.items() if self._partition_of(*d) not in chosen
         }
         await self._store.forget_partitions(self.topic, chosen)
+        # Read them now, together with any read a handover abandoned, in one reader: left to
+        # the first need, each partition's first request waited for a reader of its own
+        # (~0.2 s here, over a second under load: docs/benchmarks.md).
+        abandoned = {p for p, read in self._catching_up.items() if not read.done()}
+        self._start_reading(chosen | abandoned)
+
+    def caught_up(self, partition: int) -> bool:
+        return partition in self._caught_up
+
+    def _start_reading(self, partitions: set[int]) -> asyncio.Future[None]:
+        reading = asyncio.ensure_future(self._read_partitions(partitions))
+        reading.add_done_callback(functools.partial(self._read_done, sorted(partitions)))
+        for partition in partitions:
+            self._catching_up[partition] = reading
+        return reading
+
+    def _read_done(self, partitions: list[int], reading: asyncio.Future[None]) -> None:
+        """A read that failed is said, and made again at the next need (whose caller gets
+        the error if it fails again)."""
+        for partition in partitions:
+            if self._catching_up.get(partition) is reading:
+                del self._catching_up[partition]
+        if not reading.cancelled() and reading.exception() is not None:
+            log.warning(
+                "keys of partitions %s not read from %s: %r; read again at the next need",
+                partitions,
+                self.topic,
+                reading.exception(),
+            )
 
     async def _catch_up(self, partition: int) -> None:
-        if partition in self._caught_up:
-            return
-        running = self._catching_up.get(partition)
-        if running is None:
-            running = asyncio.ensure_future(self._read_partition(partition))
-            self._catching_up[partition] = running
-        try:
-            await asyncio.shield(running)
-        finally:
-            if running.done():
-                self._catching_up.pop(partition, None)
+        while partition not in self._caught_up:
+            reading = self._catching_up.get(partition)
+            if reading is None or reading.done():
+                reading = self._start_reading({partition})
+            # A read abandoned by a handover ends without catching up: the loop reads again.
+            await asyncio.shield(reading)
 
-    async def _read_partition(self, partition: int) -> None:
-        """Fold the partition's keys from the stored position to the end of the topic."""
+    async def _read_partitions(self, partitions: set[int]) -> None:
+        """Fold the partitions' keys from the stored positions to the end of the topic."""
         epoch = self._epoch
         positions = {p.partition: p.next_offset for p in await self._store.positions()}
-        tp = TopicPartition(self.topic, partition)
+        starts = {TopicPartition(self.topic, p): positions.get(p, 0) for p in sorted(partitions)}
         async with LogReader(self._kafka) as reader:
-            async for batch in reader.read({tp: positions.get(partition, 0)}):
+            async for batch in reader.read(starts):
                 if epoch != self._epoch:
                     return  # handed over meanwhile: what it held is gone, read again from 0
                 live, erased = records.fold(batch)
                 await self._store.write(live.values(), erased, last_positions(batch))
                 self._let_go(erased)
         if epoch == self._epoch:
-            self._caught_up.add(partition)
-        log.debug("keys of partition %d read from the keys topic", partition)
+            self._caught_up |= partitions
+        log.debug("keys of partitions %s read from the keys topic", sorted(partitions))

@@ -4,6 +4,7 @@ groups, and what it holds for a device always what its key store holds."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from services.config import Settings, load_settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.partitioner import partition_for
+from services.keys import keyring as keyring_module
 from services.keys import records
 from services.keys.keyring import Keyring
 from services.keys.store import Device, KeyStore, Slot, StoredKey
-from services.log.broker import EmbeddedBroker
+from services.log.broker import EmbeddedBroker, free_port
+from services.log.reader import LogError, LogReader
 from services.log.topics import ensure_topics
-from tests.support import read_records
+from tests.support import read_records, wait_for
 
 APP = "keyring-app"
 
@@ -148,3 +151,56 @@ async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_
     # Then the keyring reads the partition again and holds no key for the device
     assert await ring.keyring.current(APP, "moved") is None
     assert await ring.keyring.key(APP, "moved", stored.key_id) is None
+
+
+async def test_given_partitions_handed_then_their_keys_are_read_at_once_in_one_read(
+    ring: Ring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a keyring counting the readers it opens
+    opened: list[int] = []
+
+    class CountedReader(LogReader):
+        def __init__(self, kafka: KafkaAccess):
+            opened.append(1)
+            super().__init__(kafka)
+
+    monkeypatch.setattr(keyring_module, "LogReader", CountedReader)
+
+    # When it is handed every partition
+    partitions = range(ring.settings.partitions)
+    await ring.keyring.handed(partitions)
+
+    # Then it reads them all at once, before any request asks, with one reader
+    assert await wait_for(lambda: all(ring.keyring.caught_up(p) for p in partitions), 10.0)
+    assert len(opened) == 1
+    # and a first key in every partition waits for no reader of its own
+    devices = [(APP, f"p{n}") for n in range(10 * ring.settings.partitions)]
+    assert {partition_for(partition_key(*d), ring.settings.partitions) for d in devices} == set(
+        partitions
+    )
+    await ring.keyring.ensure_all(devices)
+    assert len(opened) == 1
+
+
+async def test_given_the_keys_topic_unreadable_then_the_read_is_said_and_the_need_fails(
+    ring: Ring, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a keyring whose broker cannot be reached for reading
+    nobody = KafkaAccess(f"127.0.0.1:{free_port()}")
+    keyring = Keyring(
+        ring.store,
+        secrets.token_bytes(32),
+        ring.producer,
+        nobody,
+        ring.settings.keys_topic,
+        lambda app_id, device_id: 0,
+    )
+
+    # When it is handed a partition
+    with caplog.at_level(logging.WARNING, logger="services.keys.keyring"):
+        await keyring.handed([0])
+
+        # Then the failed read is said, and a request that needs the partition gets the error
+        assert await wait_for(lambda: "not read from" in caplog.text, 30.0)
+    with pytest.raises(LogError):
+        await keyring.current(APP, "anyone")
