@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -70,10 +71,13 @@ class Keyring:
         self._catching_up: dict[int, asyncio.Future[None]] = {}
         self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         self._flushing: asyncio.Future[None] | None = None
-        self._unwrapped: dict[Slot, bytes] = {}
+        # Bounded maps that forget their oldest entries first: OrderedDicts, whose popitem is
+        # O(1); a plain dict's `next(iter(d))` walks past every entry deleted before it, and
+        # each new key cost more once a registry passed CACHED_KEYS devices.
+        self._unwrapped: OrderedDict[Slot, bytes] = OrderedDict()
         # Each device's newest key as the key store holds it, so sealing for a known device
         # asks SQLite nothing; changed wherever the store's keys change.
-        self._current: dict[DeviceKey, tuple[str, bytes]] = {}
+        self._current: OrderedDict[DeviceKey, tuple[str, bytes]] = OrderedDict()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -123,14 +127,14 @@ class Keyring:
 
     def _remember(self, slot: Slot, key: bytes) -> None:
         if len(self._unwrapped) >= CACHED_KEYS:
-            del self._unwrapped[next(iter(self._unwrapped))]  # the oldest remembered
+            self._unwrapped.popitem(last=False)  # the oldest remembered
         self._unwrapped[slot] = key
 
     def _hold(self, newest: StoredKey) -> tuple[str, bytes]:
         """`newest`, the device's newest stored key, as its current key (remembered)."""
         held = newest.key_id, self._unwrap(newest)
         if len(self._current) >= CACHED_KEYS:
-            del self._current[next(iter(self._current))]
+            self._current.popitem(last=False)
         self._current[(newest.app_id, newest.device_id)] = held
         return held
 
@@ -266,12 +270,14 @@ class Keyring:
             return
         self._epoch += 1
         self._caught_up -= chosen
-        self._unwrapped = {
-            s: k for s, k in self._unwrapped.items() if self._partition_of(s[0], s[1]) not in chosen
-        }
-        self._current = {
-            d: k for d, k in self._current.items() if self._partition_of(*d) not in chosen
-        }
+        self._unwrapped = OrderedDict(
+            (s, k)
+            for s, k in self._unwrapped.items()
+            if self._partition_of(s[0], s[1]) not in chosen
+        )
+        self._current = OrderedDict(
+            (d, k) for d, k in self._current.items() if self._partition_of(*d) not in chosen
+        )
         await self._store.forget_partitions(self.topic, chosen)
         # Read them now, together with any read a handover abandoned, in one reader: left to
         # the first need, each partition's first request waited for a reader of its own
