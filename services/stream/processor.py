@@ -172,7 +172,8 @@ class CommandProcessor:
         changed = {(t.after.app_id, t.after.device_id) for t in transitions}
         stored = await self._store.load_fingerprints(changed)
         known = self._pending.over_fingerprints(changed, stored)
-        return await self._claims.records(transitions, batch, known)
+        holders = self._pending.over_holders(changed, await self._store.load_holders(changed))
+        return await self._claims.records(transitions, batch, known, holders)
 
     async def _sealed_copies(
         self, parsed: list[tuple[Record, AnyCommand | Dead]], seen: dict[Key, Outcome]
