@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS token_holders (
     device_id TEXT NOT NULL,
     device_token TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
+    partition INTEGER NOT NULL,
     PRIMARY KEY (app_id, device_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gone_devices (
@@ -71,8 +72,9 @@ _CHUNK = 400
 _state_decoder = msgspec.json.Decoder(DeviceState)
 _state_encoder = msgspec.json.Encoder()
 Key = tuple[str, str]
-# A device's sealed token and that token's fingerprint (services/stream/token_claims.py).
-Holder = tuple[str, str]
+# A device's sealed token, that token's fingerprint, and the tokens partition of its records
+# (services/stream/token_claims.py).
+Holder = tuple[str, str, int]
 
 
 class DecisionBatch(msgspec.Struct):
@@ -168,12 +170,12 @@ class DecisionStore:
 
     async def load_holders(self, keys: Iterable[Key]) -> dict[Key, Holder]:
         rows = await self._select_pairs(
-            "SELECT t.app_id, t.device_id, t.device_token, t.fingerprint"
+            "SELECT t.app_id, t.device_id, t.device_token, t.fingerprint, t.partition"
             " FROM (VALUES {values}) AS k"
             " JOIN token_holders t ON t.app_id = k.column1 AND t.device_id = k.column2",
             keys,
         )
-        return {(app, device): (token, fp) for app, device, token, fp in rows}
+        return {(app, device): (token, fp, int(p)) for app, device, token, fp, p in rows}
 
     async def _write_gone(self, batch: DecisionBatch) -> None:
         """A device without channels whose token is not erased yet is gone since its last
@@ -233,7 +235,7 @@ class DecisionStore:
             )
             await conn.executemany(
                 "INSERT OR REPLACE INTO token_holders (app_id, device_id, device_token,"
-                " fingerprint) VALUES (?,?,?,?)",
+                " fingerprint, partition) VALUES (?,?,?,?,?)",
                 [(*key, *holder) for key, holder in batch.holders.items()],
             )
             await conn.executemany(

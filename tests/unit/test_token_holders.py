@@ -11,8 +11,10 @@ import pytest
 
 from events import AnyCommand, ChannelCreated, ForgetDevice, sealed
 from services.stream.decision_store import DecisionBatch, DecisionStore
+from services.stream.ownership import Ownership
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.token_claims import Out, TokenClaims, Transition
+from services.tokens import records
 from tests.unit.domain import APP, DEVICE, HOUR, NOW, Registry, expire, register
 
 SEALED = "sealed:1:1700000000000-00aa:b2xkLXRva2Vu"
@@ -22,10 +24,16 @@ KEY = (APP, DEVICE)
 
 
 class CountingKeyring:
-    """Opens the two sealed texts above (as the device's key would), counting every open."""
+    """Opens the two sealed texts above (as the device's key would), counting every open; and
+    counts the partitions worked out (murmur2, as the worker's)."""
 
     def __init__(self) -> None:
         self.opened = 0
+        self.partitioned = 0
+
+    def partition_of(self, app_id: str, device_id: str) -> int:
+        self.partitioned += 1
+        return Ownership("", 6).partition_of(app_id, device_id)
 
     async def open(self, app_id: str, device_id: str, field: str, text: str) -> str:
         self.opened += 1
@@ -40,7 +48,7 @@ async def store(tmp_path: Path) -> AsyncIterator[DecisionStore]:
 
 
 def claims_with(keyring: CountingKeyring) -> TokenClaims:
-    return TokenClaims(keyring, INDEX_KEY, lambda app, device: 0)  # type: ignore[arg-type]
+    return TokenClaims(keyring, INDEX_KEY, keyring.partition_of)  # type: ignore[arg-type]
 
 
 def step(registry: Registry, command: AnyCommand, now: int) -> Transition:
@@ -82,11 +90,16 @@ async def test_given_a_claimed_token_when_the_device_expires_then_released_witho
     expiry = step(registry, expire(expiration=NOW), NOW + 1)
     released = await decided(store, claims, expiry)
 
-    # Then: the release is the one opening the token gives, and the token was not opened
+    # Then: the release is the one opening the token gives, and neither the token was opened
+    # nor its partition worked out again
     assert keyring.opened == 1
+    assert keyring.partitioned == 1
     assert released == await opened_afresh(expiry)
-    [(_, record_key, value)] = released
+    [(partition, record_key, value)] = released
     assert record_key == claimed[0][1]
+    token_slot = (APP, records.fingerprint(INDEX_KEY, APP, "token-1"), DEVICE)
+    assert records.slot_of(record_key) == token_slot
+    assert partition == Ownership("", 6).partition_of(APP, records.routing_id(token_slot[1]))
     assert value == b'{"type":"release","version":2}'
 
 
@@ -123,10 +136,10 @@ def test_given_a_pending_forget_then_the_next_batch_sees_no_kept_fingerprint() -
     # Given: a batch that kept a device's fingerprint, and a later one that forgot it, both
     # decided and not yet committed
     pending = PendingDecisions()
-    pending.add(DecisionBatch(holders={KEY: (SEALED, "fp-1")}))
+    pending.add(DecisionBatch(holders={KEY: (SEALED, "fp-1", 1)}))
     pending.add(DecisionBatch(unfingerprinted={KEY}))
 
     # When / Then: the stored one is dropped too; a batch after them keeps a new one
-    assert pending.over_holders([KEY], {KEY: (SEALED, "fp-0")}) == {}
-    pending.add(DecisionBatch(holders={KEY: (SEALED_OTHER, "fp-2")}))
-    assert pending.over_holders([KEY], {}) == {KEY: (SEALED_OTHER, "fp-2")}
+    assert pending.over_holders([KEY], {KEY: (SEALED, "fp-0", 0)}) == {}
+    pending.add(DecisionBatch(holders={KEY: (SEALED_OTHER, "fp-2", 2)}))
+    assert pending.over_holders([KEY], {}) == {KEY: (SEALED_OTHER, "fp-2", 2)}
