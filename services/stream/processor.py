@@ -170,8 +170,11 @@ class CommandProcessor:
         if self._claims is None or not transitions:
             return []
         changed = {(t.after.app_id, t.after.device_id) for t in transitions}
-        stored = await self._store.load_fingerprints(changed)
-        known = self._pending.over_fingerprints(changed, stored)
+        # Every fingerprint a device claimed is wanted only where it is forgotten: not loaded
+        # for the rest (a query per batch, ~3% of a burst of expiries).
+        forgotten = {(t.after.app_id, t.after.device_id) for t in transitions if t.forgets}
+        stored = await self._store.load_fingerprints(forgotten) if forgotten else {}
+        known = self._pending.over_fingerprints(forgotten, stored)
         holders = self._pending.over_holders(changed, await self._store.load_holders(changed))
         return await self._claims.records(transitions, batch, known, holders)
 

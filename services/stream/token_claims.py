@@ -41,6 +41,10 @@ class Transition(msgspec.Struct):
     after: DeviceState
     events: tuple[AnyEvent, ...]
 
+    @property
+    def forgets(self) -> bool:
+        return any(isinstance(e, DeviceForgotten) for e in self.events)
+
 
 def changes(
     keys: Sequence[Key],
@@ -112,13 +116,14 @@ class TokenClaims:
         holders: dict[Key, Holder],
     ) -> list[Out]:
         """The tokens topic records of `transitions`, in order; the fingerprints each device
-        claimed go into `batch` (`known`: those stored or pending before the batch; `holders`:
+        claimed go into `batch` (`known`: those stored or pending before the batch, of the
+        devices `transitions` forget at least; `holders`:
         the fingerprints of the devices' sealed tokens, likewise, updated as learned)."""
         out: list[Out] = []
         for t in transitions:
             key = (t.after.app_id, t.after.device_id)
             before = await self._fingerprint(t.before, holders, batch)
-            if any(isinstance(e, DeviceForgotten) for e in t.events):
+            if t.forgets:
                 claimed = known.get(key, set()) | batch.fingerprints.pop(key, set())
                 for fp in sorted(claimed | ({before} if before else set())):
                     out.append(self._out(key, fp, None, holders))
