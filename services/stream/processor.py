@@ -171,7 +171,7 @@ class CommandProcessor:
             return []
         changed = {(t.after.app_id, t.after.device_id) for t in transitions}
         # Every fingerprint a device claimed is wanted only where it is forgotten: not loaded
-        # for the rest (a query per batch, ~3% of a burst of expiries).
+        # for the rest (a query per batch saved in a burst of expiries: docs/benchmarks.md).
         forgotten = {(t.after.app_id, t.after.device_id) for t in transitions if t.forgets}
         stored = await self._store.load_fingerprints(forgotten) if forgotten else {}
         known = self._pending.over_fingerprints(forgotten, stored)

@@ -98,8 +98,8 @@ class TokenClaims:
     def _out(
         self, key: Key, fp: str, value: Claim | Release | None, holders: dict[Key, Holder]
     ) -> Out:
-        """The record for `fp`, on its partition: the one kept with it (murmur2 of a
-        fingerprint's key was ~6% of a burst of expiries), else worked out."""
+        """The record for `fp`, on its partition: the one kept with it (no murmur2 of the
+        fingerprint's long key per released device: docs/benchmarks.md), else worked out."""
         held = holders.get(key)
         if held is not None and held[1] == fp:
             partition = held[2]
