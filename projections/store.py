@@ -43,6 +43,9 @@ class DueExpiration(msgspec.Struct, frozen=True):
     app_id: str
     device_id: str
     version: int  # the device's version when seen: part of the expiry command's identity
+    # The partition its events came from, its commands partition too (co-partitioned): the
+    # scheduler groups by it instead of working out murmur2 of every due device's key.
+    partition: int | None = None
 
 
 ExpiryCursor = tuple[int, str, str]  # (expiration, app id, device id), keyset position
@@ -179,7 +182,7 @@ class ProjectionStore:
         """Subscriptions whose expiration has passed, in (expiration, app, device) order after
         `after`: an index range scan, never a scan of every registration."""
         async with self._conn.execute(
-            "SELECT s.expiration, s.app_id, s.device_id, d.version"
+            "SELECT s.expiration, s.app_id, s.device_id, d.version, s.partition"
             " FROM subscriptions s INDEXED BY subscriptions_by_expiration"
             " JOIN devices d USING (app_id, device_id)"
             " WHERE s.expiration IS NOT NULL AND s.expiration <= ?"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import msgspec
@@ -21,8 +22,18 @@ from projections.sqlite import open_db
 # 3: token_fingerprints, the fingerprints of the tokens each device claimed (a forgotten
 #    device's are erased from the token index: services/stream/token_claims.py); gone_devices,
 #    the devices without channels and not forgotten, by when they went (retention)
+# token_holders (no new version: a table added to a file that lacks it starts empty, and a
+#    device without a row is fingerprinted as before, by opening its token)
 SCHEMA_VERSION = 3
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS token_holders (
+    app_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    device_token TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    PRIMARY KEY (app_id, device_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gone_devices (
     app_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -61,6 +72,9 @@ _CHUNK = 400
 _state_decoder = msgspec.json.Decoder(DeviceState)
 _state_encoder = msgspec.json.Encoder()
 Key = tuple[str, str]
+# A device's sealed token, that token's fingerprint, and the tokens partition of its records
+# (services/stream/token_claims.py).
+Holder = tuple[str, str, int]
 
 
 class DecisionBatch(msgspec.Struct):
@@ -73,6 +87,9 @@ class DecisionBatch(msgspec.Struct):
     # Token fingerprints claimed per device; devices whose fingerprints are all dropped first.
     fingerprints: dict[Key, set[str]] = {}
     unfingerprinted: set[Key] = set()
+    # The fingerprint of each device's sealed token, where the batch learned it: a later
+    # release of that token then needs no key (dropped with the fingerprints on a forget).
+    holders: dict[Key, Holder] = {}
     partitions: dict[Key, int] = {}  # each changed device's partition
 
 
@@ -102,11 +119,11 @@ class DecisionStore:
     async def positions(self) -> list[Position]:
         return await read_positions(self._conn)
 
-    async def _select_pairs(self, sql: str, keys: Iterable[Key]) -> list[tuple[str, str, bytes]]:
+    async def _select_pairs(self, sql: str, keys: Iterable[Key]) -> list[tuple[Any, ...]]:
         """Rows for the given key pairs, joined from a VALUES table: SQLite answers the plainer
         `(a, b) IN (VALUES …)` with a scan of the whole table, which made every batch slower
         as the registry grew (docs/benchmarks.md, "Figures behind the code")."""
-        rows: list[tuple[str, str, bytes]] = []
+        rows: list[tuple[Any, ...]] = []
         ordered = sorted(set(keys))
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
@@ -150,6 +167,15 @@ class DecisionStore:
         for app, device, fp in rows:
             found.setdefault((app, device), set()).add(str(fp))
         return found
+
+    async def load_holders(self, keys: Iterable[Key]) -> dict[Key, Holder]:
+        rows = await self._select_pairs(
+            "SELECT t.app_id, t.device_id, t.device_token, t.fingerprint, t.partition"
+            " FROM (VALUES {values}) AS k"
+            " JOIN token_holders t ON t.app_id = k.column1 AND t.device_id = k.column2",
+            keys,
+        )
+        return {(app, device): (token, fp, int(p)) for app, device, token, fp, p in rows}
 
     async def _write_gone(self, batch: DecisionBatch) -> None:
         """A device without channels whose token is not erased yet is gone since its last
@@ -202,6 +228,15 @@ class DecisionStore:
                 "INSERT OR IGNORE INTO token_fingerprints (app_id, device_id, fingerprint)"
                 " VALUES (?,?,?)",
                 [(*key, fp) for key, fps in batch.fingerprints.items() for fp in sorted(fps)],
+            )
+            await conn.executemany(
+                "DELETE FROM token_holders WHERE app_id = ? AND device_id = ?",
+                sorted(batch.unfingerprinted),
+            )
+            await conn.executemany(
+                "INSERT OR REPLACE INTO token_holders (app_id, device_id, device_token,"
+                " fingerprint, partition) VALUES (?,?,?,?,?)",
+                [(*key, *holder) for key, holder in batch.holders.items()],
             )
             await conn.executemany(
                 "INSERT OR REPLACE INTO device_states (app_id, device_id, state) VALUES (?,?,?)",

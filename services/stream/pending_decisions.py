@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from events import DeviceState, Outcome
-from services.stream.decision_store import DecisionBatch
+from services.stream.decision_store import DecisionBatch, Holder
 
 Key = tuple[str, str]
 
@@ -66,4 +66,15 @@ class PendingDecisions:
             for key, fps in batch.fingerprints.items():
                 if key in wanted:
                     found.setdefault(key, set()).update(fps)
+        return found
+
+    def over_holders(self, keys: Iterable[Key], stored: dict[Key, Holder]) -> dict[Key, Holder]:
+        """Each device's token fingerprint as known, with the pending batches' changes (a
+        forget drops it)."""
+        wanted = set(keys)
+        found = dict(stored)
+        for batch in self._batches:
+            for key in batch.unfingerprinted & wanted:
+                found.pop(key, None)
+            found.update((k, h) for k, h in batch.holders.items() if k in wanted)
         return found

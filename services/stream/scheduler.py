@@ -68,7 +68,10 @@ def expiry_commands(
     so sending the same rows again is a repeat, answered by the first outcome."""
     groups: dict[tuple[int, str], dict[str, DueExpiry]] = {}
     for row in due:
-        devices = groups.setdefault((partition_of(row.app_id, row.device_id), row.app_id), {})
+        partition = row.partition
+        if partition is None:
+            partition = partition_of(row.app_id, row.device_id)
+        devices = groups.setdefault((partition, row.app_id), {})
         if row.device_id not in devices:
             devices[row.device_id] = DueExpiry(
                 device_id=row.device_id, expiration=row.expiration, version=row.version

@@ -135,3 +135,31 @@ async def test_given_sent_expiries_the_processor_has_not_decided_then_never_sent
     await scheduler.expire_due()
     first, again = producer.commands
     assert again == first
+
+
+async def test_given_due_rows_then_each_carries_the_partition_its_events_came_from(
+    tmp_path: Path,
+) -> None:
+    # Given: a device's events read from partition 3 of the events topic
+    store = await ProjectionStore.open(tmp_path / "other.sqlite")
+    command = RegisterDevice(
+        command_id="c1",
+        app_id="app",
+        device_id="dev",
+        device_token="t",
+        os="IOS",
+        os_version="17",
+        channels=("news",),
+        expiration=EXPIRATION,
+    )
+    decision = decide(empty_state("app", "dev"), set(), command, EXPIRATION - 5000)
+    await store.apply(
+        [Record("events", 3, i, 0, b"k", encode(e)) for i, e in enumerate(decision.events)]
+    )
+
+    # When
+    due = await store.due_expirations(EXPIRATION, (0, "", ""), 10)
+    await store.close()
+
+    # Then: the scheduler groups it by that partition (its commands partition too)
+    assert [(d.device_id, d.partition) for d in due] == [("dev", 3)]

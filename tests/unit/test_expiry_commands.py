@@ -52,3 +52,20 @@ def test_given_more_devices_than_a_command_holds_then_split() -> None:
 
     assert [len(c.devices) for c in commands] == [COMMAND_DEVICES, 1]
     assert len({c.command_id for c in commands}) == 2
+
+
+def test_given_rows_with_their_partition_then_grouped_by_it_without_murmur2() -> None:
+    # Given rows that carry their partition (as the projection's due rows do)
+    due = [DueExpiration(NOW - 10, "a", d, 3, partition=p) for d, p in (("d1", 1), ("d2", 0))]
+
+    def no_partitioner(app_id: str, device_id: str) -> int:
+        raise AssertionError("the partition was known")
+
+    # When
+    commands = expiry_commands(due, NOW, no_partitioner)
+
+    # Then
+    assert [(c.command_id[:9], c.devices[0].device_id) for c in commands] == [
+        ("expire/p1", "d1"),
+        ("expire/p0", "d2"),
+    ]
