@@ -125,7 +125,8 @@ class Worker:
         stream_topics = {t: counts[t] for t in (s.commands_topic, s.events_topic)}
         ends = self._known_ends or await clients.log_ends(self.kafka, stream_topics)
         streams = {k: v for k, v in ends.items() if k[0] in stream_topics}
-        self.catch_up = CatchUp(streams, self._positions)
+        # The keyring is built below: asked for its partitions' keys only once it exists.
+        self.catch_up = CatchUp(streams, self._positions, lambda p: self.keyring.read(p))
         self.takeover = Takeover(s.events_topic, self._positions)
         self.ownership.on_update = self.takeover.assigned
         kept = self.embedded is not None  # the stores were checked against the kept log

@@ -288,6 +288,16 @@ class Keyring:
     def caught_up(self, partition: int) -> bool:
         return partition in self._caught_up
 
+    def read(self, partition: int) -> bool:
+        """True once the partition's keys were read; else False, and a read is started if
+        none is under way (one that failed is made again: readiness asks this)."""
+        if partition in self._caught_up:
+            return True
+        reading = self._catching_up.get(partition)
+        if reading is None or reading.done():
+            self._start_reading({partition})
+        return False
+
     def _start_reading(self, partitions: set[int]) -> asyncio.Future[None]:
         reading = asyncio.ensure_future(self._read_partitions(partitions))
         reading.add_done_callback(functools.partial(self._read_done, sorted(partitions)))

@@ -1,5 +1,6 @@
 """Readiness means caught up: the stores have applied the log as it stood when the worker
-started, for the partitions the worker owns.
+started, for the partitions the worker owns, and their keys were read (a new device's request
+would otherwise wait for that read: services/keys/keyring.py).
 
 The log's end is taken from the broker's end offsets (right on Apache Kafka), except where
 devreg knows it exactly: after `devreg run` re-publishes its archive into a fresh embedded
@@ -16,9 +17,15 @@ from services.kafka.clients import Ends
 
 
 class CatchUp:
-    def __init__(self, ends: Ends, positions: Callable[[], Mapping[tuple[str, int], int]]):
+    def __init__(
+        self,
+        ends: Ends,
+        positions: Callable[[], Mapping[tuple[str, int], int]],
+        keys_read: Callable[[int], bool] = lambda partition: True,
+    ):
         self._ends = ends
         self._positions = positions
+        self._keys_read = keys_read
         self._reached = False
 
     def reached(self, owned: Iterable[int] | None) -> bool:
@@ -35,7 +42,7 @@ class CatchUp:
             positions.get(key, 0) >= end
             for key, end in self._ends.items()
             if owned_set is None or key[1] in owned_set
-        )
+        ) and (owned_set is None or all(self._keys_read(p) for p in owned_set))
         return self._reached
 
 

@@ -204,3 +204,30 @@ async def test_given_the_keys_topic_unreadable_then_the_read_is_said_and_the_nee
         assert await wait_for(lambda: "not read from" in caplog.text, 30.0)
     with pytest.raises(LogError):
         await keyring.current(APP, "anyone")
+
+
+async def test_given_a_partition_whose_read_failed_then_asking_if_read_reads_it_again(
+    ring: Ring, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a keyring whose read of partition 0 failed (its broker was unreachable)
+    nobody = KafkaAccess(f"127.0.0.1:{free_port()}")
+    keyring = Keyring(
+        ring.store,
+        secrets.token_bytes(32),
+        ring.producer,
+        nobody,
+        ring.settings.keys_topic,
+        lambda app_id, device_id: 0,
+    )
+    with caplog.at_level(logging.WARNING, logger="services.keys.keyring"):
+        await keyring.handed([0])
+        await wait_for(lambda: "not read from" in caplog.text, 30.0, "the failed read")
+    assert not keyring.caught_up(0)
+
+    # When the broker is reachable again (the keyring's access pointed at it) and readiness
+    # asks whether partition 0 was read
+    keyring._kafka = ring.access
+    assert not keyring.read(0)
+
+    # Then a new read is made, and partition 0 is read
+    assert await wait_for(lambda: keyring.read(0), 10.0, "partition 0 read")

@@ -59,3 +59,21 @@ def test_given_the_end_cannot_be_read_then_the_partition_is_served_ungated() -> 
     assert not takeover.caught_up(3)
     takeover.ungated(takeover.waiting())
     assert takeover.caught_up(3)
+
+
+def test_given_stores_caught_up_then_not_ready_until_the_partitions_keys_are_read() -> None:
+    # Given stores that applied the log's start-up end of partitions 0 and 1
+    positions = {(EVENTS, 0): 10, (EVENTS, 1): 10}
+    read: set[int] = set()
+    catch_up = CatchUp({(EVENTS, 0): 10, (EVENTS, 1): 10}, lambda: positions, read.__contains__)
+
+    # When the keyring has read the keys of partition 0 only
+    read.add(0)
+
+    # Then the worker is not ready: a new device on partition 1 would wait for its keys
+    assert not catch_up.reached([0, 1])
+    # and once partition 1's keys are read too, it is, for good
+    read.add(1)
+    assert catch_up.reached([0, 1])
+    read.clear()
+    assert catch_up.reached([0, 1])
