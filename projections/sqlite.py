@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
@@ -152,3 +152,28 @@ async def open_db(
         await conn.close()
         raise
     return conn
+
+
+# Keys per query: SQLite allows 32,766 parameters.
+JOIN_CHUNK = 400
+
+
+async def joined_rows(
+    conn: aiosqlite.Connection, sql: str, keys: Iterable[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """The rows `sql` selects for many keys (tuples of one width), joined from a VALUES table
+    that `sql` names as `(VALUES {values}) AS k` (columns `k.column1`, ...): one query per
+    JOIN_CHUNK keys. SQLite answers the plainer `(a, b) IN (VALUES …)` with a scan of the
+    whole table, which made every batch slower as a registry grew (docs/benchmarks.md,
+    "Figures behind the code")."""
+    rows: list[tuple[Any, ...]] = []
+    ordered = sorted(set(keys))
+    if not ordered:
+        return rows
+    one = "(" + ",".join("?" * len(ordered[0])) + ")"
+    for start in range(0, len(ordered), JOIN_CHUNK):
+        chunk = ordered[start : start + JOIN_CHUNK]
+        params = [part for key in chunk for part in key]
+        async with conn.execute(sql.format(values=",".join(one for _ in chunk)), params) as cur:
+            rows.extend(await cur.fetchall())  # type: ignore[arg-type]
+    return rows

@@ -23,7 +23,7 @@ import aiosqlite
 import msgspec
 
 from projections.positions import Position, read_positions, write_positions
-from projections.sqlite import open_db
+from projections.sqlite import joined_rows, open_db
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -51,8 +51,6 @@ class StoredKey(msgspec.Struct, frozen=True):
 
 Slot = tuple[str, str, str]  # (app id, device id, key id)
 Device = tuple[str, str]  # (app id, device id)
-# Devices per query: SQLite allows 32,766 parameters; two per device.
-_CHUNK = 500
 
 
 def _age(key: StoredKey) -> tuple[int, str]:
@@ -91,22 +89,19 @@ class KeyStore:
         """Each device's newest key, for many devices in one query per chunk: a burst of new
         devices asks once per group instead of once per device."""
         found: dict[Device, StoredKey] = {}
-        ordered = sorted(set(devices))
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            async with self._conn.execute(
-                "SELECT t.app_id, t.device_id, t.key_id, t.partition, t.wrapped"
-                f" FROM (VALUES {values}) AS k JOIN device_keys t"
-                " ON t.app_id = k.column1 AND t.device_id = k.column2",
-                [part for device in chunk for part in device],
-            ) as cursor:
-                for row in await cursor.fetchall():
-                    key = StoredKey(*row)
-                    device = (key.app_id, key.device_id)
-                    held = found.get(device)
-                    if held is None or _age(key) > _age(held):
-                        found[device] = key
+        rows = await joined_rows(
+            self._conn,
+            "SELECT t.app_id, t.device_id, t.key_id, t.partition, t.wrapped"
+            " FROM (VALUES {values}) AS k JOIN device_keys t"
+            " ON t.app_id = k.column1 AND t.device_id = k.column2",
+            devices,
+        )
+        for row in rows:
+            key = StoredKey(*row)
+            device = (key.app_id, key.device_id)
+            held = found.get(device)
+            if held is None or _age(key) > _age(held):
+                found[device] = key
         return found
 
     async def write(

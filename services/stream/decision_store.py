@@ -15,7 +15,7 @@ import msgspec
 
 from events import DeviceState, Outcome, decode_outcome, encode
 from projections.positions import Position, read_positions, write_positions
-from projections.sqlite import open_db
+from projections.sqlite import joined_rows, open_db
 
 # 2: device_states and command_outcomes are rowid tables with a unique index: their rows (a
 #    ~400-byte JSON blob each) are too large for a WITHOUT ROWID b-tree (as for device_events)
@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS command_outcomes (
 CREATE UNIQUE INDEX IF NOT EXISTS command_outcomes_by_key ON command_outcomes (app_id, command_id);
 """
 
-_CHUNK = 400
 _state_decoder = msgspec.json.Decoder(DeviceState)
 _state_encoder = msgspec.json.Encoder()
 Key = tuple[str, str]
@@ -120,18 +119,8 @@ class DecisionStore:
         return await read_positions(self._conn)
 
     async def _select_pairs(self, sql: str, keys: Iterable[Key]) -> list[tuple[Any, ...]]:
-        """Rows for the given key pairs, joined from a VALUES table: SQLite answers the plainer
-        `(a, b) IN (VALUES …)` with a scan of the whole table, which made every batch slower
-        as the registry grew (docs/benchmarks.md, "Figures behind the code")."""
-        rows: list[tuple[Any, ...]] = []
-        ordered = sorted(set(keys))
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            params = [part for key in chunk for part in key]
-            async with self._conn.execute(sql.format(values=values), params) as cursor:
-                rows.extend(await cursor.fetchall())  # type: ignore[arg-type]
-        return rows
+        """Rows for the given key pairs (projections/sqlite.py `joined_rows`)."""
+        return await joined_rows(self._conn, sql, keys)
 
     async def load_states(self, keys: Iterable[Key]) -> dict[Key, DeviceState]:
         rows = await self._select_pairs(

@@ -16,13 +16,11 @@ import aiosqlite
 import msgspec
 
 from projections.positions import Position, Record, last_positions, read_positions, write_positions
-from projections.sqlite import open_db
+from projections.sqlite import joined_rows, open_db
 from services.tokens import records
 from services.tokens.records import Claim, Release
 
 SCHEMA_VERSION = 1
-# Rows per query: three parameters each, well under SQLite's 32,766.
-_CHUNK = 500
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS token_holders (
     app_id TEXT NOT NULL,
@@ -120,36 +118,26 @@ class IndexStore:
     async def _select(
         self, table: str, column: str, slots: list[records.Slot]
     ) -> dict[records.Slot, int]:
-        found: dict[records.Slot, int] = {}
-        ordered = sorted(set(slots))
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            values = ",".join("(?,?,?)" for _ in chunk)
-            async with self._conn.execute(
-                f"SELECT t.app_id, t.fingerprint, t.device_id, t.{column}"
-                f" FROM (VALUES {values}) AS k JOIN {table} t ON t.app_id = k.column1"
-                " AND t.fingerprint = k.column2 AND t.device_id = k.column3",
-                [part for slot in chunk for part in slot],
-            ) as cursor:
-                for app_id, fp, device_id, version in await cursor.fetchall():
-                    found[(app_id, fp, device_id)] = int(version)
-        return found
+        rows = await joined_rows(
+            self._conn,
+            f"SELECT t.app_id, t.fingerprint, t.device_id, t.{column}"
+            f" FROM (VALUES {{values}}) AS k JOIN {table} t ON t.app_id = k.column1"
+            " AND t.fingerprint = k.column2 AND t.device_id = k.column3",
+            slots,
+        )
+        return {(app_id, fp, device_id): int(v) for app_id, fp, device_id, v in rows}
 
     async def _select_holders(self, tokens: set[tuple[str, str]]) -> dict[tuple[str, str], Holder]:
-        found: dict[tuple[str, str], Holder] = {}
-        ordered = sorted(tokens)
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            async with self._conn.execute(
-                "SELECT t.app_id, t.fingerprint, t.device_id, t.registration, t.registered_at"
-                f" FROM (VALUES {values}) AS k JOIN token_holders t ON t.app_id = k.column1"
-                " AND t.fingerprint = k.column2",
-                [part for token in chunk for part in token],
-            ) as cursor:
-                for app_id, fp, device_id, registration, at in await cursor.fetchall():
-                    found[(app_id, fp)] = Holder(device_id, registration, at)
-        return found
+        rows = await joined_rows(
+            self._conn,
+            "SELECT t.app_id, t.fingerprint, t.device_id, t.registration, t.registered_at"
+            " FROM (VALUES {values}) AS k JOIN token_holders t ON t.app_id = k.column1"
+            " AND t.fingerprint = k.column2",
+            tokens,
+        )
+        return {
+            (a, fp): Holder(device, registration, at) for a, fp, device, registration, at in rows
+        }
 
     async def commit(self, positions: list[Position]) -> None:
         try:

@@ -88,6 +88,19 @@ async def ring(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Ring]:
         await store.close()
 
 
+def unreadable(ring: Ring) -> Keyring:
+    """A keyring on the ring's key store and producer whose reads go to no broker at all."""
+    nobody = KafkaAccess(f"127.0.0.1:{free_port()}")
+    return Keyring(
+        ring.store,
+        secrets.token_bytes(32),
+        ring.producer,
+        nobody,
+        ring.settings.keys_topic,
+        lambda app_id, device_id: 0,
+    )
+
+
 async def test_given_many_callers_for_new_devices_then_each_gets_one_key_made_in_one_group(
     ring: Ring,
 ) -> None:
@@ -186,15 +199,7 @@ async def test_given_the_keys_topic_unreadable_then_the_read_is_said_and_the_nee
     ring: Ring, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a keyring whose broker cannot be reached for reading
-    nobody = KafkaAccess(f"127.0.0.1:{free_port()}")
-    keyring = Keyring(
-        ring.store,
-        secrets.token_bytes(32),
-        ring.producer,
-        nobody,
-        ring.settings.keys_topic,
-        lambda app_id, device_id: 0,
-    )
+    keyring = unreadable(ring)
 
     # When it is handed a partition
     with caplog.at_level(logging.WARNING, logger="services.keys.keyring"):
@@ -210,15 +215,7 @@ async def test_given_a_partition_whose_read_failed_then_asking_if_read_reads_it_
     ring: Ring, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a keyring whose read of partition 0 failed (its broker was unreachable)
-    nobody = KafkaAccess(f"127.0.0.1:{free_port()}")
-    keyring = Keyring(
-        ring.store,
-        secrets.token_bytes(32),
-        ring.producer,
-        nobody,
-        ring.settings.keys_topic,
-        lambda app_id, device_id: 0,
-    )
+    keyring = unreadable(ring)
     with caplog.at_level(logging.WARNING, logger="services.keys.keyring"):
         await keyring.handed([0])
         await wait_for(lambda: "not read from" in caplog.text, 30.0, "the failed read")
