@@ -46,9 +46,10 @@ class Producer:
         return done
 
 
-@pytest.fixture
-async def projection(tmp_path: Path) -> AsyncIterator[ProjectionStore]:
-    store = await ProjectionStore.open(tmp_path / "projection.sqlite")
+async def registered(path: Path, partition: int) -> ProjectionStore:
+    """A projection holding one device, registered on "news" until EXPIRATION, its events
+    read from `partition` of the events topic."""
+    store = await ProjectionStore.open(path)
     command = RegisterDevice(
         command_id="c1",
         app_id="app",
@@ -61,8 +62,14 @@ async def projection(tmp_path: Path) -> AsyncIterator[ProjectionStore]:
     )
     decision = decide(empty_state("app", "dev"), set(), command, EXPIRATION - 5000)
     await store.apply(
-        [Record("events", 0, i, 0, b"k", encode(e)) for i, e in enumerate(decision.events)]
+        [Record("events", partition, i, 0, b"k", encode(e)) for i, e in enumerate(decision.events)]
     )
+    return store
+
+
+@pytest.fixture
+async def projection(tmp_path: Path) -> AsyncIterator[ProjectionStore]:
+    store = await registered(tmp_path / "projection.sqlite", 0)
     yield store
     await store.close()
 
@@ -141,21 +148,7 @@ async def test_given_due_rows_then_each_carries_the_partition_its_events_came_fr
     tmp_path: Path,
 ) -> None:
     # Given: a device's events read from partition 3 of the events topic
-    store = await ProjectionStore.open(tmp_path / "other.sqlite")
-    command = RegisterDevice(
-        command_id="c1",
-        app_id="app",
-        device_id="dev",
-        device_token="t",
-        os="IOS",
-        os_version="17",
-        channels=("news",),
-        expiration=EXPIRATION,
-    )
-    decision = decide(empty_state("app", "dev"), set(), command, EXPIRATION - 5000)
-    await store.apply(
-        [Record("events", 3, i, 0, b"k", encode(e)) for i, e in enumerate(decision.events)]
-    )
+    store = await registered(tmp_path / "other.sqlite", 3)
 
     # When
     due = await store.due_expirations(EXPIRATION, (0, "", ""), 10)
