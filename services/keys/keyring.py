@@ -8,8 +8,8 @@ transaction and one round trip (group commit).
 
 Only the worker that owns a partition writes its keys. A worker handed partitions drops what
 it held of them and reads their keys again from the topic at once, in one read that a request
-needing one of them waits for (`_caught_up`), so a key erased while another worker owned the
-partition is not kept here.
+needing one of them waits for (services/keys/reads.py), so a key erased while another worker
+owned the partition is not kept here.
 
 In the embedded mode every key record is kept (services/log/journal.py) before `ensure` or
 `erase` returns, and no key is written while the broker's topics are renewed (`gate`,
@@ -19,21 +19,19 @@ services/log/rollover.py).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from events import sealed
-from projections.positions import last_positions
 from services.clock import now_ms
 from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
+from services.keys.reads import PartitionReads
 from services.keys.store import KeyStore, Slot, StoredKey
 from services.log.journal import Keep
-from services.log.reader import LogReader
 from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 
@@ -62,13 +60,10 @@ class Keyring:
         self._store = store
         self._kek = kek
         self._producer = producer
-        self._kafka = kafka
         self.topic = topic
         self._partition_of = partition_of
         self._clock = clock
-        self._caught_up: set[int] = set()
-        self._epoch = 0  # bumped when partitions are handed over: a catch-up begun before stops
-        self._catching_up: dict[int, asyncio.Future[None]] = {}
+        self._reads = PartitionReads(store, kafka, topic, self._let_go)
         self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         self._flushing: asyncio.Future[None] | None = None
         # Bounded maps that forget their oldest entries first: OrderedDicts, whose popitem is
@@ -268,8 +263,6 @@ class Keyring:
         chosen = set(partitions)
         if not chosen:
             return
-        self._epoch += 1
-        self._caught_up -= chosen
         self._unwrapped = OrderedDict(
             (s, k)
             for s, k in self._unwrapped.items()
@@ -278,67 +271,14 @@ class Keyring:
         self._current = OrderedDict(
             (d, k) for d, k in self._current.items() if self._partition_of(*d) not in chosen
         )
-        await self._store.forget_partitions(self.topic, chosen)
-        # Read them now, together with any read a handover abandoned, in one reader: left to
-        # the first need, each partition's first request waited for a reader of its own
-        # (~0.2 s here, over a second under load: docs/benchmarks.md).
-        abandoned = {p for p, read in self._catching_up.items() if not read.done()}
-        self._start_reading(chosen | abandoned)
+        await self._reads.handed(chosen)
 
     def caught_up(self, partition: int) -> bool:
-        return partition in self._caught_up
+        return self._reads.caught_up(partition)
 
     def read(self, partition: int) -> bool:
-        """True once the partition's keys were read; else False, and a read is started if
-        none is under way (one that failed is made again: readiness asks this)."""
-        if partition in self._caught_up:
-            return True
-        reading = self._catching_up.get(partition)
-        if reading is None or reading.done():
-            self._start_reading({partition})
-        return False
-
-    def _start_reading(self, partitions: set[int]) -> asyncio.Future[None]:
-        reading = asyncio.ensure_future(self._read_partitions(partitions))
-        reading.add_done_callback(functools.partial(self._read_done, sorted(partitions)))
-        for partition in partitions:
-            self._catching_up[partition] = reading
-        return reading
-
-    def _read_done(self, partitions: list[int], reading: asyncio.Future[None]) -> None:
-        """A read that failed is said, and made again at the next need (whose caller gets
-        the error if it fails again)."""
-        for partition in partitions:
-            if self._catching_up.get(partition) is reading:
-                del self._catching_up[partition]
-        if not reading.cancelled() and reading.exception() is not None:
-            log.warning(
-                "keys of partitions %s not read from %s: %r; read again at the next need",
-                partitions,
-                self.topic,
-                reading.exception(),
-            )
+        """True once the partition's keys were read (services/keys/reads.py)."""
+        return self._reads.read(partition)
 
     async def _catch_up(self, partition: int) -> None:
-        while partition not in self._caught_up:
-            reading = self._catching_up.get(partition)
-            if reading is None or reading.done():
-                reading = self._start_reading({partition})
-            # A read abandoned by a handover ends without catching up: the loop reads again.
-            await asyncio.shield(reading)
-
-    async def _read_partitions(self, partitions: set[int]) -> None:
-        """Fold the partitions' keys from the stored positions to the end of the topic."""
-        epoch = self._epoch
-        positions = {p.partition: p.next_offset for p in await self._store.positions()}
-        starts = {TopicPartition(self.topic, p): positions.get(p, 0) for p in sorted(partitions)}
-        async with LogReader(self._kafka) as reader:
-            async for batch in reader.read(starts):
-                if epoch != self._epoch:
-                    return  # handed over meanwhile: what it held is gone, read again from 0
-                live, erased = records.fold(batch)
-                await self._store.write(live.values(), erased, last_positions(batch))
-                self._let_go(erased)
-        if epoch == self._epoch:
-            self._caught_up |= partitions
-        log.debug("keys of partitions %s read from the keys topic", sorted(partitions))
+        await self._reads.catch_up(partition)

@@ -19,7 +19,7 @@ from services.config import Settings, load_settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.partitioner import partition_for
-from services.keys import keyring as keyring_module
+from services.keys import reads as reads_module
 from services.keys import records
 from services.keys.keyring import Keyring
 from services.keys.store import Device, KeyStore, Slot, StoredKey
@@ -177,7 +177,7 @@ async def test_given_partitions_handed_then_their_keys_are_read_at_once_in_one_r
             opened.append(1)
             super().__init__(kafka)
 
-    monkeypatch.setattr(keyring_module, "LogReader", CountedReader)
+    monkeypatch.setattr(reads_module, "LogReader", CountedReader)
 
     # When it is handed every partition
     partitions = range(ring.settings.partitions)
@@ -202,7 +202,7 @@ async def test_given_the_keys_topic_unreadable_then_the_read_is_said_and_the_nee
     keyring = unreadable(ring)
 
     # When it is handed a partition
-    with caplog.at_level(logging.WARNING, logger="services.keys.keyring"):
+    with caplog.at_level(logging.WARNING, logger="services.keys.reads"):
         await keyring.handed([0])
 
         # Then the failed read is said, and a request that needs the partition gets the error
@@ -216,14 +216,14 @@ async def test_given_a_partition_whose_read_failed_then_asking_if_read_reads_it_
 ) -> None:
     # Given a keyring whose read of partition 0 failed (its broker was unreachable)
     keyring = unreadable(ring)
-    with caplog.at_level(logging.WARNING, logger="services.keys.keyring"):
+    with caplog.at_level(logging.WARNING, logger="services.keys.reads"):
         await keyring.handed([0])
         await wait_for(lambda: "not read from" in caplog.text, 30.0, "the failed read")
     assert not keyring.caught_up(0)
 
     # When the broker is reachable again (the keyring's access pointed at it) and readiness
     # asks whether partition 0 was read
-    keyring._kafka = ring.access
+    keyring._reads._kafka = ring.access
     assert not keyring.read(0)
 
     # Then a new read is made, and partition 0 is read

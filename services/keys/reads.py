@@ -1,0 +1,109 @@
+"""Reading the keys of a worker's partitions from the keys topic into its key store.
+
+A worker handed partitions drops what its key store held of them (another worker may have
+erased keys meanwhile) and reads them again from the topic at once, all in one read: left
+to the first need, each partition's first request waited for a reader of its own (~0.2 s
+here, over a second under load: docs/benchmarks.md). A request that needs a partition not
+read yet waits for its read, and readiness waits for all of them (services/stream/
+catch_up.py). A read that fails is logged and made again at the next need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterable
+
+from aiokafka import TopicPartition
+
+from projections.positions import last_positions
+from services.kafka.clients import KafkaAccess
+from services.keys import records
+from services.keys.store import KeyStore, Slot
+from services.log.reader import LogReader
+
+log = logging.getLogger(__name__)
+
+
+class PartitionReads:
+    def __init__(
+        self,
+        store: KeyStore,
+        kafka: KafkaAccess,
+        topic: str,
+        let_go: Callable[[Iterable[Slot]], None],
+    ):
+        self._store = store
+        self._kafka = kafka
+        self._topic = topic
+        self._let_go = let_go  # told the keys a read found erased
+        self._caught_up: set[int] = set()
+        self._epoch = 0  # bumped when partitions are handed over: a read begun before stops
+        self._reading: dict[int, asyncio.Future[None]] = {}
+
+    async def handed(self, partitions: set[int]) -> None:
+        """Drop what the store held of `partitions` and read them again now, with any read
+        a handover abandoned, in one reader."""
+        self._epoch += 1
+        self._caught_up -= partitions
+        await self._store.forget_partitions(self._topic, partitions)
+        abandoned = {p for p, reading in self._reading.items() if not reading.done()}
+        self._start(partitions | abandoned)
+
+    def caught_up(self, partition: int) -> bool:
+        return partition in self._caught_up
+
+    def read(self, partition: int) -> bool:
+        """True once the partition's keys were read; else False, and a read is started if
+        none is under way (one that failed is made again: readiness asks this)."""
+        if partition in self._caught_up:
+            return True
+        reading = self._reading.get(partition)
+        if reading is None or reading.done():
+            self._start({partition})
+        return False
+
+    async def catch_up(self, partition: int) -> None:
+        """Return once the partition's keys are read (raises what a failed read raised)."""
+        while partition not in self._caught_up:
+            reading = self._reading.get(partition)
+            if reading is None or reading.done():
+                reading = self._start({partition})
+            # A read abandoned by a handover ends without catching up: the loop reads again.
+            await asyncio.shield(reading)
+
+    def _start(self, partitions: set[int]) -> asyncio.Future[None]:
+        reading = asyncio.ensure_future(self._read(partitions))
+        reading.add_done_callback(functools.partial(self._done, sorted(partitions)))
+        for partition in partitions:
+            self._reading[partition] = reading
+        return reading
+
+    def _done(self, partitions: list[int], reading: asyncio.Future[None]) -> None:
+        for partition in partitions:
+            if self._reading.get(partition) is reading:
+                del self._reading[partition]
+        if not reading.cancelled() and reading.exception() is not None:
+            log.warning(
+                "keys of partitions %s not read from %s: %r; read again at the next need",
+                partitions,
+                self._topic,
+                reading.exception(),
+            )
+
+    async def _read(self, partitions: set[int]) -> None:
+        """Fold the partitions' keys from the stored positions to the end of the topic."""
+        epoch = self._epoch
+        positions = {p.partition: p.next_offset for p in await self._store.positions()}
+        starts = {TopicPartition(self._topic, p): positions.get(p, 0) for p in sorted(partitions)}
+        async with LogReader(self._kafka) as reader:
+            async for batch in reader.read(starts):
+                if epoch != self._epoch:
+                    return  # handed over meanwhile: what it held is gone, read again from 0
+                live, erased = records.fold(batch)
+                await self._store.write(live.values(), erased, last_positions(batch))
+                self._let_go(erased)
+        if epoch == self._epoch:
+            self._caught_up |= partitions
+        log.debug("keys of partitions %s read from the keys topic", sorted(partitions))
