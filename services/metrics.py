@@ -51,6 +51,10 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Times the embedded broker was given fresh, short partitions from the kept log",
         (),
     ),
+    "devreg_embedded_rollover_backlog_records_total": (
+        "Records renewals copied below the tails because the worker had still to read them",
+        (),
+    ),
     "devreg_commands_read_back_pauses_total": (
         "Commands partitions paused: only commands decided already to read",
         (),

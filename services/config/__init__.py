@@ -74,9 +74,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retention_days: dict[str, float]  # app id -> days a device without channels is kept
     # The embedded mode (services/log/restore.py, rollover.py): records per partition the
     # broker is given from the kept log, and the records kept in a partition since then that
-    # make devreg give the broker fresh, short partitions.
+    # make devreg give the broker fresh, short partitions, and the most records a renewal
+    # copies for the worker to read still (a backlog) before it waits for the worker.
     embedded_tail: int = 200
     embedded_rollover: int = 2000
+    embedded_backlog: int = 20_000
 
     def secrets(self) -> list[str]:
         """Every configured value no log line may show (services/logs.py masks them)."""
@@ -262,6 +264,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         advertised_url=advertised.rstrip("/"),
         embedded_tail=e.devreg_embedded_tail,
         embedded_rollover=e.devreg_embedded_rollover,
+        embedded_backlog=e.devreg_embedded_backlog,
         kek=e.devreg_kek or None,
         one_device_per_token=parse_shared_tokens(e.devreg_allow_shared_tokens, apps),
         retention_days=parse_retention(e.devreg_retention_days, apps),

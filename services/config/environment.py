@@ -73,6 +73,7 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
     devreg_embedded_tail: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
     devreg_embedded_rollover: Annotated[int, Meta(ge=100, le=10_000_000)] = 2000
+    devreg_embedded_backlog: Annotated[int, Meta(ge=100, le=100_000_000)] = 20_000
     # The key-encryption key that wraps every device's data key (docs/design.md §12): 32
     # bytes, base64. Unset: read from (or, the first time, written to) the data directory.
     devreg_kek: str = ""

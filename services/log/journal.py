@@ -48,14 +48,18 @@ class Journal:
         self._kafka = kafka
         self._compacted = frozenset(compacted)
         # Records kept per partition since the broker was last given a fresh tail: an upper
-        # bound on the batch objects it holds there (services/log/rollover.py).
+        # bound on the batch objects it holds there (services/log/rollover.py). `own_since_restore`
+        # leaves out what was read back to fill a gap: a backlog someone published in bulk
+        # sits in the broker in large batches, whatever its length.
         self.since_restore: dict[tuple[str, int], int] = {}
+        self.own_since_restore: dict[tuple[str, int], int] = {}
         # Partitions of compacted topics where a tombstone was kept since the kept log was
         # last compacted there (services/log/kept_compaction.py).
         self.erasing: set[tuple[str, int]] = set()
 
     def restored(self) -> None:
         self.since_restore.clear()
+        self.own_since_restore.clear()
 
     async def keep(self, records: list[Record]) -> None:
         """Append `records` at their offsets; what lies between a segment's end and a record
@@ -68,20 +72,22 @@ class Journal:
         )
         for _ in range(_MAX_ROUNDS):
             appended, gaps = self.segments.append_continuing(records)
-            self._count(appended)
+            self._count(appended, own=True)
             if not gaps:
                 return
             missing = await self._backfill(gaps)
             appended, still = self.segments.append_continuing(missing)
-            self._count(appended)
+            self._count(appended, own=False)
             if still:
                 raise JournalError(f"{still[0]}: the broker's records do not fill it")
         raise JournalError("records cannot be kept: gaps keep opening in the segments")
 
-    def _count(self, appended: dict[tuple[str, int], int]) -> None:
+    def _count(self, appended: dict[tuple[str, int], int], own: bool) -> None:
         for key, n in appended.items():
             if n:
                 self.since_restore[key] = self.since_restore.get(key, 0) + n
+                if own:
+                    self.own_since_restore[key] = self.own_since_restore.get(key, 0) + n
 
     async def _backfill(self, gaps: list[SegmentGap]) -> list[Record]:
         """The records gap.end .. gap.first - 1 of each gap, read from the broker."""

@@ -22,6 +22,15 @@ moment and the broker's topics are made again:
    tokens topics compacted;
 5. the consumer fetches again, from where it was, and the gates open.
 
+A renewal gives the broker every record a store of the worker still has to read (step 4).
+After a backlog published in bulk (a million raw commands, say) that is most of the backlog,
+and every renewal would copy it again, seconds each, every few thousand records decided. So
+while more than `DEVREG_EMBEDDED_BACKLOG` records would be copied for the stores to read (or
+are past the kept log, step 2), a due renewal waits for the worker to catch up: the backlog
+sits in the broker in the publisher's large batches, few objects. It waits no longer than
+FORCED_AFTER times `DEVREG_EMBEDDED_ROLLOVER` records devreg kept itself in one partition,
+which bounds the objects written meanwhile below where the broker's fetches fail.
+
 The same loop compacts the kept log's keys and tokens topics in place once the journal has
 kept a tombstone there (services/log/kept_compaction.py), in a thread, outside the pause.
 
@@ -50,7 +59,7 @@ from services.kafka.faust_app import hold_fetching, resume_fetching
 from services.log import kept_compaction
 from services.log.journal import Journal
 from services.log.reader import as_record
-from services.log.restore import Restored, restore
+from services.log.restore import Restored, restore, tail_start
 from services.log.topics import compacted_topics, topic_names, wanted_topics
 from services.metrics import Metrics
 from services.stream.gate import Gate
@@ -59,11 +68,13 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 _RECREATE_TRIES = 5
 _BEYOND_DEADLINE_S = 10.0
-# Past this many undecided records (a backlog published in bulk), a renewal would copy the
-# backlog each time: it waits until the processor has caught up (the backlog sits in large
-# batches, few objects, so it costs the broker little meanwhile).
-MAX_BEYOND = 20_000
 _BACKLOG_WAIT_S = 5.0
+_BACKLOG_LOG_EVERY_S = 30.0
+# A renewal put off by a backlog waits at most until devreg kept this many times
+# DEVREG_EMBEDDED_ROLLOVER records in one partition itself: 20,000 at the default, below the
+# ~20-25k batch objects past which the broker's fetches answer nothing (docs/benchmarks.md,
+# "Figures behind the code"), even were each record a batch of its own.
+FORCED_AFTER = 10
 
 
 class _Backlog(Exception):
@@ -120,10 +131,45 @@ class Rollover:
         self._positions = positions  # where the worker's stores resume, per partition
         self._metrics = metrics
         self._check_every_s = check_every_s
+        self._put_off_logged = -_BACKLOG_LOG_EVERY_S
 
     def due(self) -> bool:
-        grown = max(self._journal.since_restore.values(), default=0)
-        return grown >= self._settings.embedded_rollover
+        rollover = self._settings.embedded_rollover
+        if max(self._journal.since_restore.values(), default=0) < rollover:
+            return False
+        if max(self._journal.own_since_restore.values(), default=0) >= FORCED_AFTER * rollover:
+            return True
+        lag = self._lag(self._floors())
+        if lag <= self._settings.embedded_backlog:
+            return True
+        self._put_off(lag)
+        return False
+
+    def _floors(self) -> dict[TP, int]:
+        """Where the worker's stores resume, for the topics they read."""
+        s, positions = self._settings, self._positions()
+        read = (s.commands_topic, s.events_topic, s.tokens_topic)
+        return {tp: positions.get(tp, 0) for tp in self._journal.segments.ends() if tp[0] in read}
+
+    def _lag(self, floors: Mapping[TP, int]) -> int:
+        """Records a renewal would copy below the plain tails, for the stores to read still."""
+        tail = self._settings.embedded_tail
+        ends = self._journal.segments.ends()
+        return sum(
+            tail_start(end, tail, None) - tail_start(end, tail, floors.get(tp))
+            for tp, end in ends.items()
+        )
+
+    def _put_off(self, lag: int) -> None:
+        now = time.monotonic()
+        if now - self._put_off_logged >= _BACKLOG_LOG_EVERY_S:
+            self._put_off_logged = now
+            log.info(
+                "broker renewal put off while the worker catches up: %d records wait to be"
+                " read (DEVREG_EMBEDDED_BACKLOG %d)",
+                lag,
+                self._settings.embedded_backlog,
+            )
 
     async def run(self) -> None:
         while True:
@@ -148,22 +194,25 @@ class Rollover:
         topics = topic_names(self._settings)
         async with self._quiesce():
             segments = self._journal.segments
-            try:
-                beyond = await read_beyond(self._kafka, topics, segments.ends(), MAX_BEYOND)
-            except _Backlog:
-                log.info("broker renewal put off: over %d records wait to be decided", MAX_BEYOND)
-                return None
-            await recreate(self._settings, self._kafka)
-            positions = self._positions()
             s = self._settings
-            read = (s.commands_topic, s.events_topic, s.tokens_topic)  # by the worker's stores
-            floors = {tp: positions.get(tp, 0) for tp in segments.ends() if tp[0] in read}
+            try:
+                beyond = await read_beyond(self._kafka, topics, segments.ends(), s.embedded_backlog)
+            except _Backlog:
+                log.info(
+                    "broker renewal put off: over %d records wait to be decided",
+                    s.embedded_backlog,
+                )
+                return None
+            await recreate(s, self._kafka)
+            floors = self._floors()
+            backlog = self._lag(floors)
             restored = await restore(
                 self._kafka, segments, topics, s.embedded_tail, floors, beyond, compacted_topics(s)
             )
             self._journal.restored()
         held = time.monotonic() - began
         self._metrics.inc("devreg_embedded_rollovers_total")
+        self._metrics.inc("devreg_embedded_rollover_backlog_records_total", backlog)
         self._metrics.observe("devreg_embedded_rollover_seconds", held)
         log.info(
             "gave the embedded broker fresh partitions in %.0f ms (%d records past the kept"

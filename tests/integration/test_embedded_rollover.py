@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from events import RegisterDevice
 from services.log.broker import free_port
 from tests.support import (
     APPS,
+    PARTITIONS,
     WorkerProcess,
     call,
     devreg,
@@ -161,5 +163,66 @@ async def test_given_renewals_while_http_writes_are_handed_off_then_none_is_lost
         code, out, err = await devreg(run, "verify", deadline_s=120)
         assert code == 0, err
         assert msgspec.json.decode(out.splitlines()[-1])["verdict"] == "pass"
+    finally:
+        await run.stop()
+
+
+BACKLOG = 4000
+GIVEN = re.compile(r"fresh partitions in .* the broker was given the last ([\d,]+)")
+
+
+async def test_given_a_backlog_published_in_bulk_then_renewals_do_not_copy_it_again_and_again(
+    tmp_path: Path,
+) -> None:
+    # Given `devreg run` renewing every 100 records per partition, with tails of 20, and
+    # copying at most 500 records its stores have still to read (DEVREG_EMBEDDED_BACKLOG)
+    tail = 20
+    run = WorkerProcess(
+        tmp_path / "data",
+        None,
+        command="run",
+        env={
+            "DEVREG_BROKER_PORT": str(free_port()),
+            "DEVREG_EMBEDDED_ROLLOVER": "100",
+            "DEVREG_EMBEDDED_TAIL": str(tail),
+            "DEVREG_EMBEDDED_BACKLOG": "500",
+        },
+    )
+    await run.start()
+    try:
+        # When commands are published in bulk over Kafka, far more than the processor decides
+        # before the first renewal is due
+        bootstrap = (run.data_dir / "embedded-broker.address").read_text().strip()
+        commands = [
+            RegisterDevice(
+                command_id=uuid.uuid4().hex,
+                app_id=APP,
+                device_id=f"b{n:05d}",
+                device_token=f"tok-{n}",
+                os="ANDROID",
+                os_version="14",
+                channels=("news",),
+            )
+            for n in range(BACKLOG)
+        ]
+        await publish_commands(bootstrap, f"{run.prefix}.commands", commands, partitions=3)
+
+        async def all_decided() -> bool:
+            return await metric(run, "devreg_commands_total", result="accepted") >= BACKLOG
+
+        await wait_for(all_decided, 180, "every command to be decided")
+
+        # Then the broker was renewed, but beyond the tails the renewals copied the backlog
+        # for the processor to read less than twice over (copying it at each renewal, every
+        # 100 records, would copy it many times), and each command was decided once
+        log_text = run.log_path.read_text()
+        given = [int(n.replace(",", "")) for n in GIVEN.findall(log_text)]
+        tails = len(given) * 6 * PARTITIONS * tail  # six topics
+        assert sum(given) - tails <= 2 * BACKLOG, given
+        assert "renewal put off while the worker catches up" in log_text
+        assert await metric(run, "devreg_commands_total", result="accepted") == BACKLOG
+        assert await metric(run, "devreg_commands_total", result="repeated") == 0
+        status, _ = await call("GET", run.url(f"messaging/registrations/b{BACKLOG - 1:05d}"))
+        assert status == 200
     finally:
         await run.stop()
