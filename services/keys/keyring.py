@@ -230,7 +230,8 @@ class Keyring:
             if self._keep is None:
                 await batches.acknowledged()
             else:
-                await self._keep(await batches.acknowledged_records())
+                kept = await batches.acknowledged_records()
+                await self._keep(kept, batches.sent_per_partition)
 
     # -- erasing -----------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from the broker, which still holds it, and appended first.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection, Mapping
+from typing import Protocol
 
 from aiokafka import TopicPartition
 
@@ -32,10 +33,18 @@ _BACKFILL_DEADLINE_S = 10.0
 _MAX_ROUNDS = 8
 
 
-# What the worker's writers are handed in the embedded mode (None on Apache Kafka, whose log
-# is durable itself): `Journal.keep`, awaited once Kafka acknowledged the records and before
-# anything that depends on them is committed or answered.
-Keep = Callable[[list[Record]], Awaitable[None]]
+TP = tuple[str, int]
+
+
+class Keep(Protocol):
+    """What the worker's writers are handed in the embedded mode (None on Apache Kafka, whose
+    log is durable itself): `Journal.keep`, awaited once Kafka acknowledged the records and
+    before anything that depends on them is committed or answered. `batches`: how many record
+    batches the writer sent per partition, where it sent them as batches of its own."""
+
+    async def __call__(
+        self, records: list[Record], batches: Mapping[TP, int] | None = None
+    ) -> None: ...
 
 
 class JournalError(RuntimeError):
@@ -48,23 +57,25 @@ class Journal:
         self._kafka = kafka
         self._compacted = frozenset(compacted)
         # Records kept per partition since the broker was last given a fresh tail: an upper
-        # bound on the batch objects it holds there (services/log/rollover.py). `own_since_restore`
-        # leaves out what was read back to fill a gap: a backlog someone published in bulk
-        # sits in the broker in large batches, whatever its length.
-        self.since_restore: dict[tuple[str, int], int] = {}
-        self.own_since_restore: dict[tuple[str, int], int] = {}
+        # bound on the batch objects it holds there (services/log/rollover.py).
+        self.since_restore: dict[TP, int] = {}
+        # A closer bound on the objects devreg itself wrote there since: a writer's own record
+        # batches count once each, and what was read back to fill a gap not at all (a backlog
+        # someone published in bulk sits in the broker in large batches, whatever its length).
+        self.objects_since_restore: dict[TP, int] = {}
         # Partitions of compacted topics where a tombstone was kept since the kept log was
         # last compacted there (services/log/kept_compaction.py).
         self.erasing: set[tuple[str, int]] = set()
 
     def restored(self) -> None:
         self.since_restore.clear()
-        self.own_since_restore.clear()
+        self.objects_since_restore.clear()
 
-    async def keep(self, records: list[Record]) -> None:
+    async def keep(self, records: list[Record], batches: Mapping[TP, int] | None = None) -> None:
         """Append `records` at their offsets; what lies between a segment's end and a record
         of the batch (records someone else wrote, or commands not decided yet before a sealed
-        copy the processor sent) is read from the broker and appended first."""
+        copy the processor sent) is read from the broker and appended first. `batches`: the
+        record batches the records were sent in, per partition (Keep)."""
         self.erasing.update(
             (r.topic, r.partition)
             for r in records
@@ -72,22 +83,26 @@ class Journal:
         )
         for _ in range(_MAX_ROUNDS):
             appended, gaps = self.segments.append_continuing(records)
-            self._count(appended, own=True)
+            self._count(appended, batches or {})
             if not gaps:
                 return
             missing = await self._backfill(gaps)
             appended, still = self.segments.append_continuing(missing)
-            self._count(appended, own=False)
+            self._count(appended, None)
             if still:
                 raise JournalError(f"{still[0]}: the broker's records do not fill it")
         raise JournalError("records cannot be kept: gaps keep opening in the segments")
 
-    def _count(self, appended: dict[tuple[str, int], int], own: bool) -> None:
+    def _count(self, appended: dict[TP, int], batches: Mapping[TP, int] | None) -> None:
+        """`batches` None: records read back to fill a gap (not devreg's own objects)."""
         for key, n in appended.items():
             if n:
                 self.since_restore[key] = self.since_restore.get(key, 0) + n
-                if own:
-                    self.own_since_restore[key] = self.own_since_restore.get(key, 0) + n
+                if batches is not None:
+                    objects = min(n, batches.get(key, n))
+                    self.objects_since_restore[key] = (
+                        self.objects_since_restore.get(key, 0) + objects
+                    )
 
     async def _backfill(self, gaps: list[SegmentGap]) -> list[Record]:
         """The records gap.end .. gap.first - 1 of each gap, read from the broker."""

@@ -28,8 +28,8 @@ and every renewal would copy it again, seconds each, every few thousand records 
 while more than `DEVREG_EMBEDDED_BACKLOG` records would be copied for the stores to read (or
 are past the kept log, step 2), a due renewal waits for the worker to catch up: the backlog
 sits in the broker in the publisher's large batches, few objects. It waits no longer than
-FORCED_AFTER times `DEVREG_EMBEDDED_ROLLOVER` records devreg kept itself in one partition,
-which bounds the objects written meanwhile below where the broker's fetches fail.
+until devreg itself wrote FORCED_AFTER times `DEVREG_EMBEDDED_ROLLOVER` batch objects in one
+partition (Journal.objects_since_restore), which keeps the broker's fetches working.
 
 The same loop compacts the kept log's keys and tokens topics in place once the journal has
 kept a tombstone there (services/log/kept_compaction.py), in a thread, outside the pause.
@@ -70,11 +70,11 @@ _RECREATE_TRIES = 5
 _BEYOND_DEADLINE_S = 10.0
 _BACKLOG_WAIT_S = 5.0
 _BACKLOG_LOG_EVERY_S = 30.0
-# A renewal put off by a backlog waits at most until devreg kept this many times
-# DEVREG_EMBEDDED_ROLLOVER records in one partition itself: 20,000 at the default, below the
-# ~20-25k batch objects past which the broker's fetches answer nothing (docs/benchmarks.md,
-# "Figures behind the code"), even were each record a batch of its own.
-FORCED_AFTER = 10
+# A renewal put off by a backlog waits at most until devreg wrote this many times
+# DEVREG_EMBEDDED_ROLLOVER batch objects in one partition itself: 10,000 at the default, half
+# the ~20-25k objects past which the broker's fetches answer nothing (docs/benchmarks.md,
+# "Figures behind the code").
+FORCED_AFTER = 5
 
 
 class _Backlog(Exception):
@@ -137,7 +137,8 @@ class Rollover:
         rollover = self._settings.embedded_rollover
         if max(self._journal.since_restore.values(), default=0) < rollover:
             return False
-        if max(self._journal.own_since_restore.values(), default=0) >= FORCED_AFTER * rollover:
+        objects = max(self._journal.objects_since_restore.values(), default=0)
+        if objects >= FORCED_AFTER * rollover:
             return True
         lag = self._lag(self._floors())
         if lag <= self._settings.embedded_backlog:

@@ -228,7 +228,11 @@ class CommandProcessor:
         if previous is not None:
             await asyncio.shield(previous)
         if self._keep is not None:
-            await self._keep([*commands, *acknowledged.events, *acknowledged.others])
+            # Two calls: the commands read from the log may each be a batch of its own, what
+            # the batch wrote went out in `sent.batches` (the renewal counts objects: Keep).
+            await self._keep(commands)
+            produced = [*acknowledged.events, *acknowledged.others]
+            await self._keep(produced, sent.batches.sent_per_partition)
         # Erased once the forget events are kept: a crash before the erasure decides them
         # again (the same events) and erases again; one after it finds the keys gone.
         if self._sealing is not None:

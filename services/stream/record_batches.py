@@ -51,6 +51,7 @@ class RecordBatches:
         self._producer = producer
         self._open: dict[tuple[str, int], RecordBatch] = {}
         self._sent: list[RecordBatch] = []
+        self.sent_per_partition: dict[tuple[str, int], int] = {}
         self._acks: list[asyncio.Future[Any]] = []  # one per batch in `_sent`
         # With `keep`, every record added, for `acknowledged_records`.
         self._kept: list[tuple[str, bytes | None, bytes | None, Headers, Slot]] | None = (
@@ -102,3 +103,4 @@ class RecordBatches:
         batch.builder.close()
         self._acks.append(await self._producer.send_batch(batch.builder, tp[0], partition=tp[1]))
         self._sent.append(batch)
+        self.sent_per_partition[tp] = self.sent_per_partition.get(tp, 0) + 1

@@ -85,6 +85,7 @@ class TokenRelay:
             if self._keep is None:
                 await batches.acknowledged()
             else:
-                await self._keep(await batches.acknowledged_records())
+                kept = await batches.acknowledged_records()
+                await self._keep(kept, batches.sent_per_partition)
         self._metrics.inc("devreg_supersede_commands_total", len(commands))
         log.info("sent %d supersede commands", len(commands))

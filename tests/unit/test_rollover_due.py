@@ -47,9 +47,13 @@ class _Stack:
     def _where(self) -> Mapping[TP, int]:
         return self.positions
 
-    async def keep(self, topic: str, partition: int, count: int) -> None:
+    async def keep(
+        self, topic: str, partition: int, count: int, batches: int | None = None
+    ) -> None:
+        """Records devreg wrote itself: each a batch of its own, or in `batches` batches."""
         start = self.segments.end(topic, partition)
-        await self.journal.keep(list(_records(topic, partition, start, count)))
+        sent = {} if batches is None else {(topic, partition): batches}
+        await self.journal.keep(list(_records(topic, partition, start, count)), sent)
 
     def backlog(self, topic: str, partition: int, count: int) -> None:
         """Records someone published in bulk, in the kept log (as the journal fills a gap
@@ -106,9 +110,13 @@ async def test_given_a_backlog_that_lasts_then_records_written_meanwhile_force_a
     s = stack.settings
     stack.backlog(s.commands_topic, 0, 5000)
     stack.positions[(s.commands_topic, 0)] = 0
-    # When devreg keeps records of its own in one partition up to the bound
-    await stack.keep(s.events_topic, 1, FORCED_AFTER * 100 - 1)
+    # When devreg writes records of its own in large batches, many more than the bound
+    await stack.keep(s.events_topic, 1, FORCED_AFTER * 100 * 10, batches=10)
+    # Then the renewal still waits: they are few objects in the broker
     assert not stack.rollover.due()
-    await stack.keep(s.events_topic, 1, 1)
+    # When it writes records each a batch of its own, up to the bound
+    await stack.keep(s.events_topic, 2, FORCED_AFTER * 100 - 1)
+    assert not stack.rollover.due()
+    await stack.keep(s.events_topic, 2, 1)
     # Then the renewal no longer waits: the broker's objects stay bounded
     assert stack.rollover.due()
