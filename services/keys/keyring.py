@@ -253,6 +253,10 @@ class Keyring:
             (k.partition, slot, None) for k, slot in zip(doomed, slots, strict=True)
         )
         await self._store.write((), slots)
+        # Again, now that the store holds them no more: a reader that asked while the
+        # tombstones were on their way found the keys in the store and remembered them.
+        # Nothing can find them after this.
+        self._let_go(slots)
         await self._store.erase_traces()
         return len(doomed)
 

@@ -4,6 +4,7 @@ groups, and what it holds for a device always what its key store holds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from events import sealed
 from events.identity import partition_key
 from projections.positions import Position
 from services.config import Settings, load_settings
@@ -26,9 +28,11 @@ from services.keys.store import Device, KeyStore, Slot, StoredKey
 from services.log.broker import EmbeddedBroker, free_port
 from services.log.reader import LogError, LogReader
 from services.log.topics import ensure_topics
+from services.stream.gate import Gate
 from tests.support import read_records, wait_for
 
 APP = "keyring-app"
+TOKEN = "device_token"
 
 
 class CountingStore(KeyStore):
@@ -62,6 +66,21 @@ class Ring:
     store: CountingStore
     producer: AIOKafkaProducer
     keyring: Keyring
+    gate: WatchedGate
+
+
+class WatchedGate(Gate):
+    """The keyring's gate, telling when a writer is at it (to hold an erasure halfway)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def passage(self) -> AsyncIterator[None]:
+        self.arrived.set()
+        async with super().passage():
+            yield
 
 
 @pytest.fixture
@@ -80,9 +99,10 @@ async def ring(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Ring]:
         return partition_for(partition_key(app_id, device_id), settings.partitions)
 
     kek = secrets.token_bytes(32)
-    keyring = Keyring(store, kek, producer, access, settings.keys_topic, partition_of)
+    gate = WatchedGate()
+    keyring = Keyring(store, kek, producer, access, settings.keys_topic, partition_of, gate=gate)
     try:
-        yield Ring(settings, access, store, producer, keyring)
+        yield Ring(settings, access, store, producer, keyring, gate)
     finally:
         await producer.stop()
         await store.close()
@@ -144,6 +164,39 @@ async def test_given_an_erased_device_then_its_next_key_is_a_new_one(ring: Ring)
     second = await ring.keyring.ensure(APP, "gone")
     assert second[0] != first[0]
     assert [k.key_id for k in await ring.store.keys_of(APP, "gone")] == [second[0]]
+
+
+async def sealed_tokens(ring: Ring, devices: list[str]) -> list[tuple[str, str]]:
+    """(device id, sealed token) for each device, sealed with its key (made if new)."""
+    keys = await ring.keyring.ensure_all([(APP, d) for d in devices])
+    return [
+        (d, ring.keyring.seal(APP, d, TOKEN, f"push-{d}", key))
+        for d, key in zip(devices, keys, strict=True)
+    ]
+
+
+async def test_given_a_token_read_while_its_erasure_is_under_way_then_it_is_erased_after(
+    ring: Ring,
+) -> None:
+    # Given a device's token, and its erasure held at the keys topic (its tombstones not
+    # acknowledged yet: the key is still in the key store)
+    [(device, text)] = await sealed_tokens(ring, ["racing"])
+    kid = sealed.key_id(text)
+    assert kid is not None
+    await ring.gate.close()
+    ring.gate.arrived.clear()  # the key's creation passed the gate already
+    erasing = asyncio.ensure_future(ring.keyring.erase([(APP, device)]))
+    await asyncio.wait_for(ring.gate.arrived.wait(), 10.0)
+
+    # When a reader opens the token meanwhile (the store still holds its key)
+    assert await ring.keyring.open(APP, device, TOKEN, text) == f"push-{device}"
+
+    # Then once the erasure is done, neither the token nor the key is served from memory
+    ring.gate.open()
+    assert await asyncio.wait_for(erasing, 10.0) == 1
+    assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
+    assert await ring.keyring.key(APP, device, kid) is None
+    assert await ring.keyring.current(APP, device) is None
 
 
 async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_current(
