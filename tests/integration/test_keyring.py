@@ -21,8 +21,8 @@ from services.config import Settings, load_settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.partitioner import partition_for
+from services.keys import cipher, records
 from services.keys import reads as reads_module
-from services.keys import records
 from services.keys.keyring import Keyring
 from services.keys.store import Device, KeyStore, Slot, StoredKey
 from services.log.broker import EmbeddedBroker, free_port
@@ -81,6 +81,20 @@ class WatchedGate(Gate):
         self.arrived.set()
         async with super().passage():
             yield
+
+
+class CountedOpenings:
+    """Counts the AES-GCM openings the keyring makes (cipher.open_sealed)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.count = 0
+        real = cipher.open_sealed
+
+        def counted(text: str, key: bytes, aad: bytes) -> str | None:
+            self.count += 1
+            return real(text, key, aad)
+
+        monkeypatch.setattr(cipher, "open_sealed", counted)
 
 
 @pytest.fixture
@@ -175,6 +189,47 @@ async def sealed_tokens(ring: Ring, devices: list[str]) -> list[tuple[str, str]]
     ]
 
 
+async def test_given_tokens_opened_once_then_reading_them_again_opens_none(
+    ring: Ring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a page of tokens, opened once
+    page = await sealed_tokens(ring, [f"page{n}" for n in range(100)])
+    openings = CountedOpenings(monkeypatch)
+    expected = [f"push-{d}" for d, _ in page]
+    assert await ring.keyring.open_all(APP, TOKEN, page) == expected
+    assert openings.count == 100
+
+    # When the page and one of its tokens are read again
+    again = await ring.keyring.open_all(APP, TOKEN, page)
+    device, text = page[7]
+    one = await ring.keyring.open(APP, device, TOKEN, text)
+
+    # Then they are what they were, and nothing was opened again
+    assert (again, one) == (expected, "push-page7")
+    assert openings.count == 100
+    # but a text that is not the one opened (tampered with) is opened, and fails
+    device, text = page[3]
+    tampered = text[:-2] + ("AA" if not text.endswith("AA") else "BB")
+    assert await ring.keyring.open(APP, device, TOKEN, tampered) == sealed.ERASED
+    assert openings.count == 101
+
+
+async def test_given_tokens_opened_then_their_device_erased_then_they_open_erased(
+    ring: Ring,
+) -> None:
+    # Given the tokens of a page opened (remembered)
+    page = await sealed_tokens(ring, ["kept", "forgotten"])
+    assert await ring.keyring.open_all(APP, TOKEN, page) == ["push-kept", "push-forgotten"]
+
+    # When one device is erased
+    assert await ring.keyring.erase([(APP, "forgotten")]) == 1
+
+    # Then its token is erased wherever it is read, and the other one is not
+    assert await ring.keyring.open_all(APP, TOKEN, page) == ["push-kept", sealed.ERASED]
+    device, text = page[1]
+    assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
+
+
 async def test_given_a_token_read_while_its_erasure_is_under_way_then_it_is_erased_after(
     ring: Ring,
 ) -> None:
@@ -202,8 +257,11 @@ async def test_given_a_token_read_while_its_erasure_is_under_way_then_it_is_eras
 async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_current(
     ring: Ring,
 ) -> None:
-    # Given a device whose key this keyring created and holds
-    await ring.keyring.ensure(APP, "moved")
+    # Given a device whose key this keyring created and holds, and whose token it opened
+    text = ring.keyring.seal(
+        APP, "moved", TOKEN, "push-moved", await ring.keyring.ensure(APP, "moved")
+    )
+    assert await ring.keyring.open(APP, "moved", TOKEN, text) == "push-moved"
     [stored] = await ring.store.keys_of(APP, "moved")
 
     # When another worker, owning the partition meanwhile, erased the key on the topic
@@ -214,7 +272,10 @@ async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_
     # and the partition is handed to this worker again
     await ring.keyring.handed([stored.partition])
 
-    # Then the keyring reads the partition again and holds no key for the device
+    # Then the token it opened is not served from memory (asked before the partition's keys
+    # are read again: the read would let it go too), and once read again the keyring holds
+    # no key for the device
+    assert await ring.keyring.open(APP, "moved", TOKEN, text) == sealed.ERASED
     assert await ring.keyring.current(APP, "moved") is None
     assert await ring.keyring.key(APP, "moved", stored.key_id) is None
 
