@@ -127,7 +127,9 @@ class Keyring:
         kid = sealed.key_id(text)
         if kid is None:
             return text
-        key = await self.key(app_id, device_id, kid)
+        key = self._unwrapped.get((app_id, device_id, kid))  # most often: no await at all
+        if key is None:
+            key = await self.key(app_id, device_id, kid)
         # No await from here on: the key was held when it was found, and stays held until the
         # value is remembered, so an erasure that lets the key go drops the value with it.
         value = None
