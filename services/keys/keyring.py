@@ -41,9 +41,9 @@ DeviceKey = tuple[str, str]
 # Unwrapped keys kept in memory (each ~150 bytes with its slot): a registry's busiest devices;
 # the rest are read from the key store again when needed.
 CACHED_KEYS = 100_000
-# Devices whose opened token is remembered (each ~600 bytes: the sealed text, the value and
-# the entry): a page of 100 then opens no token it served lately (docs/benchmarks.md,
-# "Figures behind the code").
+# Devices whose opened token is remembered (the sealed text, the value and the entry): a page
+# of 100 then opens no token it served lately (docs/benchmarks.md, "Figures behind the code"
+# has what it saves and what it costs).
 CACHED_OPENED = 100_000
 
 
