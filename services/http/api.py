@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -66,6 +66,10 @@ class Api:
 
     async def opened_token(self, app_id: str, device_id: str, text: str) -> str:
         return await self.keyring.open(app_id, device_id, "device_token", text)
+
+    async def opened_tokens(self, app_id: str, tokens: Sequence[tuple[str, str]]) -> list[str]:
+        """Each (device id, sealed token) opened, as `opened_token` does, for a page."""
+        return await self.keyring.open_all(app_id, "device_token", tokens)
 
     async def opened_event(self, raw: bytes) -> bytes:
         """An event's JSON to show: its sealed values opened (ERASED where the key is gone).

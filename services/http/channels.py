@@ -66,11 +66,10 @@ class Targeting:
         page = await self.api.projection.channel_devices(
             app_id, channel, now_ms(), after, limit, os_name, local
         )
+        tokens = await self.api.opened_tokens(app_id, [(d.deviceId, d.deviceToken) for d in page])
         page = [
-            msgspec.structs.replace(
-                d, deviceToken=await self.api.opened_token(app_id, d.deviceId, d.deviceToken)
-            )
-            for d in page
+            msgspec.structs.replace(d, deviceToken=token)
+            for d, token in zip(page, tokens, strict=True)
         ]
         answer = DevicesAnswer(devices=page, nextCursor=None, freshness=self.freshness())
         if self.api.forwarder.fan_out(request):

@@ -13,6 +13,7 @@ wrapped key is written once, and nothing compares two wrappings.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,7 @@ from events import sealed
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _aad_encoder = msgspec.json.Encoder()
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def new_key() -> bytes:
@@ -46,7 +48,9 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # binascii itself: urlsafe_b64decode's wrappers cost as much again, once per token opened
+    # (a page opens a hundred).
+    return binascii.a2b_base64((text + "=" * (-len(text) % 4)).encode().translate(_URLSAFE))
 
 
 def seal(key_id: str, key: bytes, aad: bytes, value: str) -> str:
@@ -63,7 +67,7 @@ def open_sealed(text: str, key: bytes, aad: bytes) -> str | None:
         raw = _unb64(body)
         plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
         return plain.decode()
-    except (InvalidTag, ValueError):
+    except (InvalidTag, ValueError):  # binascii.Error is a ValueError
         return None
 
 

@@ -29,6 +29,7 @@ from events import sealed
 from services.clock import now_ms
 from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
+from services.keys.opened import OpenedValues
 from services.keys.reads import PartitionReads
 from services.keys.store import KeyStore, Slot, StoredKey
 from services.log.journal import Keep
@@ -40,6 +41,10 @@ DeviceKey = tuple[str, str]
 # Unwrapped keys kept in memory (each ~150 bytes with its slot): a registry's busiest devices;
 # the rest are read from the key store again when needed.
 CACHED_KEYS = 100_000
+# Devices whose opened token is remembered (the sealed text, the value and the entry): a page
+# of 100 then opens no token it served lately (docs/benchmarks.md, "Figures behind the code"
+# has what it saves and what it costs).
+CACHED_OPENED = 100_000
 
 
 class Keyring:
@@ -73,6 +78,8 @@ class Keyring:
         # Each device's newest key as the key store holds it, so sealing for a known device
         # asks SQLite nothing; changed wherever the store's keys change.
         self._current: OrderedDict[DeviceKey, tuple[str, bytes]] = OrderedDict()
+        # Values opened with keys held here, dropped with those keys (_let_go, handed).
+        self._opened = OpenedValues(CACHED_OPENED)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -97,14 +104,41 @@ class Keyring:
 
     async def open(self, app_id: str, device_id: str, field: str, text: str) -> str:
         """The value a sealed text holds, ERASED if its key is gone; other text as it is."""
+        value = self._remembered(app_id, device_id, field, text)
+        return value if value is not None else await self._open(app_id, device_id, field, text)
+
+    async def open_all(self, app_id: str, field: str, texts: Sequence[DeviceKey]) -> list[str]:
+        """Each (device id, text) opened as `open` does; those remembered without an await,
+        which a page of a hundred would otherwise pay a hundred times."""
+        values = [self._remembered(app_id, device_id, field, text) for device_id, text in texts]
+        return [
+            value if value is not None else await self._open(app_id, device_id, field, text)
+            for value, (device_id, text) in zip(values, texts, strict=True)
+        ]
+
+    def _remembered(self, app_id: str, device_id: str, field: str, text: str) -> str | None:
+        """The value of `text` if it takes no key to tell: not sealed, or opened lately with
+        a key still held; None if it must be opened."""
+        if not sealed.is_sealed(text):
+            return text
+        return self._opened.get(app_id, device_id, field, text)
+
+    async def _open(self, app_id: str, device_id: str, field: str, text: str) -> str:
         kid = sealed.key_id(text)
         if kid is None:
             return text
-        key = await self.key(app_id, device_id, kid)
+        key = self._unwrapped.get((app_id, device_id, kid))  # most often: no await at all
+        if key is None:
+            key = await self.key(app_id, device_id, kid)
+        # No await from here on: the key was held when it was found, and stays held until the
+        # value is remembered, so an erasure that lets the key go drops the value with it.
         value = None
         if key is not None:
             value = cipher.open_sealed(text, key, cipher.context(app_id, device_id, field))
-        return sealed.ERASED if value is None else value
+        if value is None:
+            return sealed.ERASED
+        self._opened.put(app_id, device_id, field, text, value)
+        return value
 
     def seal(
         self, app_id: str, device_id: str, field: str, value: str, key: tuple[str, bytes]
@@ -134,9 +168,11 @@ class Keyring:
         return held
 
     def _let_go(self, slots: Iterable[Slot]) -> None:
-        """Keys gone from the store: neither remembered nor current any more."""
+        """Keys gone from the store: neither remembered nor current any more, and nothing
+        they opened remembered either."""
         for slot in slots:
             self._unwrapped.pop(slot, None)
+            self._opened.drop(slot[0], slot[1])
             device = (slot[0], slot[1])
             held = self._current.get(device)
             if held is not None and held[0] == slot[2]:
@@ -254,6 +290,10 @@ class Keyring:
             (k.partition, slot, None) for k, slot in zip(doomed, slots, strict=True)
         )
         await self._store.write((), slots)
+        # Again, now that the store holds them no more: a reader that asked while the
+        # tombstones were on their way found the keys in the store and remembered them (and
+        # what they opened). Nothing can find them after this.
+        self._let_go(slots)
         await self._store.erase_traces()
         return len(doomed)
 
@@ -271,6 +311,9 @@ class Keyring:
         )
         self._current = OrderedDict(
             (d, k) for d, k in self._current.items() if self._partition_of(*d) not in chosen
+        )
+        self._opened.drop_where(
+            lambda app_id, device_id: self._partition_of(app_id, device_id) in chosen
         )
         await self._reads.handed(chosen)
 

@@ -162,3 +162,40 @@ async def test_given_a_forgotten_device_then_no_copy_of_its_token_or_key_is_left
     print([(r.key, r.value) for r in keys_topic])
     slots = [records.slot_of(r.key) for r in keys_topic if r.value is None]
     assert ("app-a", device) in {(s[0], s[1]) for s in slots if s}
+
+
+async def test_given_a_token_served_by_a_get_and_a_page_then_after_forget_no_read_serves_it(
+    devreg_worker: WorkerProcess,
+) -> None:
+    # Given a device whose token a GET and a channel page served (and the worker remembers)
+    worker = devreg_worker
+    device, token = f"served-{uuid.uuid4().hex[:8]}", f"push-{uuid.uuid4().hex}"
+    channel = f"reads-{uuid.uuid4().hex[:8]}"
+    body = registration(device, deviceToken=token, channels=[channel])
+    status, answer = await call("POST", worker.url("messaging/registrations"), body)
+    assert status == 200, answer
+    registered_at = now_ms()
+    status, answer = await call("GET", worker.url(f"messaging/registrations/{device}"))
+    assert answer[0]["deviceToken"] == token
+    page = worker.admin_url(f"messaging/channels/{channel}/devices")
+    status, answer = await call("GET", page, headers=admin_headers())
+    assert [d["deviceToken"] for d in answer["devices"]] == [token]
+
+    # When it is forgotten
+    status, answer = await admin(worker, "POST", f"devices/{device}/forget")
+    assert (status, answer["changed"]) == (200, True), answer
+
+    # Then no read serves the token again: not a GET, not a page, and not the reads that
+    # still find its sealed text (as-of and history open the same text the GET opened)
+    status, answer = await call("GET", worker.url(f"messaging/registrations/{device}"))
+    assert (status, answer["code"]) == (400, 5000)
+    status, answer = await call("GET", page, headers=admin_headers())
+    assert (status, answer["devices"]) == (200, [])
+    as_of = worker.admin_url(f"messaging/registrations/{device}/as-of/{registered_at}")
+    status, answer = await call("GET", as_of, headers=admin_headers())
+    assert (status, answer[0]["deviceToken"]) == (200, sealed.ERASED)
+    history = worker.admin_url(f"messaging/registrations/{device}/history")
+    status, answer = await call("GET", history, headers=admin_headers())
+    assert status == 200, answer
+    assert token not in msgspec.json.encode(answer).decode()
+    assert sealed.ERASED in msgspec.json.encode(answer).decode()

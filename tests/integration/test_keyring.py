@@ -4,6 +4,7 @@ groups, and what it holds for a device always what its key store holds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
@@ -13,22 +14,25 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from events import sealed
 from events.identity import partition_key
 from projections.positions import Position
 from services.config import Settings, load_settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.partitioner import partition_for
+from services.keys import cipher, records
 from services.keys import reads as reads_module
-from services.keys import records
 from services.keys.keyring import Keyring
 from services.keys.store import Device, KeyStore, Slot, StoredKey
 from services.log.broker import EmbeddedBroker, free_port
 from services.log.reader import LogError, LogReader
 from services.log.topics import ensure_topics
+from services.stream.gate import Gate
 from tests.support import read_records, wait_for
 
 APP = "keyring-app"
+TOKEN = "device_token"
 
 
 class CountingStore(KeyStore):
@@ -62,6 +66,35 @@ class Ring:
     store: CountingStore
     producer: AIOKafkaProducer
     keyring: Keyring
+    gate: WatchedGate
+
+
+class WatchedGate(Gate):
+    """The keyring's gate, telling when a writer is at it (to hold an erasure halfway)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def passage(self) -> AsyncIterator[None]:
+        self.arrived.set()
+        async with super().passage():
+            yield
+
+
+class CountedOpenings:
+    """Counts the AES-GCM openings the keyring makes (cipher.open_sealed)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.count = 0
+        real = cipher.open_sealed
+
+        def counted(text: str, key: bytes, aad: bytes) -> str | None:
+            self.count += 1
+            return real(text, key, aad)
+
+        monkeypatch.setattr(cipher, "open_sealed", counted)
 
 
 @pytest.fixture
@@ -80,9 +113,10 @@ async def ring(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Ring]:
         return partition_for(partition_key(app_id, device_id), settings.partitions)
 
     kek = secrets.token_bytes(32)
-    keyring = Keyring(store, kek, producer, access, settings.keys_topic, partition_of)
+    gate = WatchedGate()
+    keyring = Keyring(store, kek, producer, access, settings.keys_topic, partition_of, gate=gate)
     try:
-        yield Ring(settings, access, store, producer, keyring)
+        yield Ring(settings, access, store, producer, keyring, gate)
     finally:
         await producer.stop()
         await store.close()
@@ -146,11 +180,88 @@ async def test_given_an_erased_device_then_its_next_key_is_a_new_one(ring: Ring)
     assert [k.key_id for k in await ring.store.keys_of(APP, "gone")] == [second[0]]
 
 
+async def sealed_tokens(ring: Ring, devices: list[str]) -> list[tuple[str, str]]:
+    """(device id, sealed token) for each device, sealed with its key (made if new)."""
+    keys = await ring.keyring.ensure_all([(APP, d) for d in devices])
+    return [
+        (d, ring.keyring.seal(APP, d, TOKEN, f"push-{d}", key))
+        for d, key in zip(devices, keys, strict=True)
+    ]
+
+
+async def test_given_tokens_opened_once_then_reading_them_again_opens_none(
+    ring: Ring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a page of tokens, opened once
+    page = await sealed_tokens(ring, [f"page{n}" for n in range(100)])
+    openings = CountedOpenings(monkeypatch)
+    expected = [f"push-{d}" for d, _ in page]
+    assert await ring.keyring.open_all(APP, TOKEN, page) == expected
+    assert openings.count == 100
+
+    # When the page and one of its tokens are read again
+    again = await ring.keyring.open_all(APP, TOKEN, page)
+    device, text = page[7]
+    one = await ring.keyring.open(APP, device, TOKEN, text)
+
+    # Then they are what they were, and nothing was opened again
+    assert (again, one) == (expected, "push-page7")
+    assert openings.count == 100
+    # but a text that is not the one opened (tampered with) is opened, and fails
+    device, text = page[3]
+    tampered = text[:-2] + ("AA" if not text.endswith("AA") else "BB")
+    assert await ring.keyring.open(APP, device, TOKEN, tampered) == sealed.ERASED
+    assert openings.count == 101
+
+
+async def test_given_tokens_opened_then_their_device_erased_then_they_open_erased(
+    ring: Ring,
+) -> None:
+    # Given the tokens of a page opened (remembered)
+    page = await sealed_tokens(ring, ["kept", "forgotten"])
+    assert await ring.keyring.open_all(APP, TOKEN, page) == ["push-kept", "push-forgotten"]
+
+    # When one device is erased
+    assert await ring.keyring.erase([(APP, "forgotten")]) == 1
+
+    # Then its token is erased wherever it is read, and the other one is not
+    assert await ring.keyring.open_all(APP, TOKEN, page) == ["push-kept", sealed.ERASED]
+    device, text = page[1]
+    assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
+
+
+async def test_given_a_token_read_while_its_erasure_is_under_way_then_it_is_erased_after(
+    ring: Ring,
+) -> None:
+    # Given a device's token, and its erasure held at the keys topic (its tombstones not
+    # acknowledged yet: the key is still in the key store)
+    [(device, text)] = await sealed_tokens(ring, ["racing"])
+    kid = sealed.key_id(text)
+    assert kid is not None
+    await ring.gate.close()
+    ring.gate.arrived.clear()  # the key's creation passed the gate already
+    erasing = asyncio.ensure_future(ring.keyring.erase([(APP, device)]))
+    await asyncio.wait_for(ring.gate.arrived.wait(), 10.0)
+
+    # When a reader opens the token meanwhile (the store still holds its key)
+    assert await ring.keyring.open(APP, device, TOKEN, text) == f"push-{device}"
+
+    # Then once the erasure is done, neither the token nor the key is served from memory
+    ring.gate.open()
+    assert await asyncio.wait_for(erasing, 10.0) == 1
+    assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
+    assert await ring.keyring.key(APP, device, kid) is None
+    assert await ring.keyring.current(APP, device) is None
+
+
 async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_current(
     ring: Ring,
 ) -> None:
-    # Given a device whose key this keyring created and holds
-    await ring.keyring.ensure(APP, "moved")
+    # Given a device whose key this keyring created and holds, and whose token it opened
+    text = ring.keyring.seal(
+        APP, "moved", TOKEN, "push-moved", await ring.keyring.ensure(APP, "moved")
+    )
+    assert await ring.keyring.open(APP, "moved", TOKEN, text) == "push-moved"
     [stored] = await ring.store.keys_of(APP, "moved")
 
     # When another worker, owning the partition meanwhile, erased the key on the topic
@@ -161,7 +272,10 @@ async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_
     # and the partition is handed to this worker again
     await ring.keyring.handed([stored.partition])
 
-    # Then the keyring reads the partition again and holds no key for the device
+    # Then the token it opened is not served from memory (asked before the partition's keys
+    # are read again: the read would let it go too), and once read again the keyring holds
+    # no key for the device
+    assert await ring.keyring.open(APP, "moved", TOKEN, text) == sealed.ERASED
     assert await ring.keyring.current(APP, "moved") is None
     assert await ring.keyring.key(APP, "moved", stored.key_id) is None
 
