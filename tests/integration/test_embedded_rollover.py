@@ -32,6 +32,22 @@ PUBLISHED = 3000
 OVER_HTTP = 300
 
 
+def _registrations(prefix: str, count: int) -> list[RegisterDevice]:
+    """Commands a publisher sends straight to Kafka: devices `prefix`00000 and on."""
+    return [
+        RegisterDevice(
+            command_id=uuid.uuid4().hex,
+            app_id=APP,
+            device_id=f"{prefix}{n:05d}",
+            device_token=f"tok-{prefix}{n}",
+            os="IOS",
+            os_version="17",
+            channels=("news",),
+        )
+        for n in range(count)
+    ]
+
+
 async def test_given_renewals_while_commands_flow_then_every_command_is_decided_once(
     tmp_path: Path,
 ) -> None:
@@ -46,18 +62,7 @@ async def test_given_renewals_while_commands_flow_then_every_command_is_decided_
     try:
         # When commands arrive in bulk over Kafka and one by one over HTTP at the same time
         bootstrap = (run.data_dir / "embedded-broker.address").read_text().strip()
-        commands = [
-            RegisterDevice(
-                command_id=uuid.uuid4().hex,
-                app_id=APP,
-                device_id=f"k{n:05d}",
-                device_token=f"tok-{n}",
-                os="IOS",
-                os_version="17",
-                channels=("news",),
-            )
-            for n in range(PUBLISHED)
-        ]
+        commands = _registrations("k", PUBLISHED)
 
         async def over_http() -> None:
             for n in range(OVER_HTTP):
@@ -193,18 +198,7 @@ async def test_given_a_backlog_published_in_bulk_then_renewals_do_not_copy_it_ag
         # When commands are published in bulk over Kafka, far more than the processor decides
         # before the first renewal is due
         bootstrap = (run.data_dir / "embedded-broker.address").read_text().strip()
-        commands = [
-            RegisterDevice(
-                command_id=uuid.uuid4().hex,
-                app_id=APP,
-                device_id=f"b{n:05d}",
-                device_token=f"tok-{n}",
-                os="ANDROID",
-                os_version="14",
-                channels=("news",),
-            )
-            for n in range(BACKLOG)
-        ]
+        commands = _registrations("b", BACKLOG)
         await publish_commands(bootstrap, f"{run.prefix}.commands", commands, partitions=3)
 
         async def all_decided() -> bool:
