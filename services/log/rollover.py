@@ -166,10 +166,10 @@ class Rollover:
         if now - self._put_off_logged >= _BACKLOG_LOG_EVERY_S:
             self._put_off_logged = now
             log.info(
-                "broker renewal put off while the worker catches up: %d records wait to be"
-                " read (DEVREG_EMBEDDED_BACKLOG %d)",
-                lag,
-                self._settings.embedded_backlog,
+                "broker renewal put off while the worker catches up: %s records wait to be"
+                " read (DEVREG_EMBEDDED_BACKLOG %s)",
+                f"{lag:,}",
+                f"{self._settings.embedded_backlog:,}",
             )
 
     async def run(self) -> None:
