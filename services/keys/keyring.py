@@ -6,14 +6,17 @@ acknowledges it, before `ensure` returns it: nothing sealed with a key can be pu
 before the key can be read by every worker and by the CLI. Concurrent creations share one
 transaction and one round trip (group commit).
 
-Only the worker that owns a partition writes its keys. A worker handed partitions drops what
-it held of them and reads their keys again from the topic at once, in one read that a request
-needing one of them waits for (services/keys/reads.py), so a key erased while another worker
-owned the partition is not kept here.
+Only the worker that owns a partition writes its keys. On Apache Kafka a worker handed
+partitions drops what it held of them and reads their keys again from the topic at once, in
+one read that a request needing one of them waits for (services/keys/reads.py), so a key
+erased while another worker owned the partition is not kept here.
 
 In the embedded mode every key record is kept (services/log/journal.py) before `ensure` or
 `erase` returns, and no key is written while the broker's topics are renewed (`gate`,
-services/log/rollover.py).
+services/log/rollover.py). There this worker alone writes the keys topic and the kept log
+never drops a tombstone, so a handed partition is read on from the key store's position;
+the keyring's own creations and erasures move that position, an erasure only in the
+transaction that deletes its keys (services/keys/applied.py).
 """
 
 from __future__ import annotations

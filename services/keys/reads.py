@@ -1,11 +1,16 @@
 """Reading the keys of a worker's partitions from the keys topic into its key store.
 
-A worker handed partitions drops what its key store held of them (another worker may have
-erased keys meanwhile) and reads them again from the topic at once, all in one read: left
-to the first need, each partition's first request waited for a reader of its own (~0.2 s
-here, over a second under load: docs/benchmarks.md). A request that needs a partition not
-read yet waits for its read, and readiness waits for all of them (services/stream/
-catch_up.py). A read that fails is logged and made again at the next need.
+On Apache Kafka a worker handed partitions drops what its key store held of them (another
+worker may have erased keys meanwhile, and a compacted topic drops tombstones after
+delete.retention.ms) and reads them again from offset 0. In the embedded mode (`applied`
+given) it reads on from the store's positions: only this worker writes the keys topic and the
+kept log keeps every tombstone; a position past the kept log's end (a power cut tore it) is
+read from 0 instead. Either way all of them in one read, at once: left to the first need,
+each partition's first request waited for a reader of its own (~0.2 s here, over a second
+under load: docs/benchmarks.md). A request that needs a partition not read yet waits for
+its read, and readiness waits for all of them (services/stream/catch_up.py); each read
+says at INFO how many records it read and how long it took. A read that fails is logged and
+made again at the next need.
 """
 
 from __future__ import annotations
@@ -55,8 +60,8 @@ class PartitionReads:
         self._reading: dict[int, asyncio.Future[None]] = {}
 
     async def handed(self, partitions: set[int]) -> None:
-        """Drop what the store held of `partitions` and read them again now, with any read
-        a handover abandoned, in one reader."""
+        """Read `partitions` now, with any read a handover abandoned, in one reader: again
+        from 0, dropping what the store held of them, unless in the embedded mode."""
         self._epoch += 1
         self._caught_up -= partitions
         if self._applied is None:
