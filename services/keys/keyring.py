@@ -6,14 +6,17 @@ acknowledges it, before `ensure` returns it: nothing sealed with a key can be pu
 before the key can be read by every worker and by the CLI. Concurrent creations share one
 transaction and one round trip (group commit).
 
-Only the worker that owns a partition writes its keys. A worker handed partitions drops what
-it held of them and reads their keys again from the topic at once, in one read that a request
-needing one of them waits for (services/keys/reads.py), so a key erased while another worker
-owned the partition is not kept here.
+Only the worker that owns a partition writes its keys. On Apache Kafka a worker handed
+partitions drops what it held of them and reads their keys again from the topic at once, in
+one read that a request needing one of them waits for (services/keys/reads.py), so a key
+erased while another worker owned the partition is not kept here.
 
 In the embedded mode every key record is kept (services/log/journal.py) before `ensure` or
 `erase` returns, and no key is written while the broker's topics are renewed (`gate`,
-services/log/rollover.py).
+services/log/rollover.py). There this worker alone writes the keys topic and the kept log
+never drops a tombstone, so a handed partition is read on from the key store's position;
+the keyring's own creations and erasures move that position, an erasure only in the
+transaction that deletes its keys (services/keys/applied.py).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 from aiokafka import AIOKafkaProducer
 
 from events import sealed
+from projections.positions import Record
 from services.clock import now_ms
 from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
+from services.keys.applied import AppliedOffsets
 from services.keys.opened import OpenedValues
 from services.keys.reads import PartitionReads
 from services.keys.store import KeyStore, Slot, StoredKey
@@ -68,7 +73,12 @@ class Keyring:
         self.topic = topic
         self._partition_of = partition_of
         self._clock = clock
-        self._reads = PartitionReads(store, kafka, topic, self._let_go)
+        # The embedded mode: this worker alone writes the keys topic, and the kept log keeps
+        # every tombstone, so a start reads on from the positions the store reached.
+        self._applied = (
+            AppliedOffsets(topic) if keep is not None and kafka.kept_log is not None else None
+        )
+        self._reads = PartitionReads(store, kafka, topic, self._let_go, self._applied)
         self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         self._flushing: asyncio.Future[None] | None = None
         # Bounded maps that forget their oldest entries first: OrderedDicts, whose popitem is
@@ -245,9 +255,13 @@ class Keyring:
         if not stored:
             return created
         await self._store.write(stored)
-        await self._publish(
+        published = await self._publish(
             [(s.partition, (s.app_id, s.device_id, s.key_id), s.wrapped) for s in stored]
         )
+        if self._applied is not None:
+            # Stored before they were published: their offsets are applied already.
+            self._applied.applied(published)
+            self._store.advance(self._applied.positions())
         # Current once durable and acknowledged: a caller of a later turn that finds one here
         # may seal with it at once.
         for s in stored:
@@ -255,8 +269,9 @@ class Keyring:
             self._hold(s)
         return created
 
-    async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> None:
-        """As record batches per partition, acknowledged (and kept) before returning."""
+    async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> list[Record]:
+        """As record batches per partition, acknowledged (and kept) before returning; returns
+        the records as the log holds them in the embedded mode (else none)."""
         async with self._gate.passage():
             batches = RecordBatches(self._producer, keep=self._keep is not None)
             for partition, slot, wrapped in items:
@@ -265,9 +280,10 @@ class Keyring:
             await batches.flush()
             if self._keep is None:
                 await batches.acknowledged()
-            else:
-                kept = await batches.acknowledged_records()
-                await self._keep(kept, batches.sent_per_partition)
+                return []
+            kept = await batches.acknowledged_records()
+            await self._keep(kept, batches.sent_per_partition)
+            return kept
 
     # -- erasing -----------------------------------------------------------------------------
 
@@ -286,10 +302,17 @@ class Keyring:
         # forget again and finds them to tombstone again. The other way round, a crash in
         # between would leave the keys on the topic (and in the kept log) with nothing left
         # here to erase them by.
-        await self._publish(
+        tombstones = await self._publish(
             (k.partition, slot, None) for k, slot in zip(doomed, slots, strict=True)
         )
-        await self._store.write((), slots)
+        # The position passes the tombstones in the transaction that deletes their keys, and
+        # not before (services/keys/applied.py): read on from past them after a crash, the
+        # keys would come back.
+        if self._applied is None:
+            await self._store.write((), slots)
+        else:
+            await self._store.write((), slots, self._applied.positions(also=tombstones))
+            self._applied.applied(tombstones)
         # Again, now that the store holds them no more: a reader that asked while the
         # tombstones were on their way found the keys in the store and remembered them (and
         # what they opened). Nothing can find them after this.

@@ -10,8 +10,9 @@
    (services/log/kept_compaction.py): what a tombstone erased is not kept, nor given back.
 4. The topics are created and given their tails, compacted topics compacted.
 
-The key store is not checked: a worker reads every partition's keys again, from the kept
-log, when it is handed the partition (services/keys/keyring.py), which is at every start.
+The key store is not checked here: a worker reads its partitions' keys on from the store's
+positions, from the kept log, when it is handed them (services/keys/reads.py), which is at
+every start; a position past the kept log's end is read from 0.
 """
 
 from __future__ import annotations
