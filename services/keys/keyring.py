@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -34,7 +33,7 @@ from services.clock import now_ms
 from services.kafka.clients import KafkaAccess
 from services.keys import cipher, records
 from services.keys.applied import AppliedOffsets
-from services.keys.opened import OpenedValues
+from services.keys.held import HeldKeys
 from services.keys.reads import PartitionReads
 from services.keys.store import KeyStore, Slot, StoredKey
 from services.log.journal import Keep
@@ -43,13 +42,6 @@ from services.stream.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
-# Unwrapped keys kept in memory (each ~150 bytes with its slot): a registry's busiest devices;
-# the rest are read from the key store again when needed.
-CACHED_KEYS = 100_000
-# Devices whose opened token is remembered (the sealed text, the value and the entry): a page
-# of 100 then opens no token it served lately (docs/benchmarks.md, "Figures behind the code"
-# has what it saves and what it costs).
-CACHED_OPENED = 100_000
 
 
 class Keyring:
@@ -68,7 +60,7 @@ class Keyring:
         self._keep = keep
         self._gate = gate or Gate()
         self._store = store
-        self._kek = kek
+        self._kek = kek  # wraps the keys created here
         self._producer = producer
         self.topic = topic
         self._partition_of = partition_of
@@ -78,38 +70,31 @@ class Keyring:
         self._applied = (
             AppliedOffsets(topic) if keep is not None and kafka.kept_log is not None else None
         )
-        self._reads = PartitionReads(store, kafka, topic, self._let_go, self._applied)
+        # What is held in memory, let go together (services/keys/held.py).
+        self._held = HeldKeys(kek)
+        self._reads = PartitionReads(store, kafka, topic, self._held.let_go, self._applied)
         self._queued: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         self._flushing: asyncio.Future[None] | None = None
-        # Bounded maps that forget their oldest entries first: OrderedDicts, whose popitem is
-        # O(1); a plain dict's `next(iter(d))` walks past every entry deleted before it, and
-        # each new key cost more once a registry passed CACHED_KEYS devices.
-        self._unwrapped: OrderedDict[Slot, bytes] = OrderedDict()
-        # Each device's newest key as the key store holds it, so sealing for a known device
-        # asks SQLite nothing; changed wherever the store's keys change.
-        self._current: OrderedDict[DeviceKey, tuple[str, bytes]] = OrderedDict()
-        # Values opened with keys held here, dropped with those keys (_let_go, handed).
-        self._opened = OpenedValues(CACHED_OPENED)
 
     # -- reading -----------------------------------------------------------------------------
 
     async def current(self, app_id: str, device_id: str) -> tuple[str, bytes] | None:
         """The device's newest key: the one new values are sealed with."""
-        known = self._current.get((app_id, device_id))
+        known = self._held.current((app_id, device_id))
         if known is not None:
             return known
         await self._catch_up(self._partition_of(app_id, device_id))
         stored = await self._store.keys_of(app_id, device_id)
-        return self._hold(stored[-1]) if stored else None
+        return self._held.hold(stored[-1]) if stored else None
 
     async def key(self, app_id: str, device_id: str, key_id: str) -> bytes | None:
-        slot = (app_id, device_id, key_id)
-        if slot in self._unwrapped:
-            return self._unwrapped[slot]
+        held = self._held.key((app_id, device_id, key_id))
+        if held is not None:
+            return held
         await self._catch_up(self._partition_of(app_id, device_id))
         for stored in await self._store.keys_of(app_id, device_id):
             if stored.key_id == key_id:
-                return self._unwrap(stored)
+                return self._held.unwrap(stored)
         return None  # erased (or never this device's)
 
     async def open(self, app_id: str, device_id: str, field: str, text: str) -> str:
@@ -131,13 +116,13 @@ class Keyring:
         a key still held; None if it must be opened."""
         if not sealed.is_sealed(text):
             return text
-        return self._opened.get(app_id, device_id, field, text)
+        return self._held.opened.get(app_id, device_id, field, text)
 
     async def _open(self, app_id: str, device_id: str, field: str, text: str) -> str:
         kid = sealed.key_id(text)
         if kid is None:
             return text
-        key = self._unwrapped.get((app_id, device_id, kid))  # most often: no await at all
+        key = self._held.key((app_id, device_id, kid))  # most often: no await at all
         if key is None:
             key = await self.key(app_id, device_id, kid)
         # No await from here on: the key was held when it was found, and stays held until the
@@ -147,7 +132,7 @@ class Keyring:
             value = cipher.open_sealed(text, key, cipher.context(app_id, device_id, field))
         if value is None:
             return sealed.ERASED
-        self._opened.put(app_id, device_id, field, text, value)
+        self._held.opened.put(app_id, device_id, field, text, value)
         return value
 
     def seal(
@@ -155,38 +140,6 @@ class Keyring:
     ) -> str:
         kid, data_key = key
         return cipher.seal(kid, data_key, cipher.context(app_id, device_id, field), value)
-
-    def _unwrap(self, stored: StoredKey) -> bytes:
-        slot = (stored.app_id, stored.device_id, stored.key_id)
-        key = self._unwrapped.get(slot)
-        if key is None:
-            key = cipher.unwrap(self._kek, stored.wrapped, records.record_key(slot))
-            self._remember(slot, key)
-        return key
-
-    def _remember(self, slot: Slot, key: bytes) -> None:
-        if len(self._unwrapped) >= CACHED_KEYS:
-            self._unwrapped.popitem(last=False)  # the oldest remembered
-        self._unwrapped[slot] = key
-
-    def _hold(self, newest: StoredKey) -> tuple[str, bytes]:
-        """`newest`, the device's newest stored key, as its current key (remembered)."""
-        held = newest.key_id, self._unwrap(newest)
-        if len(self._current) >= CACHED_KEYS:
-            self._current.popitem(last=False)
-        self._current[(newest.app_id, newest.device_id)] = held
-        return held
-
-    def _let_go(self, slots: Iterable[Slot]) -> None:
-        """Keys gone from the store: neither remembered nor current any more, and nothing
-        they opened remembered either."""
-        for slot in slots:
-            self._unwrapped.pop(slot, None)
-            self._opened.drop(slot[0], slot[1])
-            device = (slot[0], slot[1])
-            held = self._current.get(device)
-            if held is not None and held[0] == slot[2]:
-                del self._current[device]
 
     # -- creating ----------------------------------------------------------------------------
 
@@ -201,7 +154,7 @@ class Keyring:
         found: dict[DeviceKey, tuple[str, bytes]] = {}
         waiting: dict[DeviceKey, asyncio.Future[tuple[str, bytes]]] = {}
         for device in devices:
-            held = self._current.get(device)
+            held = self._held.current(device)
             if held is not None:
                 found[device] = held
             elif device not in waiting:
@@ -239,10 +192,11 @@ class Keyring:
         where groups run one at a time, so two callers never make two keys for a device."""
         for partition in {self._partition_of(*device) for device in devices}:
             await self._catch_up(partition)
-        created = {d: self._current[d] for d in devices if d in self._current}
+        held = {d: self._held.current(d) for d in devices}
+        created = {d: key for d, key in held.items() if key is not None}
         missing = [d for d in devices if d not in created]
         for device, newest in (await self._store.newest_keys(missing)).items():
-            created[device] = self._hold(newest)
+            created[device] = self._held.hold(newest)
         stamp = self._clock()
         stored: list[StoredKey] = []
         for app_id, device_id in (d for d in missing if d not in created):
@@ -265,8 +219,10 @@ class Keyring:
         # Current once durable and acknowledged: a caller of a later turn that finds one here
         # may seal with it at once.
         for s in stored:
-            self._remember((s.app_id, s.device_id, s.key_id), created[(s.app_id, s.device_id)][1])
-            self._hold(s)
+            self._held.remember(
+                (s.app_id, s.device_id, s.key_id), created[(s.app_id, s.device_id)][1]
+            )
+            self._held.hold(s)
         return created
 
     async def _publish(self, items: Iterable[tuple[int, Slot, bytes | None]]) -> list[Record]:
@@ -297,7 +253,7 @@ class Keyring:
         if not doomed:
             return 0
         slots = [(k.app_id, k.device_id, k.key_id) for k in doomed]
-        self._let_go(slots)
+        self._held.let_go(slots)
         # The tombstones first: a crash before the store lets go of the keys decides the
         # forget again and finds them to tombstone again. The other way round, a crash in
         # between would leave the keys on the topic (and in the kept log) with nothing left
@@ -316,7 +272,7 @@ class Keyring:
         # Again, now that the store holds them no more: a reader that asked while the
         # tombstones were on their way found the keys in the store and remembered them (and
         # what they opened). Nothing can find them after this.
-        self._let_go(slots)
+        self._held.let_go(slots)
         await self._store.erase_traces()
         return len(doomed)
 
@@ -327,17 +283,7 @@ class Keyring:
         chosen = set(partitions)
         if not chosen:
             return
-        self._unwrapped = OrderedDict(
-            (s, k)
-            for s, k in self._unwrapped.items()
-            if self._partition_of(s[0], s[1]) not in chosen
-        )
-        self._current = OrderedDict(
-            (d, k) for d, k in self._current.items() if self._partition_of(*d) not in chosen
-        )
-        self._opened.drop_where(
-            lambda app_id, device_id: self._partition_of(app_id, device_id) in chosen
-        )
+        self._held.let_go_where(lambda app_id, device: self._partition_of(app_id, device) in chosen)
         await self._reads.handed(chosen)
 
     def caught_up(self, partition: int) -> bool:
