@@ -4,138 +4,34 @@ groups, and what it holds for a device always what its key store holds."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiosqlite
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from events import sealed
 from events.identity import partition_key
-from projections.positions import Position
-from services.config import Settings, load_settings
-from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.partitioner import partition_for
-from services.keys import cipher, records
 from services.keys import reads as reads_module
-from services.keys.keyring import Keyring
-from services.keys.store import Device, KeyStore, Slot, StoredKey
-from services.log.broker import EmbeddedBroker, free_port
-from services.log.journal import Journal
+from services.keys import records
+from services.log.broker import EmbeddedBroker
 from services.log.reader import LogError, LogReader
-from services.log.segments import SegmentLog
-from services.log.topics import ensure_topics
-from services.stream.gate import Gate
+from tests.integration.keyring_support import (
+    APP,
+    TOKEN,
+    Ring,
+    open_ring,
+    unreadable,
+)
 from tests.support import read_records, wait_for
-
-APP = "keyring-app"
-TOKEN = "device_token"
-
-
-class CountingStore(KeyStore):
-    """The key store, counting its transactions and its queries."""
-
-    writes = 0
-    reads = 0
-
-    async def keys_of(self, app_id: str, device_id: str) -> list[StoredKey]:
-        self.reads += 1
-        return await super().keys_of(app_id, device_id)
-
-    async def newest_keys(self, devices: Iterable[tuple[str, str]]) -> dict[Device, StoredKey]:
-        self.reads += 1
-        return await super().newest_keys(devices)
-
-    async def write(
-        self,
-        added: Iterable[StoredKey],
-        removed: Iterable[Slot] = (),
-        positions: Iterable[Position] = (),
-    ) -> None:
-        self.writes += 1
-        await super().write(added, removed, positions)
-
-
-@dataclass
-class Ring:
-    settings: Settings
-    access: KafkaAccess
-    store: CountingStore
-    producer: AIOKafkaProducer
-    keyring: Keyring
-    gate: WatchedGate
-
-
-class WatchedGate(Gate):
-    """The keyring's gate, telling when a writer is at it (to hold an erasure halfway)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = asyncio.Event()
-
-    @contextlib.asynccontextmanager
-    async def passage(self) -> AsyncIterator[None]:
-        self.arrived.set()
-        async with super().passage():
-            yield
-
-
-class CountedOpenings:
-    """Counts the AES-GCM openings the keyring makes (cipher.open_sealed)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch):
-        self.count = 0
-        real = cipher.open_sealed
-
-        def counted(text: str, key: bytes, aad: bytes) -> str | None:
-            self.count += 1
-            return real(text, key, aad)
-
-        monkeypatch.setattr(cipher, "open_sealed", counted)
 
 
 @pytest.fixture
 async def ring(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Ring]:
-    settings = load_settings(
-        {"KAFKA_BOOTSTRAP": broker.bootstrap, "DEVREG_TOPIC_PREFIX": f"kr{secrets.token_hex(4)}"}
-    )
-    access = KafkaAccess(broker.bootstrap)
-    await ensure_topics(settings, access)
-    store = await CountingStore.open(tmp_path / "keys.sqlite")
-    assert isinstance(store, CountingStore)
-    producer = clients.record_producer(access, linger_ms=0)
-    await producer.start()
-
-    def partition_of(app_id: str, device_id: str) -> int:
-        return partition_for(partition_key(app_id, device_id), settings.partitions)
-
-    kek = secrets.token_bytes(32)
-    gate = WatchedGate()
-    keyring = Keyring(store, kek, producer, access, settings.keys_topic, partition_of, gate=gate)
-    try:
-        yield Ring(settings, access, store, producer, keyring, gate)
-    finally:
-        await producer.stop()
-        await store.close()
-
-
-def unreadable(ring: Ring) -> Keyring:
-    """A keyring on the ring's key store and producer whose reads go to no broker at all."""
-    nobody = KafkaAccess(f"127.0.0.1:{free_port()}")
-    return Keyring(
-        ring.store,
-        secrets.token_bytes(32),
-        ring.producer,
-        nobody,
-        ring.settings.keys_topic,
-        lambda app_id, device_id: 0,
-    )
+    async with open_ring(broker, tmp_path) as opened:
+        yield opened
 
 
 async def test_given_many_callers_for_new_devices_then_each_gets_one_key_made_in_one_group(
@@ -181,80 +77,6 @@ async def test_given_an_erased_device_then_its_next_key_is_a_new_one(ring: Ring)
     second = await ring.keyring.ensure(APP, "gone")
     assert second[0] != first[0]
     assert [k.key_id for k in await ring.store.keys_of(APP, "gone")] == [second[0]]
-
-
-async def sealed_tokens(ring: Ring, devices: list[str]) -> list[tuple[str, str]]:
-    """(device id, sealed token) for each device, sealed with its key (made if new)."""
-    keys = await ring.keyring.ensure_all([(APP, d) for d in devices])
-    return [
-        (d, ring.keyring.seal(APP, d, TOKEN, f"push-{d}", key))
-        for d, key in zip(devices, keys, strict=True)
-    ]
-
-
-async def test_given_tokens_opened_once_then_reading_them_again_opens_none(
-    ring: Ring, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given a page of tokens, opened once
-    page = await sealed_tokens(ring, [f"page{n}" for n in range(100)])
-    openings = CountedOpenings(monkeypatch)
-    expected = [f"push-{d}" for d, _ in page]
-    assert await ring.keyring.open_all(APP, TOKEN, page) == expected
-    assert openings.count == 100
-
-    # When the page and one of its tokens are read again
-    again = await ring.keyring.open_all(APP, TOKEN, page)
-    device, text = page[7]
-    one = await ring.keyring.open(APP, device, TOKEN, text)
-
-    # Then they are what they were, and nothing was opened again
-    assert (again, one) == (expected, "push-page7")
-    assert openings.count == 100
-    # but a text that is not the one opened (tampered with) is opened, and fails
-    device, text = page[3]
-    tampered = text[:-2] + ("AA" if not text.endswith("AA") else "BB")
-    assert await ring.keyring.open(APP, device, TOKEN, tampered) == sealed.ERASED
-    assert openings.count == 101
-
-
-async def test_given_tokens_opened_then_their_device_erased_then_they_open_erased(
-    ring: Ring,
-) -> None:
-    # Given the tokens of a page opened (remembered)
-    page = await sealed_tokens(ring, ["kept", "forgotten"])
-    assert await ring.keyring.open_all(APP, TOKEN, page) == ["push-kept", "push-forgotten"]
-
-    # When one device is erased
-    assert await ring.keyring.erase([(APP, "forgotten")]) == 1
-
-    # Then its token is erased wherever it is read, and the other one is not
-    assert await ring.keyring.open_all(APP, TOKEN, page) == ["push-kept", sealed.ERASED]
-    device, text = page[1]
-    assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
-
-
-async def test_given_a_token_read_while_its_erasure_is_under_way_then_it_is_erased_after(
-    ring: Ring,
-) -> None:
-    # Given a device's token, and its erasure held at the keys topic (its tombstones not
-    # acknowledged yet: the key is still in the key store)
-    [(device, text)] = await sealed_tokens(ring, ["racing"])
-    kid = sealed.key_id(text)
-    assert kid is not None
-    await ring.gate.close()
-    ring.gate.arrived.clear()  # the key's creation passed the gate already
-    erasing = asyncio.ensure_future(ring.keyring.erase([(APP, device)]))
-    await asyncio.wait_for(ring.gate.arrived.wait(), 10.0)
-
-    # When a reader opens the token meanwhile (the store still holds its key)
-    assert await ring.keyring.open(APP, device, TOKEN, text) == f"push-{device}"
-
-    # Then once the erasure is done, neither the token nor the key is served from memory
-    ring.gate.open()
-    assert await asyncio.wait_for(erasing, 10.0) == 1
-    assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
-    assert await ring.keyring.key(APP, device, kid) is None
-    assert await ring.keyring.current(APP, device) is None
 
 
 async def test_given_a_partition_handed_back_then_keys_erased_meanwhile_are_not_current(
@@ -345,101 +167,3 @@ async def test_given_a_partition_whose_read_failed_then_asking_if_read_reads_it_
 
     # Then a new read is made, and partition 0 is read
     assert await wait_for(lambda: keyring.read(0), 10.0, "partition 0 read")
-
-
-class HeldErasure(KeyStore):
-    """The key store, holding a transaction that deletes keys until `release` is set (an
-    erasure halfway: its tombstones acknowledged, its keys not deleted yet)."""
-
-    def __init__(self, conn: aiosqlite.Connection):
-        super().__init__(conn)
-        self.held, self.release = asyncio.Event(), asyncio.Event()
-
-    async def write(
-        self,
-        added: Iterable[StoredKey],
-        removed: Iterable[Slot] = (),
-        positions: Iterable[Position] = (),
-    ) -> None:
-        removed = list(removed)
-        if removed:
-            self.held.set()
-            await self.release.wait()
-        await super().write(added, removed, positions)
-
-
-def same_partition(settings: Settings, count: int) -> list[str]:
-    """`count` device ids of one partition."""
-    found: dict[int, list[str]] = {}
-    for n in range(10_000):
-        name = f"same{n}"
-        group = found.setdefault(partition_for(partition_key(APP, name), settings.partitions), [])
-        group.append(name)
-        if len(group) == count:
-            return group
-    raise AssertionError("no partition holds enough devices")
-
-
-async def test_given_an_embedded_keyring_killed_before_an_erasure_deleted_then_a_restart_erases(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    # Given the embedded mode's keyring (a kept log), with a key for two devices of one
-    # partition, and its store's position past them
-    settings = load_settings(
-        {"KAFKA_BOOTSTRAP": broker.bootstrap, "DEVREG_TOPIC_PREFIX": f"kr{secrets.token_hex(4)}"}
-    )
-    kept = tmp_path / "log"
-    access = KafkaAccess(broker.bootstrap, kept_log=str(kept))
-    await ensure_topics(settings, access)
-    journal = Journal(SegmentLog(kept), access, [settings.keys_topic])
-    producer = clients.record_producer(access, linger_ms=0)
-    await producer.start()
-    kek = secrets.token_bytes(32)
-
-    def partition_of(app_id: str, device_id: str) -> int:
-        return partition_for(partition_key(app_id, device_id), settings.partitions)
-
-    def keyring(store: KeyStore) -> Keyring:
-        topic = settings.keys_topic
-        return Keyring(store, kek, producer, access, topic, partition_of, keep=journal.keep)
-
-    gone, kept_device, later = same_partition(settings, 3)
-    partition = partition_of(APP, gone)
-    try:
-        store = await HeldErasure.open(tmp_path / "keys.sqlite")
-        first = keyring(store)
-        await first.handed(range(settings.partitions))
-        await first.ensure_all([(APP, gone), (APP, kept_device)])
-
-        # When its erasure of one device is acknowledged on the keys topic but its keys are
-        # not deleted yet, a key made behind the tombstone is acknowledged, and the process
-        # dies there (the erasure never deletes; the store closes as a SIGKILL leaves it)
-        assert isinstance(store, HeldErasure)
-        erasing = asyncio.ensure_future(first.erase([(APP, gone)]))
-        await asyncio.wait_for(store.held.wait(), 10.0)
-        await first.ensure(APP, later)
-        [position] = [p for p in await store.positions() if p.partition == partition]
-        erasing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await erasing
-        await store.close()
-
-        # Then the store's position stayed at the tombstone (the first two keys at 0 and 1,
-        # the tombstone at 2, the later key at 3), the key is still in the store as the
-        # crash left it, and a restart that reads on from the position erases it
-        store = await KeyStore.open(tmp_path / "keys.sqlite")
-        [position] = [p for p in await store.positions() if p.partition == partition]
-        assert position.next_offset == 2
-        assert len(await store.keys_of(APP, gone)) == 1
-        again = keyring(store)
-        await again.handed(range(settings.partitions))
-        assert await again.current(APP, gone) is None
-        assert await store.keys_of(APP, gone) == []
-        assert len(await store.keys_of(APP, kept_device)) == 1
-        assert len(await store.keys_of(APP, later)) == 1
-        [position] = [p for p in await store.positions() if p.partition == partition]
-        assert position.next_offset == 4
-        await store.close()
-    finally:
-        await producer.stop()
-        journal.segments.close()
