@@ -55,6 +55,11 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Records renewals copied below the tails because the worker had still to read them",
         (),
     ),
+    "devreg_embedded_rollover_foreign_records_total": (
+        "Records others wrote to the fresh partitions before a renewal gave them their tails,"
+        " given back after the tails",
+        (),
+    ),
     "devreg_commands_read_back_pauses_total": (
         "Commands partitions paused: only commands decided already to read",
         (),

@@ -86,12 +86,3 @@ class RawProducer:
             raise ProduceError(f"{topic}[{partition}]: the broker refused a batch: {answer}")
         base: int = answer[2]
         return base
-
-    async def produce_at(self, topic: str, partition: int, records: Sequence[Record]) -> None:
-        """Write `records` (consecutive offsets) so that each lands at its own offset, in
-        batches; raise if any batch lands elsewhere (someone else wrote to the partition)."""
-        for run in chunks(records):
-            first = run[0].offset
-            base = await self.produce(topic, partition, build_batch(run, first))
-            if base != first:
-                raise ProduceError(f"{topic}[{partition}]: offset {first} was written at {base}")

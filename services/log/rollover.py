@@ -35,8 +35,12 @@ The same loop compacts the kept log's keys and tokens topics in place once the j
 kept a tombstone there (services/log/kept_compaction.py), in a thread, outside the pause.
 
 Kafka clients of others lose their consumer groups' committed offsets for devreg's topics
-(the broker drops them with the topic), and a record someone else produces in the moment
-between steps 2 and 4 may be lost: docs/design.md §10 says what to expect.
+(the broker drops them with the topic). A record someone else produces after step 2 lands in
+the fresh partition (the embedded broker takes a produce to a topic deleted a moment ago into
+the one created next), before the tail: step 4 finds it there, and the topics are made again
+with it given back after the tail (services/log/foreign.py), up to remake.TRIES times;
+a publisher that writes without pause can win every try, and then the worker stops (the
+next start recovers, without those records): docs/design.md §10 says what to expect.
 """
 
 from __future__ import annotations
@@ -49,25 +53,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 import faust
-from aiokafka import TopicPartition
 
-from projections.positions import Record
 from services.config import Settings
-from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.faust_app import hold_fetching, resume_fetching
-from services.log import kept_compaction
+from services.log import kept_compaction, remake
 from services.log.journal import Journal
-from services.log.reader import as_record
-from services.log.restore import Restored, restore, tail_start
-from services.log.topics import compacted_topics, topic_names, wanted_topics
+from services.log.restore import Restored, tail_start
+from services.log.topics import topic_names
 from services.metrics import Metrics
 from services.stream.gate import Gate
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
-_RECREATE_TRIES = 5
-_BEYOND_DEADLINE_S = 10.0
 _BACKLOG_WAIT_S = 5.0
 _BACKLOG_LOG_EVERY_S = 30.0
 # A renewal put off by a backlog waits at most until devreg wrote this many times
@@ -75,14 +73,6 @@ _BACKLOG_LOG_EVERY_S = 30.0
 # the ~20-25k objects past which the broker's fetches answer nothing (docs/benchmarks.md,
 # "Figures behind the code").
 FORCED_AFTER = 5
-
-
-class _Backlog(Exception):
-    """More records past the kept log than a renewal should copy."""
-
-
-class RolloverError(RuntimeError):
-    """The broker's topics could not be made again: the worker stops (a restart recovers)."""
 
 
 class Quiesce(Protocol):
@@ -197,18 +187,19 @@ class Rollover:
             segments = self._journal.segments
             s = self._settings
             try:
-                beyond = await read_beyond(self._kafka, topics, segments.ends(), s.embedded_backlog)
-            except _Backlog:
+                beyond = await remake.read_beyond(
+                    self._kafka, topics, segments.ends(), s.embedded_backlog
+                )
+            except remake.Backlog:
                 log.info(
                     "broker renewal put off: over %d records wait to be decided",
                     s.embedded_backlog,
                 )
                 return None
-            await recreate(s, self._kafka)
             floors = self._floors()
             backlog = self._lag(floors)
-            restored = await restore(
-                self._kafka, segments, topics, s.embedded_tail, floors, beyond, compacted_topics(s)
+            restored = await remake.made_again(
+                s, self._kafka, segments, topics, floors, beyond, self._metrics
             )
             self._journal.restored()
         held = time.monotonic() - began
@@ -223,60 +214,3 @@ class Rollover:
             restored.describe(),
         )
         return restored
-
-
-async def read_beyond(
-    kafka: KafkaAccess, topics: list[str], kept_ends: Mapping[TP, int], limit: int
-) -> dict[TP, list[Record]]:
-    """Every record the broker holds past the kept log's end, per partition of `topics`;
-    raises _Backlog past `limit` records."""
-    consumer = clients.consumer(kafka)
-    found: dict[TP, list[Record]] = {}
-    await consumer.start()
-    try:
-        await consumer.topics()  # all topics: asking for one by name would create it
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, kept_ends.get((tp.topic, tp.partition), 0))
-        pending, deadline = set(tps), time.monotonic() + _BEYOND_DEADLINE_S
-        while pending:
-            if time.monotonic() > deadline:
-                raise RolloverError(
-                    f"could not read the broker's records past the kept log: {pending}"
-                )
-            fetched = await consumer.getmany(*pending, timeout_ms=50)
-            if sum(map(len, found.values())) + sum(map(len, fetched.values())) > limit:
-                raise _Backlog()
-            for tp, records in fetched.items():
-                found.setdefault((tp.topic, tp.partition), []).extend(as_record(r) for r in records)
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    pending.discard(tp)
-    finally:
-        await clients.stop_consumer(consumer)
-    return {tp: records for tp, records in found.items() if records}
-
-
-async def recreate(settings: Settings, kafka: KafkaAccess) -> None:
-    """Delete devreg's topics and create them again, empty, with devreg's settings."""
-    admin = clients.admin(kafka)
-    await admin.start()
-    try:
-        wanted = {t.name: t for t in wanted_topics(settings)}
-        names = list(wanted)
-        for _ in range(_RECREATE_TRIES):
-            await admin.delete_topics(names)
-            response = await admin.create_topics([wanted[name] for name in names])
-            names = [topic for topic, code, _ in response.topic_errors if code != 0]
-            if not names:
-                return
-            log.warning("topics %s were created by someone else meanwhile: again", names)
-    finally:
-        await admin.close()
-    raise RolloverError(f"could not create {names} again")
