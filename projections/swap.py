@@ -1,15 +1,5 @@
-"""Swapping a rebuilt projection file in under a running worker, with no failed query.
-
-The worker has no admin route for this (and needs none): `devreg rebuild` and the worker talk
-through small JSON files beside the live projection, `<live>.swap-*`:
-
-  rebuild  folds the log into `<live>.rebuild` up to the live file's positions, then writes
-           `swap-request` {id, candidate}
-  worker   takes the store's lock (the projector pauses between batches; queries go on),
-           writes `swap-paused` {id, positions}: the exact positions it holds still
-  rebuild  folds the candidate up to exactly those positions, closes it, writes `swap-ready`
-  worker   checks the candidate's positions, switches the files, releases the lock and
-           writes `swap-done` {id, ok, error}
+"""Swapping a rebuilt projection file in under a running worker, with no failed query: the
+worker's side of the handshake with `devreg rebuild` (projections/swap_files.py).
 
 The switch never closes the connection queries use before the new one is open. The old
 connection leaves WAL mode and keeps a shared lock in exclusive locking mode: from then on it
@@ -27,7 +17,6 @@ import logging
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -37,6 +26,16 @@ import msgspec
 
 from projections.fold import ProjectionError
 from projections.positions import Position
+from projections.swap_files import (
+    READY_TIMEOUT_S,
+    SwapFiles,
+    SwapMessage,
+    SwapRefused,
+    fsync_dir,
+    now_ms,
+    position_key,
+    stored_positions,
+)
 
 
 class Swappable(Protocol):
@@ -55,92 +54,11 @@ class Swappable(Protocol):
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # how often an idle worker looks for a request: a stat() call
-READY_TIMEOUT_S = 30.0  # the projector stays paused at most this long for the final catch-up
 REQUEST_TTL_S = 60.0  # an older request was left by a rebuild that died: ignored
 RETIRE_AFTER_S = 5.0  # reads in flight on the old connection finish well within this
 MODE_SWITCH_TIMEOUT_S = 5.0
 
 Connect = Callable[[Path], Awaitable[aiosqlite.Connection]]
-
-
-class SwapRefused(RuntimeError):
-    """The swap cannot be done safely; the live file stays as it is."""
-
-
-class SwapMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
-    id: str
-    at_ms: int
-    candidate: str | None = None
-    positions: list[Position] = []
-    ok: bool | None = None
-    error: str | None = None
-    paused_ms: int | None = None
-
-
-_decoder = msgspec.json.Decoder(SwapMessage)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class SwapFiles:
-    """The candidate and the handshake files of one live projection file."""
-
-    def __init__(self, live: Path):
-        self.live = live
-        self.candidate = self._sibling(".rebuild")
-        self.request = self._sibling(".swap-request")
-        self.paused = self._sibling(".swap-paused")
-        self.ready = self._sibling(".swap-ready")
-        self.done = self._sibling(".swap-done")
-
-    def _sibling(self, suffix: str) -> Path:
-        return self.live.with_name(self.live.name + suffix)
-
-    def write(self, path: Path, message: SwapMessage) -> None:
-        """Atomically: a reader never sees half a message."""
-        part = path.with_name(path.name + ".part")
-        part.write_bytes(msgspec.json.encode(message))
-        os.replace(part, path)
-
-    def read(self, path: Path) -> SwapMessage | None:
-        try:
-            return _decoder.decode(path.read_bytes())
-        except (FileNotFoundError, msgspec.DecodeError):
-            return None
-
-    def clear(self, *paths: Path) -> None:
-        for path in paths:
-            path.unlink(missing_ok=True)
-
-
-def fsync_dir(directory: Path) -> None:
-    """A rename survives a power cut only once its directory is on disk."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def stored_positions(path: Path) -> list[Position]:
-    """The kafka_offsets of a projection file, read-only (another process may be writing)."""
-    with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as db:
-        rows = db.execute("SELECT topic, partition, next_offset, fingerprint FROM kafka_offsets")
-        return sorted((Position(*row) for row in rows), key=position_key)
-
-
-def read_only_uri(path: Path) -> str:
-    return f"{path.resolve().as_uri()}?mode=ro"
-
-
-def position_key(position: Position) -> tuple[str, int]:
-    return position.topic, position.partition
 
 
 class SwapWatcher:

@@ -12,11 +12,7 @@ from typing import Any
 from projections.store import ProjectionStore
 from services import gc_tuning, shutdown, token_lifecycle
 from services.config import Settings
-from services.http.admission import Admission
-from services.http.api import Api
-from services.http.command_gateway import CommandGateway
-from services.http.forwarding import Forwarder
-from services.http.server import serve
+from services.http.front import Stream, start_front
 from services.kafka import clients
 from services.kafka.clients import Ends, KafkaAccess
 from services.kafka.faust_app import PartitionReader, build_app
@@ -31,7 +27,6 @@ from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
 from services.stream.gate import Gate
 from services.stream.hand_off import HandOff
-from services.stream.live_tail import LiveTail
 from services.stream.ownership import CoPartitionedAssignor, Ownership
 from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
@@ -221,45 +216,26 @@ class Worker:
             task = asyncio.ensure_future(loop)
             task.add_done_callback(self._task_ended)
             self._resources.append(task)
-        self.forwarder = Forwarder(self.ownership, self.takeover.caught_up)
-        self._resources.append(self.forwarder)
-        # Stopped after the HTTP server (resources stop last-started first), whose shutdown
-        # ends the live streams first (services/http/live.py).
-        live_tail = LiveTail(
-            self.kafka,
-            s.events_topic,
-            self.ownership.partitions,
-            self.ownership.local,
-            self.projection.next_offsets,
-            self.metrics,
-        )
-        self._resources.append(live_tail)
-        gateway = CommandGateway(
-            self.command_producer,
+        stream = Stream(
+            self.ownership,
+            self.takeover.caught_up,
+            self.projection,
             visibility,
-            s.commands_topic,
-            s.visible_timeout_ms,
+            self.command_producer,
             self.hand_off.offer,
             self.gate,
+            self.keyring,
+            tokens,
         )
-        assert s.token_keys is not None, "keyfiles.complete() gives every worker its keys"
-        api = Api(
-            gateway,
-            self.projection,
+        await start_front(
+            s,
+            self.kafka,
+            stream,
             self.metrics,
             self._is_ready,
             self._broker_reachable,
-            self.forwarder,
-            visibility.lag,
-            s.http_body_timeout_ms / 1000,
-            s.http_write_timeout_ms / 1000,
-            s.token_keys,
-            live_tail,
-            self.keyring,
-            Admission(s.http_max_writes, s.http_max_write_wait_ms / 1000, self.metrics),
+            self._resources,
         )
-        self.runner = await serve(s, api, tokens.admin(api))
-        self._resources.append(self.runner)
         gc_tuning.tune(s.gc_threshold)
         self._ready = True
         log.info(

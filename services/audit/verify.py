@@ -26,7 +26,7 @@ from events.identity import event_hash
 from projections.compare import differences
 from projections.fold import ProjectionError
 from projections.positions import Record
-from projections.swap import read_only_uri
+from projections.swap_files import read_only_uri
 from services.kafka.clients import KafkaAccess
 from services.log.reader import LogReader
 from services.progress import Progress

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from projections.swap import (
+from projections.swap_files import (
     READY_TIMEOUT_S,
     SwapFiles,
     SwapMessage,

@@ -15,7 +15,8 @@ import aiohttp
 
 from events import RegisterDevice
 from services.log.broker import EmbeddedBroker
-from tests.support import APPS, WorkerProcess, admin_headers, now_ms, publish_commands
+from tests.support import APPS, WorkerProcess, admin_headers, now_ms
+from tests.topics import publish_commands
 
 PARTITIONS = 6
 CONCURRENCY = 16  # requests in flight: enough to keep the workers busy on two cores

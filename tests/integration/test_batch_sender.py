@@ -27,7 +27,8 @@ from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Emission
 from services.stream.ownership import Ownership
 from services.stream.visibility import Visibility
-from tests.support import PARTITIONS, now_ms, read_records
+from tests.support import PARTITIONS, now_ms
+from tests.topics import read_records
 
 APP = "app"
 OWNERSHIP = Ownership("http://unused", PARTITIONS)

@@ -20,17 +20,8 @@ import pytest
 from events import AnyEvent, RegisterDevice, decode_command, decode_event, decode_outcome
 from services.log.broker import EmbeddedBroker
 from tests.log_checks import assert_chains, committed
-from tests.support import (
-    WorkerProcess,
-    devreg,
-    metric,
-    now_ms,
-    publish_commands,
-    read_records,
-    registration,
-    sized,
-    wait_for,
-)
+from tests.support import WorkerProcess, devreg, metric, now_ms, registration, sized, wait_for
+from tests.topics import publish_commands, read_records
 
 DEVICES = 120
 HTTP_WRITES = sized(test=2000, soak=20_000)

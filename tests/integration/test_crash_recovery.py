@@ -30,15 +30,8 @@ from events import (
 from projections.store import ProjectionStore
 from services.log.broker import EmbeddedBroker
 from tests.log_checks import LogTail, assert_chains, committed
-from tests.support import (
-    APPS,
-    WorkerProcess,
-    devreg,
-    publish_commands,
-    read_records,
-    sized,
-    wait_for,
-)
+from tests.support import APPS, WorkerProcess, devreg, sized, wait_for
+from tests.topics import publish_commands, read_records
 
 APP = next(iter(APPS))
 COMMANDS = sized(test=3000, soak=50_000)

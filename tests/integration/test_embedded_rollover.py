@@ -21,11 +21,11 @@ from tests.support import (
     call,
     devreg,
     metric,
-    publish_commands,
     registration,
     wait_for,
     write_as_client,
 )
+from tests.topics import publish_commands
 
 APP = next(iter(APPS))
 PUBLISHED = 3000

@@ -24,17 +24,8 @@ from services.keys import records as key_records
 from services.log.broker import free_port
 from services.log.reader import LogReader
 from tests.integration.token_support import admin, data_key, files_holding
-from tests.support import (
-    APPS,
-    WorkerProcess,
-    call,
-    devreg,
-    metric,
-    now_ms,
-    publish_commands,
-    registration,
-    wait_for,
-)
+from tests.support import APPS, WorkerProcess, call, devreg, metric, now_ms, registration, wait_for
+from tests.topics import publish_commands
 
 APP = next(iter(APPS))
 BULK = 450  # commands over Kafka: several renewals at one every 100 records per partition

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 from events import AnyEvent, RegisterDevice, RegistrationExpired, encode
 from events.identity import partition_key
 from services.log.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, equals, now_ms, read_events, registration, wait_for
+from tests.support import WorkerProcess, call, equals, now_ms, registration, wait_for
+from tests.topics import read_events
 
 
 def expiries(events: list[AnyEvent], device_id: str) -> list[RegistrationExpired]:

@@ -14,17 +14,8 @@ import pytest
 from events import DeviceRegistered, DeviceUnregistered, RegisterDevice, UnregisterDevice
 from services.log.broker import EmbeddedBroker
 from services.stream.ownership import Ownership
-from tests.support import (
-    PARTITIONS,
-    WorkerProcess,
-    call,
-    metric,
-    now_ms,
-    publish_commands,
-    read_events,
-    registration,
-    wait_for,
-)
+from tests.support import PARTITIONS, WorkerProcess, call, metric, now_ms, registration, wait_for
+from tests.topics import publish_commands, read_events
 
 OWNERSHIP = Ownership("http://unused", PARTITIONS)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_front import Front, FrontedBroker, self_signed, server_context
+from tests.kafka_front import Front, FrontedBroker
+from tests.kafka_tls import self_signed, server_context
 from tests.support import WorkerProcess, call, devreg, registration, wait_for
 
 if shutil.which("openssl") is None:

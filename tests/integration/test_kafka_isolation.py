@@ -43,10 +43,10 @@ from tests.support import (
     call,
     equals,
     now_ms,
-    read_topic,
     registration,
     wait_for,
 )
+from tests.topics import read_topic
 
 Records = list[ConsumerRecord[bytes, bytes]]
 

@@ -25,7 +25,8 @@ from tests.integration.keyring_support import (
     open_ring,
     unreadable,
 )
-from tests.support import read_records, wait_for
+from tests.support import wait_for
+from tests.topics import read_records
 
 
 @pytest.fixture

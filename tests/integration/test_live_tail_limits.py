@@ -13,15 +13,8 @@ from events import RegisterDevice
 from services.log.broker import EmbeddedBroker
 from services.stream.live_tail import MAX_VIEWERS, QUEUE_EVENTS
 from tests.integration.live_client import LiveStream
-from tests.support import (
-    ADMIN_HEADER,
-    ADMIN_KEYS,
-    WorkerProcess,
-    call,
-    metric,
-    publish_commands,
-    wait_for,
-)
+from tests.support import ADMIN_HEADER, ADMIN_KEYS, WorkerProcess, call, metric, wait_for
+from tests.topics import publish_commands
 
 
 async def _stalled_viewer(

@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaProducer
 from events import DeviceRegistered, RegisterDevice, decode_event, encode
 from events.identity import partition_key
 from services.log.broker import EmbeddedBroker
-from tests.support import WorkerProcess, call, metric, read_records, registration, wait_for
+from tests.support import WorkerProcess, call, metric, registration, wait_for
+from tests.topics import read_records
 
 
 async def visible(worker: WorkerProcess, device_id: str) -> bool:

@@ -30,12 +30,10 @@ from tests.support import (
     call,
     devreg,
     now_ms,
-    publish_commands,
-    read_records,
-    read_topic,
     registration,
     wait_for,
 )
+from tests.topics import publish_commands, read_records, read_topic
 
 KEYS = TokenKeys.parse(TOKEN_KEYS)
 APP = "app-a"

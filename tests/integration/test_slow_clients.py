@@ -22,15 +22,8 @@ from events import RegisterDevice
 from services.http.api import LINGER_S
 from services.http.middleware import MAX_BODY_BYTES
 from services.log.broker import EmbeddedBroker
-from tests.support import (
-    WorkerProcess,
-    admin_headers,
-    call,
-    equals,
-    publish_commands,
-    registration,
-    wait_for,
-)
+from tests.support import WorkerProcess, admin_headers, call, equals, registration, wait_for
+from tests.topics import publish_commands
 
 IDLE_S = 4.0  # no complete request on a connection within this: closed
 BODY_S = 3.0  # a body not complete within this: 408, then closed after LINGER_S

@@ -18,7 +18,7 @@ from events import DeviceRegistered, encode
 from events.identity import event_id, partition_key, registration_id, seal
 from projections.positions import Record
 from projections.store import ProjectionStore
-from projections.swap import SwapFiles, SwapMessage, new_id, now_ms
+from projections.swap_files import SwapFiles, SwapMessage, new_id, now_ms
 from services.progress import Progress
 from services.rebuild.build import Build
 from tests.support import wait_for

@@ -15,7 +15,7 @@ from services.config import ConfigError, load_settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.faust_app import broker_credentials
-from tests.kafka_front import self_signed
+from tests.kafka_tls import self_signed
 
 BOOT = {"KAFKA_BOOTSTRAP": "k1:9093,k2:9093"}
 

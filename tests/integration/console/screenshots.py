@@ -19,7 +19,8 @@ from playwright.async_api import Page, async_playwright, expect
 from events import RegisterDevice, UnregisterDevice
 from services.log.broker import EmbeddedBroker
 from tests.integration.console.browser import chromium, launch, sign_in
-from tests.support import ADMIN_KEYS, WorkerProcess, call, now_ms, publish_commands, wait_for
+from tests.support import ADMIN_KEYS, WorkerProcess, call, now_ms, wait_for
+from tests.topics import publish_commands
 
 APP = "app-a"
 DAY = 24 * 3600 * 1000

@@ -19,7 +19,8 @@ from events import (
 )
 from events.identity import partition_key
 from services.stream.ownership import Ownership
-from tests.support import PARTITIONS, WorkerProcess, call, now_ms, read_topic
+from tests.support import PARTITIONS, WorkerProcess, call, now_ms
+from tests.topics import read_topic
 
 APP = "app-a"
 Records = list[ConsumerRecord[bytes, bytes]]

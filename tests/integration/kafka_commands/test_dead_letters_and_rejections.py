@@ -19,7 +19,8 @@ from tests.integration.kafka_commands.outside_producer import (
     register_command,
     visible,
 )
-from tests.support import WorkerProcess, call, now_ms, read_topic, registration, wait_for
+from tests.support import WorkerProcess, call, now_ms, registration, wait_for
+from tests.topics import read_topic
 
 
 async def test_given_undecodable_records_when_processed_then_dead_lettered_and_work_goes_on(
