@@ -60,6 +60,18 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         " given back after the tails",
         (),
     ),
+    "devreg_tokens_read_back_pauses_total": (
+        "Tokens partitions paused: only records the token index folded at once to read",
+        (),
+    ),
+    "devreg_tokens_read_back_resumes_total": (
+        "Tokens partitions read again, by reason",
+        ("reason",),
+    ),
+    "devreg_token_records_folded_at_once_total": (
+        "Claims and releases folded into the token index at Kafka's acknowledgement",
+        (),
+    ),
     "devreg_commands_read_back_pauses_total": (
         "Commands partitions paused: only commands decided already to read",
         (),
@@ -89,6 +101,10 @@ GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     ),
     "devreg_read_back_paused_partitions": ("Events partitions whose read-back is paused", ()),
     "devreg_live_viewers": ("Live event streams this worker serves now", ()),
+    "devreg_tokens_read_back_paused_partitions": (
+        "Tokens partitions whose read-back is paused",
+        (),
+    ),
     "devreg_commands_read_back_paused_partitions": (
         "Commands partitions whose read-back is paused",
         (),

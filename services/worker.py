@@ -86,6 +86,9 @@ class Worker:
     def _projected_to(self, partition: int) -> int:
         return int(self.projection.next_offsets().get((self.settings.events_topic, partition), 0))
 
+    def _indexed_to(self, partition: int) -> int:
+        return int(self.index.next_offsets.get((self.settings.tokens_topic, partition), 0))
+
     async def _assigned(self, assigned: set[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
         """After a rebalance: partitions just handed to this worker are gated until caught up
         with the log's end as it stands now; returns the stores' positions once the batches
@@ -94,6 +97,7 @@ class Worker:
         s = self.settings
         self.hand_off.assigned(p for t, p in assigned if t == s.commands_topic)
         self.read_back.reassigned()
+        self.tokens_read_back.reassigned()
         topic = s.events_topic
         # Usually known already: the assignor told the gate when the group's table changed.
         self.takeover.assigned(p for t, p in assigned if t == topic)
@@ -166,10 +170,16 @@ class Worker:
             decided=lambda partition: self.processor.next_offset(partition),
             gate=self.gate,
         )
-        events_reader = PartitionReader(s.events_topic)
-        self.read_back = ReadBack(
-            events_reader, self._projected_to, self.metrics, s.read_back_recheck_ms / 1000
+        events_reader, tokens_reader = (
+            PartitionReader(s.events_topic),
+            PartitionReader(s.tokens_topic),
         )
+        recheck_s = s.read_back_recheck_ms / 1000
+        self.read_back = ReadBack(events_reader, self._projected_to, self.metrics, recheck_s)
+        self.tokens_read_back = ReadBack(
+            tokens_reader, self._indexed_to, self.metrics, recheck_s, what="tokens"
+        )
+        tokens.relay.read_back = self.tokens_read_back
         projector = Projector(
             self.projection, visibility, self.metrics, self.scheduler.changed, self.read_back
         )
@@ -186,6 +196,7 @@ class Worker:
             tokens.claims,
             keep,
             self.gate,
+            tokens.relay.handle_own,
         )
         self._resources.append(self.processor)  # closed (drained) after faust stops
         commands_reader = PartitionReader(s.commands_topic)
@@ -201,11 +212,12 @@ class Worker:
             CoPartitionedAssignor(self.ownership),
             self.hand_off.revoked,
         )
-        events_reader.app = commands_reader.app = self.faust
+        events_reader.app = commands_reader.app = tokens_reader.app = self.faust
         await self.faust.start()
         self._resources.append(self.faust)
         self.health = BrokerHealth(self.producer)
         loops = [self.scheduler.run(), self.health.run(), self.read_back.run()]
+        loops.append(self.tokens_read_back.run())
         loops += [tokens.retention.run(), self.hand_off.read_back.run(), self.hand_off.run()]
         if self.embedded is not None:
             still = partial(held_still, self.gate, self.processor.drain, keyring_gate, self.faust)

@@ -66,6 +66,7 @@ class CommandProcessor:
         claims: TokenClaims | None = None,
         keep: Keep | None = None,
         gate: Gate | None = None,
+        fold_tokens: FoldOwn | None = None,
     ):
         # None only where a test drives the processor with raw values and no keys.
         self._sealing = sealing
@@ -81,6 +82,9 @@ class CommandProcessor:
         # Folds this batch's acknowledged events into the projection (Projector.handle_own),
         # while the decisions commit: both are SQLite work on threads of their own.
         self._fold_own = fold_own
+        # Folds this batch's acknowledged claims and releases into the token index
+        # (TokenRelay.handle_own), beside the projection's fold.
+        self._fold_tokens = fold_tokens
         self._keep = keep
         self._pending = PendingDecisions()
         self._decider = Decider(settings, metrics, partition_of)
@@ -237,7 +241,11 @@ class CommandProcessor:
         # again (the same events) and erases again; one after it finds the keys gone.
         if self._sealing is not None:
             await self._sealing.erase_forgotten(e for em in emissions for e in em.events)
-        await asyncio.gather(self._store.commit(batch), self._fold_own(acknowledged.events))
+        folds = [self._store.commit(batch), self._fold_own(acknowledged.events)]
+        tokens = [r for r in acknowledged.others if r.topic == self._settings.tokens_topic]
+        if self._fold_tokens is not None and tokens:
+            folds.append(self._fold_tokens(tokens))
+        await asyncio.gather(*folds)
         self._pending.settle(batch)
         for emission, last_event in zip(emissions, acknowledged.last_events, strict=True):
             if emission.outcome is None:

@@ -11,6 +11,7 @@ memory alone would lose them in a crash, and the folded records would not be fol
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
@@ -22,6 +23,7 @@ from projections.positions import Record
 from services.log.journal import Keep
 from services.metrics import Metrics
 from services.stream.gate import Gate
+from services.stream.read_back import ReadBack
 from services.stream.record_batches import RecordBatches
 from services.tokens.index_store import IndexStore, Superseded
 
@@ -58,10 +60,66 @@ class TokenRelay:
         self._partition_of = partition_of
         self._superseding = superseding
         self._metrics = metrics
+        self._turn = asyncio.Lock()  # one fold at a time: the log's and the processor's
+        # Pauses the tokens partitions whose reading brings only records folded at once
+        # (services/stream/read_back.py); none where every record is read from the log.
+        self.read_back: ReadBack | None = None
 
     async def handle(self, batch: Sequence[Record]) -> None:
-        """Fold, send the supersedes and wait for Kafka's acknowledgement, then commit the
-        rows with the positions: a crash in between folds again and sends the same ids."""
+        """Records read from the log. Fold, send the supersedes and wait for Kafka's
+        acknowledgement, then commit the rows with the positions: a crash in between folds
+        again and sends the same ids."""
+        copies = {r.partition for r in batch} - {r.partition for r in self._store.fresh(batch)}
+        async with self._turn:
+            await self._fold(batch)
+        if self.read_back is not None and copies:
+            await self.read_back.only_copies(copies)
+
+    async def handle_own(self, records: Sequence[Record]) -> None:
+        """The processor's claims and releases as Kafka acknowledged them, folded at once
+        (as the projection folds its events), so that the index holds a registration's claim
+        by the time the registration is answered, without a second trip through the consumer.
+
+        Only a partition's records that continue exactly from the index's position are
+        folded here; the rest are read from the log (their partitions read again at once).
+        So is everything while a fold of the log's is under way, and a batch whose claims
+        supersede a device: its command is sent through the writers' gate, which a renewal
+        closes before it waits for the processor's batches, this one among them."""
+        if self.read_back is None:
+            return
+        run, gaps = self._continuing(records)
+        if run and not self._turn.locked():
+            async with self._turn:
+                superseded, positions = await self._store.fold(run, self._superseding)
+                if superseded:
+                    await self._store.rollback()
+                    gaps |= {r.partition for r in run}
+                else:
+                    await self._store.commit(positions)
+                    self._metrics.inc("devreg_token_records_folded_at_once_total", len(run))
+        elif run:
+            gaps |= {r.partition for r in run}
+        if gaps:
+            await self.read_back.not_applied(gaps)
+
+    def _continuing(self, records: Sequence[Record]) -> tuple[list[Record], set[int]]:
+        """Per partition, the records that continue exactly from the index's next offset;
+        and the partitions where one did not."""
+        nxt = dict(self._store.next_offsets)
+        run: list[Record] = []
+        gaps: set[int] = set()
+        for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+            key = (r.topic, r.partition)
+            if r.partition in gaps or r.offset < nxt.get(key, 0):
+                continue
+            if r.offset != nxt.get(key, 0):
+                gaps.add(r.partition)
+                continue
+            run.append(r)
+            nxt[key] = r.offset + 1
+        return run, gaps
+
+    async def _fold(self, batch: Sequence[Record]) -> None:
         superseded, positions = await self._store.fold(batch, self._superseding)
         if not positions:
             await self._store.rollback()
