@@ -26,8 +26,13 @@ from services.stream.gate import Gate
 from services.stream.read_back import ReadBack
 from services.stream.record_batches import RecordBatches
 from services.tokens.index_store import IndexStore, Superseded
+from services.tokens.records import Claim, decode_value
 
 log = logging.getLogger(__name__)
+
+
+def _claims(record: Record) -> bool:
+    return record.value is not None and isinstance(decode_value(record.value), Claim)
 
 
 def supersede_command(item: Superseded) -> SupersedeDevice:
@@ -82,13 +87,17 @@ class TokenRelay:
 
         Only a partition's records that continue exactly from the index's position are
         folded here; the rest are read from the log (their partitions read again at once).
-        So is everything while a fold of the log's is under way, and a batch whose claims
-        supersede a device: its command is sent through the writers' gate, which a renewal
-        closes before it waits for the processor's batches, this one among them."""
+        So is everything while a fold of the log's is under way; a batch whose claims
+        supersede a device (its command is sent through the writers' gate, which a renewal
+        closes before it waits for the processor's batches, this one among them); and a batch
+        with no claim at all (releases: an expiry burst's would stand in the processor's way,
+        and no answer waits for them)."""
         if self.read_back is None:
             return
         run, gaps = self._continuing(records)
-        if run and not self._turn.locked():
+        if run and not any(_claims(r) for r in run):
+            gaps |= {r.partition for r in run}
+        elif run and not self._turn.locked():
             async with self._turn:
                 superseded, positions = await self._store.fold(run, self._superseding)
                 if superseded:
