@@ -12,58 +12,29 @@ the tail and what the old broker held past the kept log, in the order they were 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 
 import msgspec
-from aiokafka import TopicPartition
 
 from projections.positions import Record
-from services.kafka import clients
 from services.kafka.clients import KafkaAccess
-from services.log.reader import as_record
+from services.log import highwater
 
 TP = tuple[str, int]
 _READ_DEADLINE_S = 10.0
-
-
-class UnreadError(RuntimeError):
-    """The fresh partitions could not be read to their end."""
 
 
 async def written_by_others(
     kafka: KafkaAccess, topics: Sequence[str], placed: Mapping[TP, set[int]]
 ) -> dict[TP, list[Record]]:
     """Per partition of `topics`, the records at offsets restore did not write, in order."""
-    consumer = clients.consumer(kafka)
-    found: dict[TP, list[Record]] = {}
-    await consumer.start()
-    try:
-        await consumer.topics()  # all topics: asking for one by name would create it
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        pending, deadline = set(tps), time.monotonic() + _READ_DEADLINE_S
-        while pending:
-            if time.monotonic() > deadline:
-                raise UnreadError(f"could not read the fresh partitions to their end: {pending}")
-            fetched = await consumer.getmany(*pending, timeout_ms=50)
-            for tp, records in fetched.items():
-                mine = placed.get((tp.topic, tp.partition), set())
-                others = [as_record(r) for r in records if r.offset not in mine]
-                found.setdefault((tp.topic, tp.partition), []).extend(others)
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    pending.discard(tp)
-    finally:
-        await clients.stop_consumer(consumer)
-    return {tp: records for tp, records in found.items() if records}
+
+    def theirs(record: Record) -> bool:
+        return record.offset not in placed.get((record.topic, record.partition), set())
+
+    return await highwater.read_to_highwater(
+        kafka, topics, lambda tp: 0, _READ_DEADLINE_S, keep=theirs
+    )
 
 
 def carried_over(

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.positions import Record
@@ -19,8 +17,7 @@ from services.config import Settings
 from services.kafka import clients
 from services.kafka.clients import KafkaAccess
 from services.kafka.raw_produce import RawProducer
-from services.log import foreign
-from services.log.reader import as_record
+from services.log import foreign, highwater
 from services.log.restore import ForeignWrites, Restored, give, prepare
 from services.log.segments import SegmentLog
 from services.log.topics import compacted_topics, wanted_topics
@@ -91,37 +88,16 @@ async def read_beyond(
 ) -> dict[TP, list[Record]]:
     """Every record the broker holds past the kept log's end, per partition of `topics`;
     raises Backlog past `limit` records."""
-    consumer = clients.consumer(kafka)
-    found: dict[TP, list[Record]] = {}
-    await consumer.start()
     try:
-        await consumer.topics()  # all topics: asking for one by name would create it
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, kept_ends.get((tp.topic, tp.partition), 0))
-        pending, deadline = set(tps), time.monotonic() + _BEYOND_DEADLINE_S
-        while pending:
-            if time.monotonic() > deadline:
-                raise RolloverError(
-                    f"could not read the broker's records past the kept log: {pending}"
-                )
-            fetched = await consumer.getmany(*pending, timeout_ms=50)
-            if sum(map(len, found.values())) + sum(map(len, fetched.values())) > limit:
-                raise Backlog()
-            for tp, records in fetched.items():
-                found.setdefault((tp.topic, tp.partition), []).extend(as_record(r) for r in records)
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    pending.discard(tp)
-    finally:
-        await clients.stop_consumer(consumer)
-    return {tp: records for tp, records in found.items() if records}
+        return await highwater.read_to_highwater(
+            kafka, topics, lambda tp: kept_ends.get(tp, 0), _BEYOND_DEADLINE_S, limit=limit
+        )
+    except highwater.TooMany as exc:
+        raise Backlog() from exc
+    except highwater.Unread as exc:
+        raise RolloverError(
+            f"could not read the broker's records past the kept log: {exc}"
+        ) from exc
 
 
 async def recreate(settings: Settings, admin: AIOKafkaAdminClient) -> None:
