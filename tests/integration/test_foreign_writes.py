@@ -9,15 +9,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from projections.positions import Record
-from services.kafka import clients
 from services.kafka.raw_produce import RawProducer
-from services.log import foreign
+from services.log import foreign, highwater
 from services.log.broker import EmbeddedBroker
-from services.log.reader import as_record
 from services.log.restore import ForeignWrites, give, prepare
 from services.log.segments import SegmentLog
 
@@ -51,22 +49,8 @@ async def publish(broker: EmbeddedBroker, topic: str) -> None:
 
 
 async def everything(broker: EmbeddedBroker, topic: str) -> list[Record]:
-    consumer = clients.consumer(broker.kafka)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        got: list[Record] = []
-        while consumer.highwater(tp) is None or await consumer.position(tp) < consumer.highwater(
-            tp
-        ):
-            fetched = await consumer.getmany(tp, timeout_ms=2000)
-            assert fetched, "the broker answered nothing"
-            got += [as_record(r) for r in fetched[tp]]
-        return got
-    finally:
-        await clients.stop_consumer(consumer)
+    found = await highwater.read_to_highwater(broker.kafka, [topic], lambda tp: 0, 20)
+    return found[(topic, 0)]
 
 
 async def test_given_a_publisher_first_in_a_fresh_partition_then_its_records_follow_the_tail(
