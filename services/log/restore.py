@@ -184,8 +184,8 @@ async def restore(
     compacted: Collection[str] = (),
 ) -> Restored:
     """`prepare` and `give`, into `topics`, which must exist and be empty."""
-    plan = prepare(segments, topics, tail, floors, beyond, compacted)
     try:
+        plan = prepare(segments, topics, tail, floors, beyond, compacted)
         async with RawProducer(kafka) as raw:
             return await give(raw, plan)
     except ProduceError as exc:
@@ -217,8 +217,9 @@ async def _give(
 ) -> None:
     """One batch (`built` from `records` already, or built here), each record meant for
     offset `record.offset - base` past where it lands; `placed` gets where they landed."""
+    batch = built or build_batch(records, base)  # a record too large fails here, as itself
     try:
-        landed = await raw.produce(tp[0], tp[1], built or build_batch(records, base))
+        landed = await raw.produce(tp[0], tp[1], batch)
     except ProduceError as exc:
         # Refused: in a fresh partition, where a write of someone else's raced the deletion
         # and left its object behind at this offset (Tansu 0.6, docs/design.md §10)
