@@ -10,6 +10,7 @@ the last tenth within 20% of the first. The baseline of each tenth is the first 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -92,7 +93,10 @@ async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Ten
     )
 
 
-async def measure(total: int, data_dir: Path) -> list[Tenth]:
+PROFILED = (1, 5, 10)  # with --profile: the tenths py-spy samples, to compare start and end
+
+
+async def measure(total: int, data_dir: Path, session: Session | None = None) -> list[Tenth]:
     port = free_port()
     env = {**os.environ, "DEVREG_DATA_DIR": str(data_dir), "DEVREG_HTTP_PORT": str(port)}
     env.pop("KAFKA_BOOTSTRAP", None)
@@ -106,7 +110,11 @@ async def measure(total: int, data_dir: Path) -> list[Tenth]:
         pids = {"devreg": process.pid, "broker": _children(process.pid)[0]}
         tenths = []
         for k in range(10):
-            tenth = await _tenth(port, k * (total // 10), total // 10, pids)
+            sampled: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+            if session is not None and k + 1 in PROFILED:
+                sampled = session.profiled(f"long-tenth{k + 1}", process.pid)
+            async with sampled:
+                tenth = await _tenth(port, k * (total // 10), total // 10, pids)
             log.info("long run, tenth %d: %s", k + 1, tenth)
             tenths.append(tenth)
         return tenths
@@ -117,7 +125,7 @@ async def measure(total: int, data_dir: Path) -> list[Tenth]:
 
 async def run(session: Session) -> list[Row]:
     total = session.sizes.long_run
-    tenths = await measure(total, session.run_dir("long-run"))
+    tenths = await measure(total, session.run_dir("long-run"), session)
     what = f"Long run, {total:,} HTTP registrations on one `devreg run`, 64 conn (read-your-writes)"
     first = tenths[0]
     rows = []

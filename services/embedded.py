@@ -18,9 +18,10 @@ import sys
 from services.config import Settings
 from services.config.keyfiles import DEMO_ADMIN_KEY_FILE
 from services.http.access import ADMIN_HEADER
-from services.kafka.clients import Ends, KafkaAccess
-from services.log.broker import EmbeddedBroker
+from services.kafka.clients import Ends, KafkaAccess, connect_directly
+from services.log.broker import BrokerError, EmbeddedBroker
 from services.log.journal import Journal
+from services.log.public_port import PublicPort
 from services.log.recovery import Embedded, recover
 from services.log.segments import SegmentLog
 from services.log.topics import compacted_topics
@@ -78,9 +79,10 @@ async def _serve(
     stop: asyncio.Event,
     ends: Ends | None = None,
     embedded: Embedded | None = None,
+    advertised: str | None = None,
 ) -> int:
     def announce() -> None:
-        print(_banner(settings, kafka.bootstrap), file=sys.stderr, flush=True)
+        print(_banner(settings, advertised or kafka.bootstrap), file=sys.stderr, flush=True)
 
     worker = Worker(settings, kafka, ends, embedded)
     failure = await worker.run(stop, announce)
@@ -98,20 +100,30 @@ async def run(settings: Settings) -> int:
         return await _serve(settings, settings.kafka_at(settings.kafka_bootstrap), stop)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     segments = SegmentLog(settings.kept_log_dir)
-    broker = EmbeddedBroker(port=settings.broker_port, log_path=settings.data_dir / "tansu.log")
-    await broker.start()
-    # So `devreg export`, `replay`, … run beside `make run` find the broker without configuration.
-    settings.bootstrap_file.write_text(broker.bootstrap)
-    kafka = settings.kafka_at(broker.bootstrap)
+    broker = EmbeddedBroker(log_path=settings.data_dir / "tansu.log")
+    public = PublicPort((broker.host, broker.port))
     try:
-        restored = await recover(settings, kafka, segments)
-        print(f"devreg: recovered the log: {restored.describe()}", file=sys.stderr, flush=True)
-        # The broker's ends are the kept log's (nothing else has written yet).
-        ends: Ends = {tp: end for tp, end in segments.ends().items()}
-        journal = Journal(segments, kafka, compacted_topics(settings))
-        return await _serve(settings, kafka, stop, ends, Embedded(journal, broker, restored))
+        broker.advertised_port = await public.start(broker.host, settings.broker_port)
+    except OSError as exc:
+        raise BrokerError(f"cannot listen on {broker.host}:{settings.broker_port}: {exc}") from exc
+    advertised = f"{broker.host}:{broker.advertised_port}"
+    try:
+        await broker.start()
+        # So `devreg export`, `replay`, … run beside `make run` find the broker without
+        # configuration: through the public port, like any other client.
+        settings.bootstrap_file.write_text(advertised)
+        kafka = settings.kafka_at(broker.bootstrap)
+        with connect_directly(advertised, broker.bootstrap):
+            restored = await recover(settings, kafka, segments)
+            print(f"devreg: recovered the log: {restored.describe()}", file=sys.stderr, flush=True)
+            # The broker's ends are the kept log's (nothing else has written yet).
+            ends: Ends = {tp: end for tp, end in segments.ends().items()}
+            journal = Journal(segments, kafka, compacted_topics(settings))
+            embedded = Embedded(journal, broker, restored, public)
+            return await _serve(settings, kafka, stop, ends, embedded, advertised)
     finally:
         settings.bootstrap_file.unlink(missing_ok=True)
+        await public.stop()
         await broker.stop()
         segments.sync()
         segments.close()

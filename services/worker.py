@@ -220,8 +220,10 @@ class Worker:
         loops.append(self.tokens_read_back.run())
         loops += [tokens.retention.run(), self.hand_off.read_back.run(), self.hand_off.run()]
         if self.embedded is not None:
-            still = partial(held_still, self.gate, self.processor.drain, keyring_gate, self.faust)
-            journal = self.embedded.journal
+            journal, others = self.embedded.journal, self.embedded.public.held
+            still = partial(
+                held_still, self.gate, self.processor.drain, keyring_gate, self.faust, others
+            )
             rollover = Rollover(s, self.kafka, journal, still, self._positions, self.metrics)
             loops.append(rollover.run())
         for loop in loops:

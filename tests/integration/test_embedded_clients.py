@@ -14,10 +14,9 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from events import RegisterDevice, encode
-from events.identity import partition_key
 from services.log.segments import SegmentLog
 from tests.support import APPS, WorkerProcess, call, wait_for
+from tests.topics import keyed_registration
 
 JS = Path(__file__).resolve().parent.parent / "js"
 APP = next(iter(APPS))
@@ -36,16 +35,7 @@ def bootstrap(run: WorkerProcess) -> str:
 
 
 def command(device: str) -> tuple[bytes, bytes]:
-    register = RegisterDevice(
-        command_id=f"c-{device}",
-        app_id=APP,
-        device_id=device,
-        device_token=f"tok-{device}",
-        os="IOS",
-        os_version="17",
-        channels=("news",),
-    )
-    return partition_key(APP, device), encode(register)
+    return keyed_registration(APP, device)
 
 
 async def with_aiokafka(servers: str, topic: str, key: bytes, value: bytes) -> None:

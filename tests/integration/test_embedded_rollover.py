@@ -13,15 +13,14 @@ from pathlib import Path
 import msgspec
 
 from events import RegisterDevice
-from services.log.broker import free_port
 from tests.support import (
     APPS,
     PARTITIONS,
-    WorkerProcess,
     call,
     devreg,
     metric,
     registration,
+    renewing_run,
     wait_for,
     write_as_client,
 )
@@ -52,12 +51,7 @@ async def test_given_renewals_while_commands_flow_then_every_command_is_decided_
     tmp_path: Path,
 ) -> None:
     # Given `devreg run` renewing its broker's partitions every 100 records per partition
-    run = WorkerProcess(
-        tmp_path / "data",
-        None,
-        command="run",
-        env={"DEVREG_BROKER_PORT": str(free_port()), "DEVREG_EMBEDDED_ROLLOVER": "100"},
-    )
+    run = renewing_run(tmp_path / "data")
     await run.start()
     try:
         # When commands arrive in bulk over Kafka and one by one over HTTP at the same time
@@ -105,12 +99,7 @@ async def test_given_renewals_while_http_writes_are_handed_off_then_none_is_lost
 ) -> None:
     # Given `devreg run` renewing its broker's partitions every 100 records per partition,
     # its own commands decided from Kafka's acknowledgement (the hand-off, the default)
-    run = WorkerProcess(
-        tmp_path / "data",
-        None,
-        command="run",
-        env={"DEVREG_BROKER_PORT": str(free_port()), "DEVREG_EMBEDDED_ROLLOVER": "100"},
-    )
+    run = renewing_run(tmp_path / "data")
     await run.start()
     try:
         # When concurrent clients register devices and delete some, every answer awaited (a
@@ -182,16 +171,8 @@ async def test_given_a_backlog_published_in_bulk_then_renewals_do_not_copy_it_ag
     # Given `devreg run` renewing every 100 records per partition, with tails of 20, and
     # copying at most 500 records its stores have still to read (DEVREG_EMBEDDED_BACKLOG)
     tail = 20
-    run = WorkerProcess(
-        tmp_path / "data",
-        None,
-        command="run",
-        env={
-            "DEVREG_BROKER_PORT": str(free_port()),
-            "DEVREG_EMBEDDED_ROLLOVER": "100",
-            "DEVREG_EMBEDDED_TAIL": str(tail),
-            "DEVREG_EMBEDDED_BACKLOG": "500",
-        },
+    run = renewing_run(
+        tmp_path / "data", DEVREG_EMBEDDED_TAIL=str(tail), DEVREG_EMBEDDED_BACKLOG="500"
     )
     await run.start()
     try:

@@ -2,6 +2,7 @@
 
 devreg reaches into private names of three libraries, each in one adapter module:
 - aiokafka (services/kafka/faust_app.py, `_tune_consumer`): two settings faust does not expose;
+  (services/kafka/clients.py, `connect_directly`): the connection factory its clients call;
 - faust-streaming and mode (services/kafka/faust_app.py, services/kafka/faust_delivery.py):
   the consumer thread that builds the aiokafka consumer, and the fetch loop's delivery race;
 - aiosqlite (projections/sqlite.py, `InlineConnection`): running calls on the loop's thread.
@@ -14,11 +15,13 @@ tested ranges in pyproject.toml.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
+import aiokafka.client
 import aiosqlite
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 
@@ -41,6 +44,17 @@ def test_aiokafka_consumer_keeps_its_setting_in(name: str, argument: str) -> Non
     # it starts: they must still hold the constructor's setting and be read at start.
     assert f"self.{name} = {argument}" in _init_source(AIOKafkaConsumer)
     assert f"self.{name}" in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_aiokafka_clients_connect_through_their_module_create_conn() -> None:
+    # connect_directly replaces `aiokafka.client.create_conn`: the bootstrap and every broker
+    # connection must still be made through that module-level name, host and port first.
+    assert callable(aiokafka.client.create_conn)
+    connect = inspect.getsource(AIOKafkaClient._get_conn)
+    assert re.search(r"await create_conn\(\s*broker\.host,\s*broker\.port,", connect)
+    assert re.search(
+        r"await create_conn\(\s*host,\s*port,", inspect.getsource(AIOKafkaClient.bootstrap)
+    )
 
 
 def test_faust_consumer_has_its_thread() -> None:
