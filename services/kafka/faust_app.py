@@ -218,6 +218,19 @@ class _QuietMonitor(Monitor):
         return None
 
 
+def devreg_topics(app: faust.App, settings: Settings) -> tuple[Any, Any, Any]:
+    """The commands, events and tokens topics, as faust reads them: raw bytes, and no acks.
+    Positions live in the stores; and faust's acked offsets of a partition with a gap it did
+    not see (records handed over at Kafka's acknowledgement, a renewal's filler) are never
+    committed or dropped, a list that every commit sorts, growing with every record
+    (docs/benchmarks.md, "The long run's growth: faust's acked offsets")."""
+    commands, events, tokens = (
+        app.topic(name, key_serializer="raw", value_serializer="raw", acks=False)
+        for name in (settings.commands_topic, settings.events_topic, settings.tokens_topic)
+    )
+    return commands, events, tokens
+
+
 def build_app(
     settings: Settings,
     kafka: KafkaAccess,
@@ -248,9 +261,7 @@ def build_app(
         monitor=_QuietMonitor(),
     )
     faust_delivery.install(app)  # before app.topic(): topics create the transport
-    commands = app.topic(settings.commands_topic, key_serializer="raw", value_serializer="raw")
-    events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-    tokens = app.topic(settings.tokens_topic, key_serializer="raw", value_serializer="raw")
+    commands, events, tokens = devreg_topics(app, settings)
     app.agent(commands, name="devreg.command-processor")(_agent(settings, on_commands, on_failure))
     app.agent(events, name="devreg.projector")(_agent(settings, on_events, on_failure))
     app.agent(tokens, name="devreg.token-index")(_agent(settings, on_tokens, on_failure))
