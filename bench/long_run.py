@@ -3,8 +3,9 @@
 What `make run` users meet (issue 18): every request registers a new device, read-your-writes
 on, 64 connections, closed loop, on `python -m services run` (the embedded broker with its
 kept log, renewed as it grows). The run is cut in tenths by request count; per tenth: req/s,
-p99, and the CPU the broker and the devreg process spent per request. The claim is flatness:
-the last tenth within 20% of the first. The baseline of each tenth is the first tenth.
+p99, the CPU the broker and the devreg process spent per request, and devreg's RSS. The
+claim is flatness: the last tenth within 20% of the first. The baseline of each tenth is the
+first tenth.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import aiohttp
 import msgspec
 
 from bench import load
+from bench.memory import memory_kib
 from bench.register import body
 from bench.report import Row, Target
 from bench.session import Session, log
@@ -37,6 +39,7 @@ class Tenth(msgspec.Struct, frozen=True):
     errors: int
     broker_ms_per_request: float
     devreg_ms_per_request: float
+    devreg_rss_mib: float  # at the tenth's end
 
 
 def _children(pid: int) -> list[int]:
@@ -90,6 +93,7 @@ async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Ten
         errors,
         used["broker"] * 1000 / count,
         used["devreg"] * 1000 / count,
+        memory_kib(pids["devreg"])["VmRSS"] / 1024,
     )
 
 
@@ -135,6 +139,7 @@ async def run(session: Session) -> list[Row]:
             ("p99 ms", t.p99_ms, first.p99_ms, None),
             ("broker CPU ms/req", t.broker_ms_per_request, first.broker_ms_per_request, None),
             ("devreg CPU ms/req", t.devreg_ms_per_request, first.devreg_ms_per_request, None),
+            ("devreg RSS MiB", t.devreg_rss_mib, first.devreg_rss_mib, None),
         ):
             rows.append(
                 Row(
