@@ -13,6 +13,8 @@ from typing import Any
 
 import aiosqlite
 
+from projections.checkpoints import Checkpointer
+
 # WAL lets queries read while a batch commits; NORMAL sync is durable across a process crash
 # in WAL mode (only an OS crash can lose the last commits, which the log then replays).
 _PRAGMAS = (
@@ -61,6 +63,13 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, connector: Callable[[], sqlite3.Connection]):
         super().__init__(connector, 64)
         self._thread_use = asyncio.Lock()
+        self.checkpointer: Checkpointer | None = None  # its WAL's, when not in its commits
+
+    async def close(self) -> None:
+        checkpointer, self.checkpointer = self.checkpointer, None
+        if checkpointer is not None:  # its connection first: the last to close cleans up
+            await asyncio.to_thread(checkpointer.stop)
+        await super().close()
 
     async def _connect(self) -> InlineConnection:
         if self._connection is None:
@@ -124,12 +133,19 @@ async def _check_version(conn: aiosqlite.Connection, path: Path, version: int) -
 
 
 async def open_db(
-    path: Path, ddl: str, version: int, *, threaded: bool = False, check: bool = True
+    path: Path,
+    ddl: str,
+    version: int,
+    *,
+    threaded: bool = False,
+    check: bool = True,
+    checkpoints_apart: bool = False,
 ) -> aiosqlite.Connection:
     """`threaded`: plain aiosqlite, every call on its thread (a rebuild, whose writes overlap
     its reading of the log); else an InlineConnection (a worker's stores). `check=False`: no
     integrity scan, for a file this process has just written (the scan reads every page:
-    ~9 s for a 1M-event projection)."""
+    ~9 s for a 1M-event projection). `checkpoints_apart` (an InlineConnection's): its WAL is
+    checkpointed on a thread, not in its commits (projections/checkpoints.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if threaded:
         conn = await aiosqlite.connect(path)
@@ -145,6 +161,10 @@ async def open_db(
             await conn.execute(pragma)
         await conn.executescript(ddl + OFFSETS_DDL)
         await conn.commit()
+        if checkpoints_apart and isinstance(conn, InlineConnection):
+            await conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.checkpointer = Checkpointer(path)
+            conn.checkpointer.start()
     except sqlite3.DatabaseError as exc:
         await conn.close()
         raise CorruptStore(f"{path} is not a usable SQLite database: {exc}") from exc

@@ -69,7 +69,7 @@ class KeyStore:
 
     @classmethod
     async def open(cls, path: Path) -> KeyStore:
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION)
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, checkpoints_apart=True)
         for pragma in _ERASING_PRAGMAS:
             await conn.execute(pragma)
         return cls(conn)

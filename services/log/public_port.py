@@ -147,8 +147,8 @@ class PublicPort:
             )
         except FrameTooLarge as exc:
             log.warning("closed a connection to the broker's public port: %s", exc)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass  # either side went away: the other is closed below
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, struct.error):
+            pass  # either side went away (or the broker answered a scrap): both are closed
         finally:
             self._settle(conn, self._unanswered.pop(conn))
             for writer in (client_w, up_w):

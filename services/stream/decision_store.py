@@ -109,7 +109,7 @@ class DecisionStore:
     @classmethod
     async def open(cls, path: Path, *, check: bool = True) -> DecisionStore:
         """`check`: see projections/sqlite.py open_db."""
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, check=check)
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, check=check, checkpoints_apart=True)
         return cls(conn, await read_positions(conn))
 
     async def close(self) -> None:

@@ -64,7 +64,7 @@ class IndexStore:
     @classmethod
     async def open(cls, path: Path, *, check: bool = True) -> IndexStore:
         """`check`: see projections/sqlite.py open_db."""
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, check=check)
+        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, check=check, checkpoints_apart=True)
         await conn.execute("PRAGMA secure_delete=ON")
         return cls(conn, await read_positions(conn))
 

@@ -12,7 +12,8 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.log.public_port import answer_expected
+from services.log.broker import EmbeddedBroker
+from services.log.public_port import MAX_FRAME, PublicPort, answer_expected
 from tests.support import APPS, call, devreg, metric, renewing_run, wait_for
 from tests.topics import keyed_registration
 
@@ -45,6 +46,40 @@ def test_other_requests_and_scraps_expect_nothing_awaited() -> None:
     assert answer_expected(metadata) is None
     assert answer_expected(b"\x00\x00\x00") is None  # too short to read
     assert answer_expected(_request(9, 1, b"")[:-21]) is None  # cut before acks
+
+
+async def _metadata_answered(port: int) -> bool:
+    """Whether a Metadata request (v1, no topics) sent through the port is answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        request = struct.pack(">hhih", 3, 1, 9, -1) + struct.pack(">i", 0)
+        writer.write(struct.pack(">i", len(request)) + request)
+        await writer.drain()
+        (size,) = struct.unpack(">i", await reader.readexactly(4))
+        answer = await reader.readexactly(size)
+        return struct.unpack(">i", answer[:4])[0] == 9
+    finally:
+        writer.close()
+
+
+async def test_given_a_frame_over_the_limit_then_its_connection_alone_is_closed(
+    broker: EmbeddedBroker,
+) -> None:
+    # Given the public port in front of a real broker
+    port = PublicPort((broker.host, broker.port))
+    bound = await port.start("127.0.0.1", 0)
+    try:
+        # When a client announces a frame of over 100 MiB
+        reader, writer = await asyncio.open_connection("127.0.0.1", bound)
+        writer.write(struct.pack(">i", MAX_FRAME + 1))
+        await writer.drain()
+
+        # Then that connection is closed without reading it, and others are still served
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+        assert await _metadata_answered(bound)
+    finally:
+        await port.stop()
 
 
 async def test_given_publishers_writing_without_pause_through_renewals_then_none_is_lost(
