@@ -10,8 +10,9 @@ copies next time) whenever the WAL has grown past `every_bytes`. SQLite's C code
 the GIL, so the copy runs beside the loop. Durability is SQLite's either way: a checkpoint
 only moves committed pages from the WAL into the database file.
 
-Not for the projection: its rebuild swap takes the live file out of WAL mode
-(projections/swap.py), which no other connection may hold open.
+The projection's rebuild swap takes the live file out of WAL mode (projections/swap.py),
+which no other connection may hold open: it stops the thread first, and the swapped-in file's
+connection has a thread of its own.
 """
 
 from __future__ import annotations

@@ -64,11 +64,29 @@ class InlineConnection(aiosqlite.Connection):
         super().__init__(connector, 64)
         self._thread_use = asyncio.Lock()
         self.checkpointer: Checkpointer | None = None  # its WAL's, when not in its commits
+        self._checkpointed: Path | None = None  # the file, once its checkpoints went apart
+
+    def checkpoints_apart(self, path: Path) -> None:
+        """From now on a thread checkpoints `path` (this connection's file), not its commits:
+        call after `PRAGMA wal_autocheckpoint=0`."""
+        self._checkpointed = path
+        self.checkpointer = Checkpointer(path)
+        self.checkpointer.start()
+
+    async def stop_checkpoints(self) -> None:
+        """Stop the thread (its connection closed): for a close, or for leaving WAL mode,
+        which no other connection may hold the file open for."""
+        checkpointer, self.checkpointer = self.checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
+
+    def restart_checkpoints(self) -> None:
+        """After `stop_checkpoints`, back in WAL mode."""
+        if self._checkpointed is not None and self.checkpointer is None:
+            self.checkpoints_apart(self._checkpointed)
 
     async def close(self) -> None:
-        checkpointer, self.checkpointer = self.checkpointer, None
-        if checkpointer is not None:  # its connection first: the last to close cleans up
-            await asyncio.to_thread(checkpointer.stop)
+        await self.stop_checkpoints()  # its connection first: the last to close cleans up
         await super().close()
 
     async def _connect(self) -> InlineConnection:
@@ -163,8 +181,7 @@ async def open_db(
         await conn.commit()
         if checkpoints_apart and isinstance(conn, InlineConnection):
             await conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.checkpointer = Checkpointer(path)
-            conn.checkpointer.start()
+            conn.checkpoints_apart(path)
     except sqlite3.DatabaseError as exc:
         await conn.close()
         raise CorruptStore(f"{path} is not a usable SQLite database: {exc}") from exc

@@ -67,12 +67,14 @@ class ProjectionStore:
     ) -> ProjectionStore:
         """`swappable`: answer `devreg rebuild` when it swaps in a rebuilt file. `threaded`
         and `check`: see projections/sqlite.py open_db."""
-        conn = await open_db(path, SCHEMA, SCHEMA_VERSION, threaded=threaded, check=check)
+        conn = await open_db(
+            path, SCHEMA, SCHEMA_VERSION, threaded=threaded, check=check, checkpoints_apart=True
+        )
         reader = DeviceReader(path)
         reader.open()
         store = cls(conn, await read_positions(conn), reader)
         if swappable:
-            connect = partial(open_db, ddl=SCHEMA, version=SCHEMA_VERSION)
+            connect = partial(open_db, ddl=SCHEMA, version=SCHEMA_VERSION, checkpoints_apart=True)
             store._swaps = SwapWatcher(store, conn, path, connect)
         return store
 

@@ -26,6 +26,7 @@ import msgspec
 
 from projections.fold import ProjectionError
 from projections.positions import Position
+from projections.sqlite import InlineConnection
 from projections.swap_files import (
     READY_TIMEOUT_S,
     SwapFiles,
@@ -179,7 +180,19 @@ class _Unusable:
 
 async def _leave_wal(conn: aiosqlite.Connection) -> None:
     """Rollback-journal mode plus a retained shared lock: the connection keeps reading its own
-    file and stops looking for a `-wal` file by name (see the module docstring)."""
+    file and stops looking for a `-wal` file by name (see the module docstring). Its
+    checkpoints' thread is stopped first: its connection would hold the file in WAL mode."""
+    if isinstance(conn, InlineConnection):
+        await conn.stop_checkpoints()
+    try:
+        await _switch_out_of_wal(conn)
+    except BaseException:
+        if isinstance(conn, InlineConnection):
+            conn.restart_checkpoints()
+        raise
+
+
+async def _switch_out_of_wal(conn: aiosqlite.Connection) -> None:
     with contextlib.suppress(sqlite3.OperationalError):  # a read in flight: the switch does it
         await _pragma(conn, "PRAGMA wal_checkpoint(TRUNCATE)")
     deadline = time.monotonic() + MODE_SWITCH_TIMEOUT_S
@@ -207,6 +220,8 @@ async def _back_to_wal(conn: aiosqlite.Connection) -> None:
     await _pragma(conn, "PRAGMA locking_mode=NORMAL")
     await _pragma(conn, "SELECT count(*) FROM kafka_offsets")  # releases the retained lock
     await _pragma(conn, "PRAGMA journal_mode=WAL")
+    if isinstance(conn, InlineConnection):
+        conn.restart_checkpoints()
 
 
 async def _pragma(conn: aiosqlite.Connection, sql: str) -> Any:

@@ -16,7 +16,9 @@ import pytest
 
 from events import DeviceRegistered, encode
 from events.identity import event_id, partition_key, registration_id, seal
+from projections.checkpoints import Checkpointer
 from projections.positions import Record
+from projections.sqlite import InlineConnection
 from projections.store import ProjectionStore
 from projections.swap_files import SwapFiles, SwapMessage, new_id, now_ms
 from services.progress import Progress
@@ -81,6 +83,13 @@ def devices_in(live: Path) -> int:
         return count
 
 
+def _checkpointer(store: ProjectionStore) -> Checkpointer:
+    conn = store.connection
+    assert isinstance(conn, InlineConnection)
+    assert conn.checkpointer is not None
+    return conn.checkpointer
+
+
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[tuple[Path, ProjectionStore]]:
     """A live projection store, answering swap requests as the worker's does."""
@@ -114,8 +123,11 @@ async def test_given_a_rebuilt_file_when_swapped_under_queries_then_none_fails(
                 failures.append(repr(exc))
             await asyncio.sleep(0)
 
-    # When the swap happens while queries run (lookups on the loop's own connection)
+    # When the swap happens while queries run (lookups on the loop's own connection), the
+    # file's checkpoints on a thread of their own
     assert store.lookups_on_loop
+    before = _checkpointer(store)
+    assert before.running
     loops = [asyncio.ensure_future(query()) for _ in range(4)]
     try:
         done = await handshake(SwapFiles(path))
@@ -132,6 +144,10 @@ async def test_given_a_rebuilt_file_when_swapped_under_queries_then_none_fails(
     assert view is not None
     assert view.device_token == "token-d7"
     assert store.lookups_on_loop
+    after = _checkpointer(store)
+    assert after is not before
+    assert after.running
+    assert not before.running
 
     # And later batches go to the new file
     await store.apply(records(50, 10))
