@@ -25,7 +25,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-EVERY_BYTES = 8 << 20  # a WAL past this is checkpointed (SQLite's own default: ~4 MB)
+# A WAL past this is checkpointed: as often as the stores' wal_autocheckpoint of 10,000 pages
+# did in their commits (projections/sqlite.py), so the copying and syncing are no more than
+# they were; a smaller WAL would copy a page rewritten meanwhile more often.
+EVERY_BYTES = 40 << 20
 POLL_S = 0.05
 _AFTER_FAILURE_S = 5.0
 
