@@ -68,19 +68,13 @@ async def wait_until_answering(kafka: KafkaAccess, deadline_s: float) -> None:
 class EmbeddedBroker:
     """Start with `await broker.start()`, stop with `await broker.stop()` (or `async with`)."""
 
-    def __init__(
-        self,
-        port: int = 0,
-        host: str = "127.0.0.1",
-        log_path: Path | None = None,
-        advertised_port: int | None = None,
-    ):
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None):
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
-        # Where metadata sends clients: another port when a relay stands in front of it
-        # (services/log/public_port.py); its own by default.
-        self.advertised_port = advertised_port or self.port
+        # Where metadata sends clients: its own port, unless a relay standing in front of it
+        # is set here before start (services/log/public_port.py, services/embedded.py).
+        self.advertised_port = self.port
         self._process: asyncio.subprocess.Process | None = None
 
     @property

@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import logging
 import struct
-import time
 from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,6 @@ class PublicPort:
         renewal then meets what they wrote, services/log/foreign.py)."""
         self._open.clear()
         try:
-            began = time.monotonic()
             try:
                 await asyncio.wait_for(self._answered.wait(), within_s)
             except TimeoutError:
@@ -127,7 +125,7 @@ class PublicPort:
                     "the broker's public port is held, but %d produces sent through it were"
                     " not answered within %.0f s",
                     sum(len(s) for s in self._unanswered.values()),
-                    time.monotonic() - began,
+                    within_s,
                 )
             yield
         finally:
@@ -150,7 +148,8 @@ class PublicPort:
         except (asyncio.IncompleteReadError, ConnectionError, OSError, struct.error):
             pass  # either side went away (or the broker answered a scrap): both are closed
         finally:
-            self._settle(conn, self._unanswered.pop(conn))
+            del self._unanswered[conn]  # its waits go with it
+            self._check_answered()
             for writer in (client_w, up_w):
                 if writer is not None:
                     writer.close()
@@ -178,11 +177,11 @@ class PublicPort:
             (correlation,) = _SIZE.unpack_from(frame)
             waiting = self._unanswered[conn]
             if correlation in waiting:
-                self._settle(conn, {correlation})
+                waiting.discard(correlation)
+                self._check_answered()
             writer.write(_SIZE.pack(len(frame)) + frame)
             await writer.drain()
 
-    def _settle(self, conn: int, answered: set[int]) -> None:
-        self._unanswered.get(conn, set()).difference_update(answered)
+    def _check_answered(self) -> None:
         if not any(self._unanswered.values()):
             self._answered.set()
