@@ -88,6 +88,10 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Own commands left to be read from the log, by reason (gap, fenced)",
         ("reason",),
     ),
+    "devreg_tokens_opened_total": (
+        "Sealed texts opened with their key: read, and not remembered as opened",
+        (),
+    ),
     "devreg_http_writes_refused_total": (
         "POSTs and DELETEs answered 503 at once: too many in flight or waiting too long",
         (),

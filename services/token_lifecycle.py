@@ -62,7 +62,15 @@ def build(
     writes, keyring_writes = gates or (Gate(), Gate())
     kek = load_kek(s)
     keyring = Keyring(
-        keys, kek, producer, kafka, s.keys_topic, partition_of, keep=keep, gate=keyring_writes
+        keys,
+        kek,
+        producer,
+        kafka,
+        s.keys_topic,
+        partition_of,
+        keep=keep,
+        gate=keyring_writes,
+        metrics=metrics,
     )
     return TokenLifecycle(
         settings=s,

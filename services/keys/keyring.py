@@ -37,6 +37,7 @@ from services.keys.held import HeldKeys
 from services.keys.reads import PartitionReads
 from services.keys.store import KeyStore, Slot, StoredKey
 from services.log.journal import Keep
+from services.metrics import Metrics
 from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 
@@ -56,8 +57,10 @@ class Keyring:
         clock: Callable[[], int] = now_ms,
         keep: Keep | None = None,
         gate: Gate | None = None,
+        metrics: Metrics | None = None,
     ):
         self._keep = keep
+        self._metrics = metrics
         self._gate = gate or Gate()
         self._store = store
         self._kek = kek  # wraps the keys created here
@@ -130,16 +133,32 @@ class Keyring:
         value = None
         if key is not None:
             value = cipher.open_sealed(text, key, cipher.context(app_id, device_id, field))
+            if self._metrics is not None:
+                self._metrics.inc("devreg_tokens_opened_total")
         if value is None:
             return sealed.ERASED
         self._held.opened.put(app_id, device_id, field, text, value)
         return value
 
     def seal(
-        self, app_id: str, device_id: str, field: str, value: str, key: tuple[str, bytes]
+        self,
+        app_id: str,
+        device_id: str,
+        field: str,
+        value: str,
+        key: tuple[str, bytes],
+        remember: bool = False,
     ) -> str:
+        """`value` sealed with `key`. `remember`: the sealed text is the one reads will open
+        next (a registration's token), so it is remembered as opened, and a read soon after
+        the write opens nothing (docs/benchmarks.md, "GET by id: tokens remembered when
+        sealed"). Only while `key` is still the device's current key: an erasure that let
+        the key go since the caller got it must not find the value here afterwards."""
         kid, data_key = key
-        return cipher.seal(kid, data_key, cipher.context(app_id, device_id, field), value)
+        text = cipher.seal(kid, data_key, cipher.context(app_id, device_id, field), value)
+        if remember and self._held.current((app_id, device_id)) == key:
+            self._held.opened.put(app_id, device_id, field, text, value)
+        return text
 
     # -- creating ----------------------------------------------------------------------------
 

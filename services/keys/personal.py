@@ -35,9 +35,16 @@ def raw_fields(command: AnyCommand) -> list[str]:
 
 
 def seal_command(keyring: Keyring, command: AnyCommand, key: tuple[str, bytes]) -> AnyCommand:
+    # The device token is what a read of the device opens next: remembered as opened. One
+    # value per device is remembered, so not the fingerprint, which no read answers with.
     changes = {
         name: keyring.seal(
-            command.app_id, command.device_id, PERSONAL_FIELDS[name], getattr(command, name), key
+            command.app_id,
+            command.device_id,
+            PERSONAL_FIELDS[name],
+            getattr(command, name),
+            key,
+            remember=name == "device_token",
         )
         for name in raw_fields(command)
     }

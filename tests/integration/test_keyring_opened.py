@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from events import sealed
-from services.keys import cipher
+from events import RegisterDevice, sealed
+from services.keys import cipher, personal
 from services.log.broker import EmbeddedBroker
 from tests.integration.keyring_support import (
     APP,
@@ -112,3 +112,59 @@ async def test_given_a_token_read_while_its_erasure_is_under_way_then_it_is_eras
     assert await ring.keyring.open(APP, device, TOKEN, text) == sealed.ERASED
     assert await ring.keyring.key(APP, device, kid) is None
     assert await ring.keyring.current(APP, device) is None
+
+
+def _registration(device: str, token: str) -> RegisterDevice:
+    return RegisterDevice(
+        command_id=f"cmd-{device}",
+        app_id=APP,
+        device_id=device,
+        device_token=token,
+        os="IOS",
+        os_version="17",
+        user_token_fingerprint=f"fingerprint-{device}",
+    )
+
+
+async def test_given_a_registration_sealed_then_reading_its_token_opens_nothing(
+    ring: Ring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given registrations sealed as the HTTP edge and the processor seal them (the fingerprint
+    # after the token, so that it could have taken the device's one remembered value)
+    devices = [f"fresh{n}" for n in range(20)]
+    keys = await ring.keyring.ensure_all([(APP, d) for d in devices])
+    openings = CountedOpenings(monkeypatch)
+    commands = [
+        personal.seal_command(ring.keyring, _registration(d, f"push-{d}"), key)
+        for d, key in zip(devices, keys, strict=True)
+    ]
+
+    # When their tokens are read, as a GET and a page read them
+    one = await ring.keyring.open(APP, devices[0], TOKEN, commands[0].device_token)
+    page = await ring.keyring.open_all(
+        APP, TOKEN, [(c.device_id, c.device_token) for c in commands]
+    )
+
+    # Then they read right, and not one was opened
+    assert one == "push-fresh0"
+    assert page == [f"push-{d}" for d in devices]
+    assert openings.count == 0
+    # A token sealed for another purpose (a reported token) is not remembered
+    other = ring.keyring.seal(APP, devices[1], TOKEN, "reported", keys[1])
+    assert await ring.keyring.open(APP, devices[1], TOKEN, other) == "reported"
+    assert openings.count == 1
+
+
+async def test_given_a_key_erased_before_a_token_is_sealed_with_it_then_the_token_is_not_remembered(
+    ring: Ring,
+) -> None:
+    # Given a device's key, taken for a registration, and the device erased before sealing
+    [key] = await ring.keyring.ensure_all([(APP, "late")])
+    assert await ring.keyring.erase([(APP, "late")]) == 1
+
+    # When the registration is sealed with the key that was let go
+    command = personal.seal_command(ring.keyring, _registration("late", "push-late"), key)
+
+    # Then its token cannot be read: nothing kept the value the erasure let go of
+    assert sealed.is_sealed(command.device_token)
+    assert await ring.keyring.open(APP, "late", TOKEN, command.device_token) == sealed.ERASED
