@@ -168,11 +168,15 @@ class Stack:
         return self.broker.bootstrap
 
     def cpu_meter(self) -> CpuMeter:
-        """CPU of the worker, the broker and this process (the load generator)."""
+        """CPU of the worker, its event loop alone (its main thread: the core a worker's
+        requests and batches wait for), the broker and this process (the load generator)."""
         process = self.broker._process
         assert process is not None
         names = ["worker"] if self.size == 1 else [f"worker{i + 1}" for i in range(self.size)]
-        pids = dict(zip(names, (w.pid for w in self.workers), strict=True))
+        pids: dict[str, int | tuple[int, int]] = {}
+        for name, worker in zip(names, self.workers, strict=True):
+            pids[name] = worker.pid
+            pids[f"{name} loop"] = (worker.pid, worker.pid)
         return CpuMeter({**pids, "broker": process.pid, "bench": os.getpid()})
 
     async def __aenter__(self) -> Stack:
@@ -249,20 +253,25 @@ class CpuMeter:
     """CPU used by each named process between start() and stop(), in cores (1.0 = one core
     busy for the whole interval): says which process the wall-clock time went to."""
 
-    def __init__(self, pids: dict[str, int]):
+    def __init__(self, pids: dict[str, int | tuple[int, int]]):
+        """`pids`: a process id, or (process id, thread id) for one thread of it."""
         self._pids = pids
         self._start: dict[str, float] = {}
         self._started = 0.0
 
+    @staticmethod
+    def _used(spec: int | tuple[int, int]) -> float:
+        return cpu_seconds(*spec) if isinstance(spec, tuple) else cpu_seconds(spec)
+
     def start(self) -> CpuMeter:
-        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._start = {name: self._used(spec) for name, spec in self._pids.items()}
         self._started = time.perf_counter()
         return self
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self._started
         return {
-            name: (cpu_seconds(pid) - self._start[name]) / wall for name, pid in self._pids.items()
+            name: (self._used(spec) - self._start[name]) / wall for name, spec in self._pids.items()
         }
 
 
