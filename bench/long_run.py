@@ -45,6 +45,30 @@ class Tenth(msgspec.Struct, frozen=True):
     loop_ms_per_request: float = 0.0
     # This process's CPU: the load generator shares the machine's two cores with devreg.
     load_ms_per_request: float = 0.0
+    # The CPU time a fixed piece of pure Python takes here during the tenth (median): the
+    # machine's own speed at that moment, shared with other tenants. Where it rises as much
+    # as devreg's CPU per request does, the machine slowed, not devreg.
+    probe_ms: float = 0.0
+
+
+PROBE_EVERY_S = 3.0
+
+
+def _probe() -> float:
+    """CPU ms of a fixed pure-Python workload (dict updates and small strings, like a
+    request's), on this thread: it blocks the load generator for ~10 ms."""
+    began = time.thread_time()
+    counts: dict[int, int] = {}
+    for i in range(60_000):
+        counts[i % 977] = counts.get(i % 977, 0) + i
+        str(i)
+    return (time.thread_time() - began) * 1000
+
+
+async def _probing(found: list[float]) -> None:
+    while True:
+        await asyncio.sleep(PROBE_EVERY_S)
+        found.append(_probe())
 
 
 def _children(pid: int) -> list[int]:
@@ -86,15 +110,18 @@ async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Ten
             latencies.append((time.perf_counter() - sent) * 1000)
             errors += response.status != 200
 
+    probes: list[float] = [_probe()]
+    probing = asyncio.ensure_future(_probing(probes))
     try:
         await asyncio.gather(*(client(c) for c in conns))
     finally:
+        probing.cancel()
         for conn in conns:
             conn.close()
     wall = time.perf_counter() - began
     used = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
     loop_cpu = cpu_seconds(pids["devreg"], pids["devreg"]) - loop_cpu
-    load_cpu = time.process_time() - load_cpu
+    load_cpu = time.process_time() - load_cpu - sum(probes) / 1000  # the probes' own
     return Tenth(
         count / wall,
         percentile(latencies, 99),
@@ -104,6 +131,7 @@ async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Ten
         memory_kib(pids["devreg"])["VmRSS"] / 1024,
         loop_cpu * 1000 / count,
         load_cpu * 1000 / count,
+        percentile(probes, 50),
     )
 
 
@@ -151,6 +179,7 @@ async def run(session: Session) -> list[Row]:
             ("devreg CPU ms/req", t.devreg_ms_per_request, first.devreg_ms_per_request, None),
             ("devreg loop CPU ms/req", t.loop_ms_per_request, first.loop_ms_per_request, None),
             ("load generator CPU ms/req", t.load_ms_per_request, first.load_ms_per_request, None),
+            ("reference probe CPU ms", t.probe_ms, first.probe_ms, None),
             ("devreg RSS MiB", t.devreg_rss_mib, first.devreg_rss_mib, None),
         ):
             rows.append(
