@@ -98,9 +98,10 @@ class Api:
         if not self.broker_reachable():
             raise WireError(rules.KAFKA_UNAVAILABLE, "Kafka is unreachable; retry later", 503)
         try:
-            return await asyncio.wait_for(
-                seal_personal(self.keyring, command), self.gateway.timeout_s
-            )
+            # A timer, not a `wait_for`: that would run the sealing in a task of its own, one
+            # more task per POST (services/http/command_gateway.py says the same of submit).
+            async with asyncio.timeout(self.gateway.timeout_s):
+                return await seal_personal(self.keyring, command)
         except (KafkaError, TimeoutError) as exc:
             message = f"Kafka did not acknowledge the device's key: {exc!r}"
             raise WireError(rules.KAFKA_UNAVAILABLE, message, 503) from exc

@@ -168,3 +168,47 @@ async def test_given_a_send_kafka_never_acknowledges_then_503_not_a_success_whil
 async def _get_ok(url: str) -> bool:
     status, _ = await call("GET", url)
     return status == 200
+
+
+async def test_given_a_new_devices_key_kafka_never_acknowledges_then_503_in_time_then_it_registers(
+    tmp_path: Path,
+) -> None:
+    # Given a worker whose broker sits behind a front, serving, with a 2 s visibility bound
+    front = Front(("127.0.0.1", 0))
+    broker = FrontedBroker(tmp_path / "broker.log", front)
+    await broker.start()
+    env = {"DEVREG_VISIBLE_TIMEOUT_MS": "2000"}
+    worker = WorkerProcess(tmp_path / "data", broker.bootstrap, env=env)
+    try:
+        await worker.start()
+        url = worker.url("messaging/registrations")
+
+        # When a new device registers and the produce of its data key is swallowed (nothing
+        # sealed with the key may be published before Kafka acknowledges the key)
+        front.hold_produce(f"{worker.prefix}.keys")
+        started = time.monotonic()
+        status, body = await call("POST", url, json=registration("keyless"))
+        took = time.monotonic() - started
+
+        # Then the client gets a 503 with 5901 once the bound has passed, not a hang, and no
+        # command of the device was decided
+        assert (status, body["code"]) == (503, 5901), body
+        assert "did not acknowledge the device's key" in body["message"]
+        assert 2 <= took < 2 + 3, took
+        assert front.held, "the key's produce request never reached the front"
+        status, body = await call("GET", worker.url("messaging/registrations/keyless"))
+        assert (status, body["code"]) == (400, 5000)
+
+        # And once the key is acknowledged, the same registration succeeds
+        front.release()
+        await wait_for(
+            lambda: _post_ok(url, registration("keyless")), 30, "the registration after the key"
+        )
+    finally:
+        await worker.stop()
+        await broker.stop()
+
+
+async def _post_ok(url: str, body: dict[str, object]) -> bool:
+    status, _ = await call("POST", url, json=body)
+    return status == 200
