@@ -185,12 +185,8 @@ class Keyring:
         if waiting:
             if self._flushing is None or self._flushing.done():
                 self._flushing = asyncio.ensure_future(self._flush())
-            if len(waiting) == 1:  # a POST's one device: no gathering future around it
-                [(device, future)] = waiting.items()
-                found[device] = await asyncio.shield(future)
-            else:
-                keys = await asyncio.shield(asyncio.gather(*waiting.values()))
-                found.update(zip(waiting, keys, strict=True))
+            keys = await asyncio.shield(asyncio.gather(*waiting.values()))
+            found.update(zip(waiting, keys, strict=True))
         return [found[device] for device in devices]
 
     async def _flush(self) -> None:

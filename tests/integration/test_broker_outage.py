@@ -1,18 +1,38 @@
 """A broker outage: clear 503s, readiness false, no false success, recovery on its own; and a
-send Kafka never acknowledges while the broker still answers everything else."""
+send Kafka never acknowledges (a command, or a new device's key) while the broker still
+answers everything else."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from services.log.broker import EmbeddedBroker
 from tests.kafka_front import Front, FrontedBroker
 from tests.support import WorkerProcess, call, equals, registration, wait_for
+
+
+@pytest.fixture
+async def fronted(tmp_path: Path) -> AsyncIterator[tuple[Front, WorkerProcess]]:
+    """A worker whose broker sits behind a front (tests/kafka_front.py), with a 2 s bound on
+    each write (DEVREG_VISIBLE_TIMEOUT_MS)."""
+    front = Front(("127.0.0.1", 0))
+    broker = FrontedBroker(tmp_path / "broker.log", front)
+    await broker.start()
+    env = {"DEVREG_VISIBLE_TIMEOUT_MS": "2000"}
+    worker = WorkerProcess(tmp_path / "data", broker.bootstrap, env=env)
+    try:
+        await worker.start()
+        yield front, worker
+    finally:
+        await worker.stop()
+        await broker.stop()
 
 
 async def readiness(worker: WorkerProcess) -> int:
@@ -115,54 +135,45 @@ async def test_given_the_broker_gone_when_the_worker_is_told_to_stop_then_it_exi
 
 
 async def test_given_a_send_kafka_never_acknowledges_then_503_not_a_success_while_ready(
-    tmp_path: Path,
+    fronted: tuple[Front, WorkerProcess],
 ) -> None:
     # Given a worker whose broker sits behind a front, serving, with a 2 s visibility bound
-    front = Front(("127.0.0.1", 0))
-    broker = FrontedBroker(tmp_path / "broker.log", front)
-    await broker.start()
-    env = {"DEVREG_VISIBLE_TIMEOUT_MS": "2000"}
-    worker = WorkerProcess(tmp_path / "data", broker.bootstrap, env=env)
-    try:
-        await worker.start()
-        url = worker.url("messaging/registrations")
-        status, _ = await call("POST", url, json=registration("before"))
-        assert status == 200
+    front, worker = fronted
+    url = worker.url("messaging/registrations")
+    status, _ = await call("POST", url, json=registration("before"))
+    assert status == 200
 
-        # When the next produce to the commands topic is swallowed: the broker never sees it
-        # nor answers, while every other connection (the worker's metadata probe, its
-        # consumers) is served, so the worker still finds Kafka reachable
-        front.hold_produce(f"{worker.prefix}.commands")
-        assert await readiness(worker) == 200
-        started = time.monotonic()
-        status, body = await call("POST", url, json=registration("unacknowledged"))
-        took = time.monotonic() - started
+    # When the next produce to the commands topic is swallowed: the broker never sees it
+    # nor answers, while every other connection (the worker's metadata probe, its
+    # consumers) is served, so the worker still finds Kafka reachable
+    front.hold_produce(f"{worker.prefix}.commands")
+    assert await readiness(worker) == 200
+    started = time.monotonic()
+    status, body = await call("POST", url, json=registration("unacknowledged"))
+    took = time.monotonic() - started
 
-        # Then the client gets a 503 with 5901 (Kafka did not acknowledge), not a success,
-        # once the bound has passed, and the worker was ready throughout: the slow path ran,
-        # not the fail-fast one of an outage already known
-        assert (status, body["code"]) == (503, 5901), body
-        assert "did not acknowledge" in body["message"]
-        assert 2 <= took < 2 + 3, took
-        assert front.held, "the command's produce request never reached the front"
-        assert await readiness(worker) == 200
-        status, body = await call("GET", worker.url("messaging/registrations/unacknowledged"))
-        assert (status, body["code"]) == (400, 5000)
+    # Then the client gets a 503 with 5901 (Kafka did not acknowledge), not a success,
+    # once the bound has passed, and the worker was ready throughout: the slow path ran,
+    # not the fail-fast one of an outage already known
+    assert (status, body["code"]) == (503, 5901), body
+    assert "did not acknowledge" in body["message"]
+    assert 2 <= took < 2 + 3, took
+    assert front.held, "the command's produce request never reached the front"
+    assert await readiness(worker) == 200
+    status, body = await call("GET", worker.url("messaging/registrations/unacknowledged"))
+    assert (status, body["code"]) == (400, 5000)
 
-        # And once the front lets the held request through, Kafka acknowledges it and the
-        # command takes effect after all: a 503 means "not known to be done", and a retry is
-        # safe (docs/reliability.md, Known limits)
-        front.release()
-        await wait_for(
-            lambda: _get_ok(worker.url("messaging/registrations/unacknowledged")),
-            30,
-            "the released command to take effect",
-        )
-        status, _ = await call("POST", url, json=registration("after"))
-        assert status == 200
-    finally:
-        await worker.stop()
-        await broker.stop()
+    # And once the front lets the held request through, Kafka acknowledges it and the
+    # command takes effect after all: a 503 means "not known to be done", and a retry is
+    # safe (docs/reliability.md, Known limits)
+    front.release()
+    await wait_for(
+        lambda: _get_ok(worker.url("messaging/registrations/unacknowledged")),
+        30,
+        "the released command to take effect",
+    )
+    status, _ = await call("POST", url, json=registration("after"))
+    assert status == 200
 
 
 async def _get_ok(url: str) -> bool:
@@ -171,44 +182,30 @@ async def _get_ok(url: str) -> bool:
 
 
 async def test_given_a_new_devices_key_kafka_never_acknowledges_then_503_in_time_then_it_registers(
-    tmp_path: Path,
+    fronted: tuple[Front, WorkerProcess],
 ) -> None:
     # Given a worker whose broker sits behind a front, serving, with a 2 s visibility bound
-    front = Front(("127.0.0.1", 0))
-    broker = FrontedBroker(tmp_path / "broker.log", front)
-    await broker.start()
-    env = {"DEVREG_VISIBLE_TIMEOUT_MS": "2000"}
-    worker = WorkerProcess(tmp_path / "data", broker.bootstrap, env=env)
-    try:
-        await worker.start()
-        url = worker.url("messaging/registrations")
+    front, worker = fronted
+    url = worker.url("messaging/registrations")
 
-        # When a new device registers and the produce of its data key is swallowed (nothing
-        # sealed with the key may be published before Kafka acknowledges the key)
-        front.hold_produce(f"{worker.prefix}.keys")
-        started = time.monotonic()
-        status, body = await call("POST", url, json=registration("keyless"))
-        took = time.monotonic() - started
+    # When a new device registers and the produce of its data key is swallowed (nothing
+    # sealed with the key may be published before Kafka acknowledges the key)
+    front.hold_produce(f"{worker.prefix}.keys")
+    started = time.monotonic()
+    status, body = await call("POST", url, json=registration("keyless"))
+    took = time.monotonic() - started
 
-        # Then the client gets a 503 with 5901 once the bound has passed, not a hang, and no
-        # command of the device was decided
-        assert (status, body["code"]) == (503, 5901), body
-        assert "did not acknowledge the device's key" in body["message"]
-        assert 2 <= took < 2 + 3, took
-        assert front.held, "the key's produce request never reached the front"
-        status, body = await call("GET", worker.url("messaging/registrations/keyless"))
-        assert (status, body["code"]) == (400, 5000)
+    # Then the client gets a 503 with 5901 once the bound has passed, not a hang, and no
+    # command of the device was decided
+    assert (status, body["code"]) == (503, 5901), body
+    assert "did not acknowledge the device's key" in body["message"]
+    assert 2 <= took < 2 + 3, took
+    assert front.held, "the key's produce request never reached the front"
+    status, body = await call("GET", worker.url("messaging/registrations/keyless"))
+    assert (status, body["code"]) == (400, 5000)
 
-        # And once the key is acknowledged, the same registration succeeds
-        front.release()
-        await wait_for(
-            lambda: _post_ok(url, registration("keyless")), 30, "the registration after the key"
-        )
-    finally:
-        await worker.stop()
-        await broker.stop()
-
-
-async def _post_ok(url: str, body: dict[str, object]) -> bool:
-    status, _ = await call("POST", url, json=body)
-    return status == 200
+    # And once the key is acknowledged, the same registration succeeds
+    front.release()
+    await wait_for(
+        lambda: _post_ok(url, registration("keyless")), 30, "the registration after the key"
+    )
