@@ -149,11 +149,11 @@ class Keyring:
         key: tuple[str, bytes],
         remember: bool = False,
     ) -> str:
-        """`value` sealed with `key`. `remember`: the sealed text is the one reads will open
-        next (a registration's token), so it is remembered as opened, and a read soon after
-        the write opens nothing (docs/benchmarks.md, "GET by id: tokens remembered when
-        sealed"). Only while `key` is still the device's current key: an erasure that let
-        the key go since the caller got it must not find the value here afterwards."""
+        """`value` sealed with `key`. `remember`: the sealed text is the one opened next (a
+        registration's token: the token index's fingerprint when it is decided, then reads),
+        so it is remembered as opened (docs/design.md, "Opened tokens are remembered"). Only
+        while `key` is still the device's current key: an erasure that let the key go since
+        the caller got it must not find the value here afterwards."""
         kid, data_key = key
         text = cipher.seal(kid, data_key, cipher.context(app_id, device_id, field), value)
         if remember and self._held.current((app_id, device_id)) == key:
