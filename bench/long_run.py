@@ -41,7 +41,7 @@ class Tenth(msgspec.Struct, frozen=True):
     devreg_ms_per_request: float
     devreg_rss_mib: float  # at the tenth's end
     # devreg's event loop alone (its main thread): the core every request waits for. The
-    # rest of devreg_ms_per_request runs on threads (SQLite checkpoints, faust's web server).
+    # rest of devreg_ms_per_request runs on threads (SQLite checkpoints, faust's consumer).
     loop_ms_per_request: float = 0.0
     # This process's CPU: the load generator shares the machine's two cores with devreg.
     load_ms_per_request: float = 0.0
