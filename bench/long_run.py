@@ -25,7 +25,7 @@ from bench.memory import memory_kib
 from bench.register import body
 from bench.report import Row, Target
 from bench.session import Session, log
-from bench.stack import cpu_seconds
+from bench.stack import CpuMeter
 from bench.stats import Spread, percentile
 from services.log.broker import free_port
 
@@ -98,8 +98,9 @@ async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Ten
     numbers = iter(range(first, first + count))
     latencies: list[float] = []
     errors = 0
-    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    loop_cpu, load_cpu = cpu_seconds(pids["devreg"], pids["devreg"]), time.process_time()
+    devreg = pids["devreg"]
+    # devreg's main thread is its event loop; this process is the load generator.
+    meter = CpuMeter({**pids, "loop": (devreg, devreg), "load": os.getpid()}).start()
     began = time.perf_counter()
 
     async def client(conn: load._Connection) -> None:
@@ -118,19 +119,18 @@ async def _tenth(port: int, first: int, count: int, pids: dict[str, int]) -> Ten
         probing.cancel()
         for conn in conns:
             conn.close()
+    cores = meter.stop()
     wall = time.perf_counter() - began
-    used = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
-    loop_cpu = cpu_seconds(pids["devreg"], pids["devreg"]) - loop_cpu
-    load_cpu = time.process_time() - load_cpu - sum(probes) / 1000  # the probes' own
+    ms = {name: used * wall * 1000 / count for name, used in cores.items()}  # CPU per request
     return Tenth(
         count / wall,
         percentile(latencies, 99),
         errors,
-        used["broker"] * 1000 / count,
-        used["devreg"] * 1000 / count,
-        memory_kib(pids["devreg"])["VmRSS"] / 1024,
-        loop_cpu * 1000 / count,
-        load_cpu * 1000 / count,
+        ms["broker"],
+        ms["devreg"],
+        memory_kib(devreg)["VmRSS"] / 1024,
+        ms["loop"],
+        ms["load"] - sum(probes) / count,  # less the probes' own
         percentile(probes, 50),
     )
 
