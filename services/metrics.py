@@ -37,6 +37,11 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "devreg_events_duplicate_total": ("Re-emitted events skipped by the projection", ()),
     "devreg_expiry_commands_total": ("Expiry commands sent by the scheduler", ()),
     "devreg_expiry_devices_total": ("Device expiries the scheduler's commands carried", ()),
+    "devreg_expiry_prepared_total": (
+        "Expiry commands decided ahead of their instant: kept, used, or dropped (a device"
+        " of it decided on since), and prepare passes that failed",
+        ("result",),
+    ),
     "devreg_supersede_commands_total": ("Supersede commands sent by the token index", ()),
     "devreg_retention_commands_total": ("Forget commands sent by retention", ()),
     "devreg_handler_failures_total": ("Handler failures that stopped the worker", ()),

@@ -69,6 +69,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     replication_factor: int
     min_insync_replicas: int
     advertised_url: str  # how other workers and clients reach this one
+    # Expiries decided ahead of their instant (services/stream/prepared_expiries.py): how far
+    # ahead, and at most how many devices' decisions are kept meanwhile.
+    expiry_lead_ms: int
+    expiry_prepared_max: int
     kek: str | None  # DEVREG_KEK (base64); None: the data directory's key file
     one_device_per_token: frozenset[str]  # apps whose duplicate tokens are superseded
     retention_days: dict[str, float]  # app id -> days a device without channels is kept
@@ -262,6 +266,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         replication_factor=e.devreg_replication_factor,
         min_insync_replicas=e.devreg_min_insync_replicas,
         advertised_url=advertised.rstrip("/"),
+        expiry_lead_ms=e.devreg_expiry_lead_ms,
+        expiry_prepared_max=e.devreg_expiry_prepared_max,
         embedded_tail=e.devreg_embedded_tail,
         embedded_rollover=e.devreg_embedded_rollover,
         embedded_backlog=e.devreg_embedded_backlog,

@@ -71,6 +71,10 @@ class Environment(msgspec.Struct, kw_only=True, rename="upper"):
     devreg_replication_factor: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_min_insync_replicas: Annotated[int, Meta(ge=1, le=10)] = 1
     devreg_advertised_url: Annotated[str, Meta(pattern="^https?://")] | None = None
+    # The expiry scheduler hands the processor what falls due this far ahead, to decide
+    # before the instant (docs/design.md §7); 0: decided at the instant only.
+    devreg_expiry_lead_ms: Annotated[Ms, _ms(0, 3_600_000)] = 30_000
+    devreg_expiry_prepared_max: Annotated[int, Meta(ge=0, le=10_000_000)] = 200_000
     devreg_embedded_tail: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
     devreg_embedded_rollover: Annotated[int, Meta(ge=100, le=10_000_000)] = 2000
     devreg_embedded_backlog: Annotated[int, Meta(ge=100, le=100_000_000)] = 20_000

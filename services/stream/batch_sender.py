@@ -33,6 +33,8 @@ class Emission(msgspec.Struct):
     outcome: Outcome | None
     events: tuple[AnyEvent, ...] = ()
     resent: AnyCommand | None = None
+    # The events' (key, value) records, where made ahead (services/stream/prepared_expiries.py)
+    encoded: tuple[tuple[bytes, bytes], ...] | None = None
 
 
 class Dead(msgspec.Struct):
@@ -102,11 +104,7 @@ class BatchSender:
             # outcome goes under the command's own key, each event under its device's.
             key = partition_key(em.outcome.app_id, device_id) if device_id else em.record.key or b""
             sends = []
-            for event in em.events:
-                value = encode(event)
-                k = key
-                if not isinstance(event, ChannelCreated) and event.device_id != device_id:
-                    k = partition_key(event.app_id, event.device_id)
+            for k, value in em.encoded or self.records(em.events, key, device_id):
                 sends.append((k, value, await batches.add(s.events_topic, p, k, value)))
             events.append(sends)
             await other(s.outcomes_topic, p, key, encode(em.outcome))
@@ -118,6 +116,20 @@ class BatchSender:
             others.append((s.dlq_topic, d.record.key, d.record.value, headers, slot))
         await batches.flush()
         return Sent(events, others, batches)
+
+    @staticmethod
+    def records(
+        events: Sequence[AnyEvent], key: bytes, device_id: str
+    ) -> list[tuple[bytes, bytes]]:
+        """Each event's (key, value) on the events topic: under the command's key, or, for a
+        command of many devices, under its device's."""
+        out = []
+        for event in events:
+            k = key
+            if not isinstance(event, ChannelCreated) and event.device_id != device_id:
+                k = partition_key(event.app_id, event.device_id)
+            out.append((k, encode(event)))
+        return out
 
     async def acknowledged(self, sent: Sent) -> Acknowledged:
         """Await every acknowledgement; the records as Kafka now holds them."""

@@ -54,7 +54,10 @@ class Decider:
         seen: dict[Key, Outcome],
         known: set[Key],
         batch: DecisionBatch,
+        count: bool = True,
     ) -> Emission:
+        """`count`: False where the decision is prepared ahead (services/stream/
+        prepared_expiries.py): the metrics count it when it is used."""
         outcome_key = (command.app_id, command.command_id)
         earlier = batch.outcomes.get(outcome_key) or seen.get(outcome_key)
         if earlier is not None:
@@ -86,7 +89,8 @@ class Decider:
         result = "accepted" if decision.outcome.accepted else "rejected"
         if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the rest of this
             self._log_decision(record, command, decision.outcome, result)
-        self._metrics.inc("devreg_commands_total", result=result)
+        if count:
+            self._metrics.inc("devreg_commands_total", result=result)
         return Emission(record, decision.outcome, decision.events)
 
     def _log_decision(

@@ -54,6 +54,8 @@ class Processor(Protocol):
 
     async def turn_over(self) -> None: ...
 
+    def forget_prepared(self) -> None: ...
+
 
 class HandOff:
     def __init__(
@@ -121,6 +123,7 @@ class HandOff:
         next assignment, and a batch being decided has gone out before this returns."""
         self._fence()
         await self._processor.turn_over()
+        self._processor.forget_prepared()
 
     def _fence(self) -> None:
         self._generation += 1

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from events import (
     AnyCommand,
+    ExpireRegistrations,
     Outcome,
     rules,
 )
@@ -38,6 +39,7 @@ from services.stream.decider import Decider
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.gate import Gate
 from services.stream.pending_decisions import PendingDecisions
+from services.stream.prepared_expiries import AheadDecisions
 from services.stream.sealing import Sealing
 from services.stream.token_claims import TokenClaims, Transition, changes
 from services.stream.visibility import Decided, Visibility
@@ -91,6 +93,9 @@ class CommandProcessor:
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
         self._turn = asyncio.Lock()  # the agent and the hand-off decide one at a time
+        self._ahead = AheadDecisions(
+            settings, store, self._pending, self._decider, metrics, self._token_records
+        )
 
     def next_offset(self, partition: int) -> int:
         """The next commands offset to decide on `partition` (batches in flight included)."""
@@ -136,8 +141,11 @@ class CommandProcessor:
             return None
         parsed = [(r, parse(r, self._settings.token_keys)) for r in fresh]
         commands = [c for _, c in parsed if not isinstance(c, Dead)]
-        devices = [k for c in commands for k in device_keys(c)]
-        ids = [(c.app_id, c.command_id) for c in commands]
+        # Expiries decided ahead (prepared_expiries.py): neither their devices' states nor their
+        # outcomes are loaded (one kept has none stored; a repeat in flight is seen in memory).
+        ahead = {id(c) for c in commands if self._ahead.kept.has((c.app_id, c.command_id))}
+        devices = [k for c in commands if id(c) not in ahead for k in device_keys(c)]
+        ids = [(c.app_id, c.command_id) for c in commands if id(c) not in ahead]
         states = pending.over_states(devices, await self._store.load_states(devices))
         seen = pending.over_outcomes(ids, await self._store.load_outcomes(ids))
         known = await self._store.load_channels(k for c in commands for k in channel_keys(c))
@@ -147,26 +155,63 @@ class CommandProcessor:
         emissions: list[Emission] = []
         dead: list[Dead] = []
         transitions: list[Transition] = []
+        tokens_ahead: list[tuple[int, bytes, bytes | None]] = []
+        used_ahead = 0
         for record, command in parsed:
             if isinstance(command, Dead):
                 dead.append(command)
-            elif id(command) in copies:
+                continue
+            if id(command) in copies:
                 emissions.append(Emission(record, None, resent=copies[id(command)]))
-            else:
-                keys = device_keys(command)
-                before = [batch.states.get(k) or states.get(k) for k in keys]
-                emission = self._decider.decide(record, command, states, seen, known, batch)
-                emissions.append(emission)
-                if emission.events:
-                    transitions.extend(changes(keys, before, batch.states, emission.events))
+                continue
+            keys = device_keys(command)
+            prepared = None
+            if id(command) in ahead:
+                prepared = self._ahead.use(record, command, seen, batch)
+                if prepared is None:  # dropped since: decided as any other, on loaded states
+                    states.update(pending.over_states(keys, await self._store.load_states(keys)))
+                    ids = [(command.app_id, command.command_id)]
+                    seen.update(pending.over_outcomes(ids, await self._store.load_outcomes(ids)))
+            if prepared is not None:
+                emissions.append(
+                    Emission(record, prepared.outcome, prepared.events, encoded=prepared.encoded)
+                )
+                tokens_ahead.extend(prepared.tokens)
+                used_ahead += 1
+                continue
+            before = [batch.states.get(k) or states.get(k) for k in keys]
+            emission = self._decider.decide(record, command, states, seen, known, batch)
+            emissions.append(emission)
+            if emission.events:
+                transitions.extend(changes(keys, before, batch.states, emission.events))
+                self._ahead.decided_on(keys)
         tokens = await self._token_records(transitions, batch, devices)
-        sent = await self._sender.send(emissions, dead, tokens)
+        sent = await self._sender.send(emissions, dead, tokens + tokens_ahead)
+        afresh = len(emissions) + len(dead) > used_ahead
         pending.add(batch)
         previous = self._finishing
         finishing = asyncio.ensure_future(self._finish(previous, batch, fresh, emissions, sent))
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
-        return previous
+        # A batch of decisions made ahead costs little to send: the next is decided without
+        # waiting for this one's commit (the prepared budget bounds what is in flight).
+        # Commits still follow in order.
+        return previous if afresh else None
+
+    async def prepare(self, commands: Sequence[tuple[int, ExpireRegistrations]]) -> int:
+        """Decide these expiry commands (each with its commands partition) now, ahead of their
+        instant, and keep each decision for when the command arrives from the log
+        (services/stream/prepared_expiries.py). One command per turn, so that what arrives
+        meanwhile is decided in between. Returns how many were kept."""
+        kept = 0
+        for partition, command in commands:
+            async with self._gate.passage(), self._turn:
+                kept += await self._ahead.prepare(partition, command)
+        return kept
+
+    def forget_prepared(self) -> None:
+        """The partitions were taken away (a rebalance): decisions prepared on them go."""
+        self._ahead.kept.clear()
 
     async def _token_records(
         self, transitions: list[Transition], batch: DecisionBatch, devices: list[Key]

@@ -53,6 +53,9 @@ class FakeProcessor:
         async with self.turn:
             pass
 
+    def forget_prepared(self) -> None:
+        self.forgotten = True
+
 
 def record(partition: int, offset: int) -> Record:
     return Record(TOPIC, partition, offset, 0, b"k", b"v")
