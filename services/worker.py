@@ -25,6 +25,7 @@ from services.log.topics import ensure_topics
 from services.metrics import Metrics
 from services.stream.catch_up import CatchUp, Takeover
 from services.stream.decision_store import DecisionStore
+from services.stream.expiry_ahead import Ahead
 from services.stream.gate import Gate
 from services.stream.hand_off import HandOff
 from services.stream.ownership import CoPartitionedAssignor, Ownership
@@ -169,6 +170,13 @@ class Worker:
             acknowledged=lambda weighed: self.hand_off.offer_weighed(weighed),
             decided=lambda partition: self.processor.next_offset(partition),
             gate=self.gate,
+            ahead=Ahead(
+                s.expiry_lead_ms,
+                s.expiry_prepared_max,
+                lambda commands: self.processor.prepare(commands),
+                self.metrics,
+            ),
+            decisions=visibility,
         )
         events_reader, tokens_reader = (
             PartitionReader(s.events_topic),

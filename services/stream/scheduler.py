@@ -28,8 +28,10 @@ from projections.queries import Partitions
 from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
 from services.clock import now_ms
 from services.metrics import Metrics
+from services.stream.expiry_ahead import Ahead
 from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
+from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 _START: ExpiryCursor = (-(2**63), "", "")
@@ -43,6 +45,9 @@ RECHECK_S = 1.0  # while sent expiries are in flight, look again this often
 # behind the code").
 BATCH = 2000
 COMMAND_DEVICES = rules.MAX_EXPIRY_DEVICES  # devices per ExpireRegistrations
+# After sending what was decided ahead, how long (at most) to let the processor use it before
+# reading the rows due (a row registered after the look ahead waits as long).
+DECIDED_WAIT_S = 1.0
 Weighed = list[tuple[Record, int]]  # acknowledged commands, each with its number of devices
 
 
@@ -60,24 +65,30 @@ def expiry_command(due: DueExpiration, issued_at: int) -> ExpireRegistration:
 
 
 def expiry_commands(
-    due: Iterable[DueExpiration], issued_at: int, partition_of: Callable[[str, str], int]
+    due: Iterable[DueExpiration],
+    issued_at: int | None,
+    partition_of: Callable[[str, str], int],
 ) -> list[ExpireRegistrations]:
     """The due rows as commands of many devices, one per commands partition and app (more when
     over COMMAND_DEVICES), in the rows' order. A device with several due channels has a row per
     channel: it is named once (its earliest). The id is a digest of what the command carries,
-    so sending the same rows again is a repeat, answered by the first outcome."""
-    groups: dict[tuple[int, str], dict[str, DueExpiry]] = {}
+    so sending the same rows again is a repeat, answered by the first outcome.
+
+    `issued_at` None: rows not due yet, to be decided ahead (prepared_expiries.py): one
+    command per expiration as well, issued at that expiration, the instant it is decided at."""
+    groups: dict[tuple[int, str, int | None], dict[str, DueExpiry]] = {}
     for row in due:
         partition = row.partition
         if partition is None:
             partition = partition_of(row.app_id, row.device_id)
-        devices = groups.setdefault((partition, row.app_id), {})
+        instant = row.expiration if issued_at is None else None
+        devices = groups.setdefault((partition, row.app_id, instant), {})
         if row.device_id not in devices:
             devices[row.device_id] = DueExpiry(
                 device_id=row.device_id, expiration=row.expiration, version=row.version
             )
     commands = []
-    for (partition, app_id), devices in groups.items():
+    for (partition, app_id, instant), devices in groups.items():
         entries = list(devices.values())
         for start in range(0, len(entries), COMMAND_DEVICES):
             chunk = tuple(entries[start : start + COMMAND_DEVICES])
@@ -90,7 +101,7 @@ def expiry_commands(
                     # are there for a reader of the topic.
                     command_id=f"expire/p{partition}/{chunk[0].expiration}/{digest}",
                     app_id=app_id,
-                    issued_at=issued_at,
+                    issued_at=issued_at if instant is None else instant,
                     devices=chunk,
                 )
             )
@@ -112,8 +123,14 @@ class ExpiryScheduler:
         decided: Callable[[int], int] = lambda partition: 2**63,
         monotonic: Callable[[], float] = time.monotonic,
         gate: Gate | None = None,
+        ahead: Ahead | None = None,
+        decisions: Visibility | None = None,
     ):
+        # Where the outcomes of the commands decided ahead are awaited.
+        self._decisions = decisions or Visibility("")
         self._gate = gate or Gate()  # closed while the embedded broker is renewed
+        # Expiries handed to the processor to decide ahead of their instant, sent at it.
+        self._ahead = ahead or Ahead(0, 0, None)
         # The commands partition of a device's key (the producers' murmur2 partitioner).
         self._partition_of = partition_of
         self._partitions = partitions  # with several workers, only this one's partitions
@@ -132,7 +149,7 @@ class ExpiryScheduler:
         self._batch = batch_size
         self._clock = clock
         self._wake = asyncio.Event()
-        self._target: int | None = None  # the expiration it sleeps until
+        self._target: int | None = None  # the time it sleeps until (an expiration, or ahead)
         # Due rows up to the cursor were sent, and acknowledged by Kafka before the burst's
         # loop returns: they are in the log and will be decided. They are not sent again while
         # in flight, so a backlog never multiplies itself with repeats.
@@ -143,13 +160,22 @@ class ExpiryScheduler:
         self._sent_to: dict[int, int] = {}
 
     def changed(self, earliest_expiration: int | None) -> None:
-        """The projector wrote expirations: wake if one is earlier than the alarm."""
-        if earliest_expiration is not None and (
-            self._target is None or earliest_expiration < self._target
-        ):
+        """The projector wrote expirations: wake if one is earlier than the alarm (or, with
+        expiries decided ahead, comes within the lead before it)."""
+        if earliest_expiration is None:
+            return
+        self._ahead.noticed(earliest_expiration)
+        if self._target is None or earliest_expiration - self._ahead.lead_ms < self._target:
             self._wake.set()
 
     async def run(self) -> None:
+        preparing = asyncio.ensure_future(self._ahead.run())
+        try:
+            await self._run()
+        finally:
+            preparing.cancel()
+
+    async def _run(self) -> None:
         while True:
             # Cleared before looking: a change that lands while it looks wakes the next wait.
             self._wake.clear()
@@ -157,9 +183,10 @@ class ExpiryScheduler:
             # After the instant the due query used, not a fresh clock: an expiration falling
             # between two clock readings would be neither due nor next, and never expired.
             nxt = await self._projection.next_expiration(looked_at)
-            self._target = nxt
+            ahead = await self._prepare_ahead(looked_at)
+            self._target = nxt if ahead is None or (nxt is not None and nxt < ahead) else ahead
             now = self._clock()
-            delay = None if nxt is None else max(nxt - now, 0) / 1000
+            delay = None if self._target is None else max(self._target - now, 0) / 1000
             if self._cursor != _START:  # expiries in flight: see them land, then rewind
                 delay = RECHECK_S if delay is None else min(delay, RECHECK_S)
             with contextlib.suppress(TimeoutError):  # the timeout is the alarm clock
@@ -202,6 +229,10 @@ class ExpiryScheduler:
     async def _expire_due_now(self) -> int:
         await self._rewind_if_landed(self._clock())
         sent: list[tuple[list[ExpireRegistrations], asyncio.Future[list[Record]]]] = []
+        now = self._clock()
+        ready = self._ahead.due(now)
+        if ready:  # decided ahead: sent as they are, and decided before the rows are read
+            await self._send_ahead(ready, now)
         while True:
             now = self._clock()
             due = await self._projection.due_expirations(
@@ -209,16 +240,60 @@ class ExpiryScheduler:
             )
             if not due:
                 break
-            commands = expiry_commands(due, now, self._partition_of)
-            sent.append((commands, await self._send(commands)))
+            rows = [row for row in due if not self._ahead.covers(row)]
+            if rows:
+                commands = expiry_commands(rows, now, self._partition_of)
+                sent.append((commands, await self._send(commands)))
             if self._cursor == _START:
                 self._cursor_since = self._monotonic()
             self._cursor = (due[-1].expiration, due[-1].app_id, due[-1].device_id)
             await asyncio.sleep(0)  # a burst goes out in batches: let HTTP requests in between
-        for commands, acknowledged in sent:
-            await acknowledged
-            self._count(commands)
+        for commands, acknowledged_now in sent:
+            await acknowledged_now
+            self._count(commands, commands[0].issued_at or now)
         return now
+
+    async def _send_ahead(self, ready: list[ExpireRegistrations], now: int) -> None:
+        """Send the commands decided ahead, and wait (at most DECIDED_WAIT_S) for their
+        outcomes: they are a burst's costliest moment, and reading the due rows (which they
+        mostly carry, and remove) meanwhile would only compete with them."""
+        outcomes = [self._decisions.expect(c.app_id, c.command_id) for c in ready]
+        try:
+            await (await self._send(ready))
+            self._count(ready, now)
+            await asyncio.wait(outcomes, timeout=DECIDED_WAIT_S)
+        finally:
+            for c in ready:
+                self._decisions.forget(c.app_id, c.command_id)
+
+    async def _prepare_ahead(self, now: int) -> int | None:
+        """Make what falls due within the lead, and is not held yet, into commands for the
+        processor to decide ahead (services/stream/expiry_ahead.py); returns when to look
+        ahead again."""
+        ahead = self._ahead
+        if not ahead.on:
+            return None
+        horizon = now + ahead.lead_ms
+        after = ahead.start(now)
+        while ahead.room():
+            due = await self._projection.due_expirations(
+                horizon, after, self._batch, self._partitions()
+            )
+            if not due:
+                break
+            after = (due[-1].expiration, due[-1].app_id, due[-1].device_id)
+            rows = [row for row in due if not ahead.holds(row)]
+            commands = expiry_commands(rows, None, self._partition_of)
+            ahead.hold(
+                [(self._partition_of(c.app_id, c.devices[0].device_id), c) for c in commands]
+            )
+            ahead.cursor = max(ahead.cursor, after)
+            await asyncio.sleep(0)  # as for what is due: requests get in between
+        times = [ahead.rescan_at()]
+        if ahead.room():  # else: looked at again once the held commands are sent
+            nxt = await self._projection.next_expiration(horizon)
+            times.append(None if nxt is None else nxt - ahead.lead_ms)
+        return min((t for t in times if t is not None), default=None)
 
     async def _send(self, commands: list[ExpireRegistrations]) -> asyncio.Future[list[Record]]:
         """As record batches per partition, each under its first device's key (all of its
@@ -242,12 +317,11 @@ class ExpiryScheduler:
                 self._sent_to[r.partition] = max(self._sent_to.get(r.partition, 0), r.offset + 1)
             self._acknowledged(list(zip(records, weights, strict=True)))
 
-    def _count(self, commands: list[ExpireRegistrations]) -> None:
+    def _count(self, commands: list[ExpireRegistrations], sent_at: int) -> None:
         devices = 0
         for command in commands:
-            assert command.issued_at is not None
             for due in command.devices:
-                lag = command.issued_at - due.expiration
+                lag = sent_at - due.expiration
                 self._metrics.observe("devreg_expiry_send_lag_seconds", lag / 1000)
             devices += len(command.devices)
         self._metrics.inc("devreg_expiry_commands_total", len(commands))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +23,7 @@ from events import (
 from projections.positions import Record
 from projections.store import ProjectionStore
 from services.metrics import Metrics
+from services.stream.expiry_ahead import RESCAN_MS, Ahead
 from services.stream.scheduler import RESEND_AFTER_S, ExpiryScheduler
 from tests.fake_batches import FakeBatch
 from tests.support import wait_for
@@ -50,21 +51,28 @@ async def registered(path: Path, partition: int) -> ProjectionStore:
     """A projection holding one device, registered on "news" until EXPIRATION, its events
     read from `partition` of the events topic."""
     store = await ProjectionStore.open(path)
+    await register(store, partition, "dev", 0)
+    return store
+
+
+async def register(store: ProjectionStore, partition: int, device: str, offset: int) -> None:
     command = RegisterDevice(
-        command_id="c1",
+        command_id=f"c-{device}",
         app_id="app",
-        device_id="dev",
+        device_id=device,
         device_token="t",
         os="IOS",
         os_version="17",
         channels=("news",),
         expiration=EXPIRATION,
     )
-    decision = decide(empty_state("app", "dev"), set(), command, EXPIRATION - 5000)
+    decision = decide(empty_state("app", device), set(), command, EXPIRATION - 50_000)
     await store.apply(
-        [Record("events", partition, i, 0, b"k", encode(e)) for i, e in enumerate(decision.events)]
+        [
+            Record("events", partition, offset + i, 0, b"k", encode(e))
+            for i, e in enumerate(decision.events)
+        ]
     )
-    return store
 
 
 @pytest.fixture
@@ -156,3 +164,79 @@ async def test_given_due_rows_then_each_carries_the_partition_its_events_came_fr
 
     # Then: the scheduler groups it by that partition (its commands partition too)
     assert [(d.device_id, d.partition) for d in due] == [("dev", 3)]
+
+
+class Preparer:
+    """The processor's `prepare`, as the scheduler calls it: records what it is handed."""
+
+    def __init__(self) -> None:
+        self.handed: list[tuple[int, ExpireRegistrations]] = []
+
+    async def __call__(self, commands: Sequence[tuple[int, ExpireRegistrations]]) -> int:
+        self.handed += commands
+        return len(commands)
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+async def test_given_an_expiration_within_the_lead_then_handed_ahead_and_sent_as_is_at_the_instant(
+    projection: ProjectionStore,
+) -> None:
+    # Given a scheduler that looks 30 s ahead, 10 s before the expiration
+    producer, preparer, clock = Producer(), Preparer(), Clock(EXPIRATION - 10_000)
+    ahead = Ahead(30_000, 1000, preparer)
+    scheduler = ExpiryScheduler(
+        projection, producer, "commands", Metrics(), lambda app, device: 0, clock=clock, ahead=ahead
+    )
+    running = asyncio.ensure_future(scheduler.run())
+    try:
+        # When it runs, then the processor is handed the expiry, issued at the expiration,
+        # and nothing is sent before the instant
+        await wait_for(lambda: bool(preparer.handed), 5, "the expiry handed ahead")
+        [(partition, command)] = preparer.handed
+        assert (partition, command.issued_at) == (0, EXPIRATION)
+        assert [(d.device_id, d.expiration) for d in command.devices] == [("dev", EXPIRATION)]
+        assert producer.commands == []
+
+        # And at the instant the very same command is sent, and its row not sent again
+        clock.now = EXPIRATION
+        scheduler.changed(EXPIRATION)  # (wakes it: its sleep is in real time)
+        await wait_for(lambda: bool(producer.commands), 5, "the expiry sent")
+        await scheduler.expire_due()
+        assert producer.commands == [command]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_given_a_row_written_before_the_look_ahead_cursor_then_found_by_a_later_look(
+    projection: ProjectionStore,
+) -> None:
+    # Given a scheduler that has looked ahead once (and handed "dev")
+    producer, preparer, clock = Producer(), Preparer(), Clock(EXPIRATION - 10_000)
+    ahead = Ahead(30_000, 1000, preparer)
+    scheduler = ExpiryScheduler(
+        projection, producer, "commands", Metrics(), lambda app, device: 0, clock=clock, ahead=ahead
+    )
+    running = asyncio.ensure_future(scheduler.run())
+    try:
+        await wait_for(lambda: len(preparer.handed) == 1, 5, "the first look ahead")
+
+        # When a device that sorts before "dev" registers with the same expiration
+        await register(projection, 0, "aaa", 10)
+        clock.now += RESCAN_MS
+        scheduler.changed(EXPIRATION)
+
+        # Then the next look ahead hands it too, and "dev" is not handed twice
+        await wait_for(lambda: len(preparer.handed) == 2, 5, "the second look ahead")
+        devices = [d.device_id for _, c in preparer.handed for d in c.devices]
+        assert devices == ["dev", "aaa"]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
