@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -185,10 +186,11 @@ class Clock:
         return self.now
 
 
-async def test_given_an_expiration_within_the_lead_then_handed_ahead_and_sent_as_is_at_the_instant(
+@contextlib.asynccontextmanager
+async def looking_ahead(
     projection: ProjectionStore,
-) -> None:
-    # Given a scheduler that looks 30 s ahead, 10 s before the expiration
+) -> AsyncIterator[tuple[ExpiryScheduler, Producer, Preparer, Clock]]:
+    """A scheduler looking 30 s ahead, running, its clock 10 s before the expiration."""
     producer, preparer, clock = Producer(), Preparer(), Clock(EXPIRATION - 10_000)
     ahead = Ahead(30_000, 1000, preparer)
     scheduler = ExpiryScheduler(
@@ -196,6 +198,17 @@ async def test_given_an_expiration_within_the_lead_then_handed_ahead_and_sent_as
     )
     running = asyncio.ensure_future(scheduler.run())
     try:
+        yield scheduler, producer, preparer, clock
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_given_an_expiration_within_the_lead_then_handed_ahead_and_sent_as_is_at_the_instant(
+    projection: ProjectionStore,
+) -> None:
+    # Given a scheduler that looks 30 s ahead, 10 s before the expiration
+    async with looking_ahead(projection) as (scheduler, producer, preparer, clock):
         # When it runs, then the processor is handed the expiry, issued at the expiration,
         # and nothing is sent before the instant
         await wait_for(lambda: bool(preparer.handed), 5, "the expiry handed ahead")
@@ -210,22 +223,13 @@ async def test_given_an_expiration_within_the_lead_then_handed_ahead_and_sent_as
         await wait_for(lambda: bool(producer.commands), 5, "the expiry sent")
         await scheduler.expire_due()
         assert producer.commands == [command]
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_given_a_row_written_before_the_look_ahead_cursor_then_found_by_a_later_look(
     projection: ProjectionStore,
 ) -> None:
     # Given a scheduler that has looked ahead once (and handed "dev")
-    producer, preparer, clock = Producer(), Preparer(), Clock(EXPIRATION - 10_000)
-    ahead = Ahead(30_000, 1000, preparer)
-    scheduler = ExpiryScheduler(
-        projection, producer, "commands", Metrics(), lambda app, device: 0, clock=clock, ahead=ahead
-    )
-    running = asyncio.ensure_future(scheduler.run())
-    try:
+    async with looking_ahead(projection) as (scheduler, _, preparer, clock):
         await wait_for(lambda: len(preparer.handed) == 1, 5, "the first look ahead")
 
         # When a device that sorts before "dev" registers with the same expiration
@@ -237,6 +241,3 @@ async def test_given_a_row_written_before_the_look_ahead_cursor_then_found_by_a_
         await wait_for(lambda: len(preparer.handed) == 2, 5, "the second look ahead")
         devices = [d.device_id for _, c in preparer.handed for d in c.devices]
         assert devices == ["dev", "aaa"]
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
