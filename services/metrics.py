@@ -73,6 +73,14 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Tokens partitions read again, by reason",
         ("reason",),
     ),
+    "devreg_read_back_rechecks_put_off_total": (
+        "Rechecks of paused events partitions put off: the processor had batches in flight",
+        (),
+    ),
+    "devreg_tokens_read_back_rechecks_put_off_total": (
+        "Rechecks of paused tokens partitions put off: the processor had batches in flight",
+        (),
+    ),
     "devreg_token_records_folded_at_once_total": (
         "Claims and releases folded into the token index at Kafka's acknowledgement",
         (),

@@ -84,6 +84,9 @@ class Worker:
             **self.index.next_offsets,
         }
 
+    def _processor_busy(self) -> bool:
+        return self.processor.in_flight
+
     def _projected_to(self, partition: int) -> int:
         return int(self.projection.next_offsets().get((self.settings.events_topic, partition), 0))
 
@@ -183,9 +186,12 @@ class Worker:
             PartitionReader(s.tokens_topic),
         )
         recheck_s = s.read_back_recheck_ms / 1000
-        self.read_back = ReadBack(events_reader, self._projected_to, self.metrics, recheck_s)
+        busy = self._processor_busy  # (the processor is built below)
+        self.read_back = ReadBack(
+            events_reader, self._projected_to, self.metrics, recheck_s, in_flight=busy
+        )
         self.tokens_read_back = ReadBack(
-            tokens_reader, self._indexed_to, self.metrics, recheck_s, what="tokens"
+            tokens_reader, self._indexed_to, self.metrics, recheck_s, "tokens", busy
         )
         tokens.relay.read_back = self.tokens_read_back
         projector = Projector(

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 
 
+AHEAD_IN_FLIGHT = 8  # batches of decisions made ahead sent before one's commit is awaited
 FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
 # Chooses, while the processor is the caller's, which records to decide.
 Pick = Callable[[], Sequence[Record]]
@@ -92,10 +93,16 @@ class CommandProcessor:
         self._decider = Decider(settings, metrics, partition_of)
         self._sender = BatchSender(settings, producer, visibility, metrics)
         self._finishing: asyncio.Future[None] | None = None
+        self._in_flight = 0  # batches sent and not finished
         self._turn = asyncio.Lock()  # the agent and the hand-off decide one at a time
         self._ahead = AheadDecisions(
             settings, store, self._pending, self._decider, metrics, self._token_records
         )
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether batches were sent and not yet folded (services/stream/read_back.py)."""
+        return self._in_flight > 0
 
     def next_offset(self, partition: int) -> int:
         """The next commands offset to decide on `partition` (batches in flight included)."""
@@ -193,10 +200,12 @@ class CommandProcessor:
         finishing = asyncio.ensure_future(self._finish(previous, batch, fresh, emissions, sent))
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
+        self._in_flight += 1
         # A batch of decisions made ahead costs little to send: the next is decided without
-        # waiting for this one's commit (the prepared budget bounds what is in flight).
-        # Commits still follow in order.
-        return previous if afresh else None
+        # waiting for this one's commit, up to AHEAD_IN_FLIGHT batches (further, the write-
+        # through lags so far behind that the events' read-back folds them instead, at several
+        # times the cost: docs/benchmarks.md). Commits still follow in order.
+        return previous if afresh or self._in_flight > AHEAD_IN_FLIGHT else None
 
     async def prepare(self, commands: Sequence[tuple[int, ExpireRegistrations]]) -> int:
         """Decide these expiry commands (each with its commands partition) now, ahead of their
@@ -259,6 +268,7 @@ class CommandProcessor:
         await self.drain()
 
     def _finished(self, task: asyncio.Future[None]) -> None:
+        self._in_flight -= 1
         if not task.cancelled() and task.exception() is not None:
             self._on_failure(task.exception())  # type: ignore[arg-type]
 

@@ -11,7 +11,11 @@ faust runs: services/kafka/faust_app.py PartitionReader says why there), and it 
   because they do not follow the stored position (something it did not write came first);
 - every `DEVREG_READ_BACK_RECHECK_MS`, whatever happened: a safety net, so that a write
   nobody announced (a stale worker after a partition move) waits seconds, not until the
-  next write of our own;
+  next write of our own. Put off (at most MAX_PUT_OFF times running) while the processor
+  has batches in flight: what the reader would bring then is mostly the worker's own
+  records that write-through is about to fold, and folding them from the log instead costs
+  several times as much and kept write-through from catching up (a burst of expiries:
+  docs/benchmarks.md);
 - after every rebalance: aiokafka's new partition states are not paused, and
   services/kafka/faust_app.py seeks every assigned partition to its store's position.
 
@@ -36,6 +40,7 @@ from typing import Protocol
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
+MAX_PUT_OFF = 3  # rechecks put off in a row while batches are in flight, at most
 
 
 class Reader(Protocol):
@@ -56,6 +61,7 @@ class ReadBack:
         metrics: Metrics,
         recheck_s: float,
         what: str = "events",
+        in_flight: Callable[[], bool] = lambda: False,
     ):
         self._reader = reader
         self._next_offset = next_offset  # where to read from: the store's next offset
@@ -63,10 +69,12 @@ class ReadBack:
         self._recheck_s = recheck_s
         self._paused: set[int] = set()
         self._what = what
+        self._in_flight = in_flight  # the processor has batches sent and not folded yet
         metric_prefix = "devreg_read_back" if what == "events" else f"devreg_{what}_read_back"
         self._pauses = f"{metric_prefix}_pauses_total"
         self._resumes = f"{metric_prefix}_resumes_total"
         self._gauge = f"{metric_prefix}_paused_partitions"
+        self._resumes_put_off = f"{metric_prefix}_rechecks_put_off_total"
 
     @property
     def paused(self) -> frozenset[int]:
@@ -96,9 +104,14 @@ class ReadBack:
         self._metrics.set(self._gauge, 0)
 
     async def run(self) -> None:
+        put_off = 0
         while self._recheck_s:
             await asyncio.sleep(self._recheck_s)
-            if self._paused:
+            if self._paused and self._in_flight() and put_off < MAX_PUT_OFF:
+                put_off += 1
+                self._metrics.inc(self._resumes_put_off)
+            elif self._paused:
+                put_off = 0
                 await self._resume(set(self._paused), "recheck")
 
     async def _resume(self, partitions: set[int], reason: str) -> None:

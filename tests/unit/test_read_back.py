@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Mapping
 
 from services.metrics import Metrics
-from services.stream.read_back import ReadBack
+from services.stream.read_back import MAX_PUT_OFF, ReadBack
 from tests.support import wait_for
 
 
@@ -86,3 +86,21 @@ async def test_given_no_recheck_interval_then_nothing_is_ever_paused() -> None:
 
     assert not reader.paused
     assert not back.paused
+
+
+async def test_given_batches_in_flight_then_the_recheck_is_put_off_a_bounded_number_of_times() -> (
+    None
+):
+    # Given paused partitions, and a processor that always has batches in flight
+    reader, metrics = FakeReader(), Metrics()
+    back = ReadBack(reader, STORED.__getitem__, metrics, 0.02, in_flight=lambda: True)
+    await back.only_copies({0, 2})
+    task = asyncio.ensure_future(back.run())
+    try:
+        # When / Then: the recheck waits MAX_PUT_OFF intervals, then reads them again anyway
+        await wait_for(lambda: not reader.paused, 5, "the recheck, put off")
+        put_off = metrics.value("devreg_read_back_rechecks_put_off_total")
+        assert put_off == MAX_PUT_OFF
+        assert metrics.value("devreg_read_back_resumes_total", reason="recheck") == 2
+    finally:
+        task.cancel()
