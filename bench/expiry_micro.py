@@ -1,13 +1,16 @@
 """The CPU an expiry burst costs the command processor per device, in process.
 
-    python -m bench.expiry_micro [N] [--runs R] [--single] [--profile]
+    python -m bench.expiry_micro [N] [--runs R] [--single] [--ahead] [--profile]
 
 The real CommandProcessor (parse, decide, record batches, the decision store's commit, the
 write-through fold into a real projection file) with a producer that acknowledges at once: no
 broker, no faust, no scheduler. N devices are registered with one expiration, then expired
 by the commands the scheduler builds for them (`--single`: one ExpireRegistration per
-device, as before `expire-registrations/1`), handed over in the batches the hand-off makes.
-Prints the process CPU per device of the expiry alone; run it back to back with another tree
+device, as before `expire-registrations/1`), handed over in the batches the hand-off makes
+(`--ahead`: the commands the scheduler makes ahead, decided by `CommandProcessor.prepare`
+before the clock starts, as docs/design.md §7 says; that CPU and the memory the kept
+decisions take, traced in a run of its own, are printed too). Prints the process CPU per device of
+the expiry alone; run it back to back with another tree
 (`PYTHONPATH=<tree>`) to compare. Its figures are in docs/benchmarks.md, never in code.
 """
 
@@ -21,6 +24,7 @@ import pstats
 import statistics
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +78,22 @@ def _partition(device_id: str) -> int:
     return partition_for(partition_key(APP, device_id), PARTITIONS)
 
 
-def expiry_commands(n: int, expiration: int, single: bool) -> list[Command]:
+def expiry_commands(n: int, expiration: int, single: bool, ahead: bool = False) -> list[Command]:
     due = [DueExpiration(expiration, APP, f"d{i:07d}", 1) for i in range(n)]
-    now = expiration + 5
+    now = None if ahead else expiration + 5  # None: made ahead, issued at the expiration
     if single or not hasattr(scheduler, "expiry_commands"):
-        return [scheduler.expiry_command(d, now) for d in due]
+        return [scheduler.expiry_command(d, expiration + 5) for d in due]
     return list(scheduler.expiry_commands(due, now, lambda app, device: _partition(device)))
 
 
-async def one_run(n: int, single: bool, profile: bool) -> float:
+Ahead = tuple[float, float]  # CPU µs and bytes kept per device, of the decisions made ahead
+
+
+async def one_run(
+    n: int, single: bool, profile: bool, ahead: bool = False, traced: bool = False
+) -> tuple[float, Ahead]:
+    """`traced`: the memory the decisions made ahead keep, by tracemalloc (its CPU then is
+    not a figure: tracing slows every allocation)."""
     data = Path(tempfile.mkdtemp(prefix="expiry-micro-"))
     env = {"DEVREG_APPS": f"{APP}:key", "DEVREG_DATA_DIR": str(data), "KAFKA_BOOTSTRAP": "x:1"}
     env.update({k: v for k, v in os.environ.items() if k.startswith("DEVREG_")})
@@ -135,8 +146,21 @@ async def one_run(n: int, single: bool, profile: bool) -> float:
     for start in range(0, n, settings.batch_size):
         await processor.handle(registrations[start : start + settings.batch_size])
     await processor.drain()
-    commands = [record(c, _first_device(c)) for c in expiry_commands(n, expiration, single)]
-    weights = [_devices(c) for c in expiry_commands(n, expiration, single)]
+    built = expiry_commands(n, expiration, single, ahead)
+    commands = [record(c, _first_device(c)) for c in built]
+    weights = [_devices(c) for c in built]
+    decided_ahead = (0.0, 0.0)
+    if ahead:
+        if traced:
+            tracemalloc.start()
+        cpu_started = time.process_time()
+        handed = [(r.partition, c) for r, c in zip(commands, built, strict=True)]
+        kept = await processor.prepare(handed)  # type: ignore[arg-type]
+        assert kept == len(built), f"{kept} of {len(built)} commands were decided ahead"
+        cpu_us = (time.process_time() - cpu_started) * 1e6 / n
+        held = tracemalloc.get_traced_memory()[0] / n if traced else 0.0
+        tracemalloc.stop()
+        decided_ahead = (cpu_us, held)
     profiler = cProfile.Profile() if profile else None
     started = time.process_time()
     if profiler:
@@ -160,7 +184,7 @@ async def one_run(n: int, single: bool, profile: bool) -> float:
     await asyncio.gather(decisions.close(), projection.close())
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
-    return cpu * 1e6 / n
+    return cpu * 1e6 / n, decided_ahead
 
 
 def _devices(command: Command) -> int:
@@ -178,11 +202,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--single", action="store_true", help="one command per device")
     parser.add_argument("--profile", action="store_true", help="cProfile the last run")
+    parser.add_argument("--ahead", action="store_true", help="decided ahead (design §7)")
     args = parser.parse_args()
-    figures = [
-        asyncio.run(one_run(args.n, args.single, args.profile and i == args.runs - 1))
+    runs = [
+        asyncio.run(one_run(args.n, args.single, args.profile and i == args.runs - 1, args.ahead))
         for i in range(args.runs)
     ]
+    if args.ahead:  # one more run, traced, for the memory alone
+        _, (_, held) = asyncio.run(one_run(args.n, args.single, False, True, traced=True))
+    figures = [cpu for cpu, _ in runs]
     form = (
         "one command per device"
         if args.single or not hasattr(scheduler, "expiry_commands")
@@ -192,6 +220,12 @@ def main() -> None:
         f"expiry of {args.n:,} devices, {form}: µs of CPU per device, median"
         f" {statistics.median(figures):.1f} (runs: {', '.join(f'{f:.1f}' for f in figures)})"
     )
+    if args.ahead:
+        cpu = statistics.median(a[0] for _, a in runs)
+        print(
+            f"decided ahead, before the clock: {cpu:.1f} µs of CPU, {held:,.0f} bytes kept"
+            " per device (tracemalloc, a run of its own)"
+        )
 
 
 if __name__ == "__main__":
