@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
+import importlib.util
 import os
 import pstats
 import statistics
@@ -38,13 +40,19 @@ from projections.store import DueExpiration, ProjectionStore
 from services.config import load_settings
 from services.kafka.partitioner import partition_for
 from services.metrics import Metrics
-from services.stream import scheduler
 from services.stream.decision_store import DecisionStore
 from services.stream.processor import CommandProcessor
 from services.stream.projector import Projector
 from services.stream.visibility import Visibility
 
 PARTITIONS = 6
+# Where the tree makes its expiry commands: their own module since the eighth session, the
+# scheduler's before (this bench runs against older trees too).
+made: Any = importlib.import_module(
+    "services.stream.expiry_commands"
+    if importlib.util.find_spec("services.stream.expiry_commands")
+    else "services.stream.scheduler"
+)
 APP = "bench"
 
 
@@ -81,9 +89,9 @@ def _partition(device_id: str) -> int:
 def expiry_commands(n: int, expiration: int, single: bool, ahead: bool = False) -> list[Command]:
     due = [DueExpiration(expiration, APP, f"d{i:07d}", 1) for i in range(n)]
     now = None if ahead else expiration + 5  # None: made ahead, issued at the expiration
-    if single or not hasattr(scheduler, "expiry_commands"):
-        return [scheduler.expiry_command(d, expiration + 5) for d in due]
-    return list(scheduler.expiry_commands(due, now, lambda app, device: _partition(device)))
+    if single or not hasattr(made, "expiry_commands"):
+        return [made.expiry_command(d, expiration + 5) for d in due]
+    return list(made.expiry_commands(due, now, lambda app, device: _partition(device)))
 
 
 Ahead = tuple[float, float]  # CPU µs and bytes kept per device, of the decisions made ahead
@@ -213,7 +221,7 @@ def main() -> None:
     figures = [cpu for cpu, _ in runs]
     form = (
         "one command per device"
-        if args.single or not hasattr(scheduler, "expiry_commands")
+        if args.single or not hasattr(made, "expiry_commands")
         else "commands of many devices"
     )
     print(

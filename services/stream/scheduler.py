@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 
-from events import DueExpiry, ExpireRegistration, ExpireRegistrations, encode, rules
+from events import ExpireRegistrations, encode
 from events.identity import partition_key
 from projections.positions import Record
 from projections.queries import Partitions
-from projections.store import DueExpiration, ExpiryCursor, ProjectionStore
+from projections.store import ExpiryCursor, ProjectionStore
 from services.clock import now_ms
 from services.metrics import Metrics
 from services.stream.expiry_ahead import Ahead
+from services.stream.expiry_commands import expiry_commands
 from services.stream.gate import Gate
 from services.stream.record_batches import RecordBatches
 from services.stream.visibility import Visibility
@@ -44,68 +44,10 @@ RECHECK_S = 1.0  # while sent expiries are in flight, look again this often
 # behind a burst), against how soon a large burst is asked for (docs/benchmarks.md, "Figures
 # behind the code").
 BATCH = 2000
-COMMAND_DEVICES = rules.MAX_EXPIRY_DEVICES  # devices per ExpireRegistrations
 # After sending what was decided ahead, how long (at most) to let the processor use it before
 # reading the rows due (a row registered after the look ahead waits as long).
 DECIDED_WAIT_S = 1.0
 Weighed = list[tuple[Record, int]]  # acknowledged commands, each with its number of devices
-
-
-def expiry_command(due: DueExpiration, issued_at: int) -> ExpireRegistration:
-    """One device's expiry, as the scheduler sent it before `expire-registrations/1` (the
-    processor still decides it: a log may hold it)."""
-    return ExpireRegistration(
-        # The idempotency key is per app: the device must be part of it.
-        command_id=f"expire/{due.expiration}/v{due.version}/{due.device_id}",
-        app_id=due.app_id,
-        device_id=due.device_id,
-        issued_at=issued_at,
-        expiration=due.expiration,
-    )
-
-
-def expiry_commands(
-    due: Iterable[DueExpiration],
-    issued_at: int | None,
-    partition_of: Callable[[str, str], int],
-) -> list[ExpireRegistrations]:
-    """The due rows as commands of many devices, one per commands partition and app (more when
-    over COMMAND_DEVICES), in the rows' order. A device with several due channels has a row per
-    channel: it is named once (its earliest). The id is a digest of what the command carries,
-    so sending the same rows again is a repeat, answered by the first outcome.
-
-    `issued_at` None: rows not due yet, to be decided ahead (prepared_expiries.py): one
-    command per expiration as well, issued at that expiration, the instant it is decided at."""
-    groups: dict[tuple[int, str, int | None], dict[str, DueExpiry]] = {}
-    for row in due:
-        partition = row.partition
-        if partition is None:
-            partition = partition_of(row.app_id, row.device_id)
-        instant = row.expiration if issued_at is None else None
-        devices = groups.setdefault((partition, row.app_id, instant), {})
-        if row.device_id not in devices:
-            devices[row.device_id] = DueExpiry(
-                device_id=row.device_id, expiration=row.expiration, version=row.version
-            )
-    commands = []
-    for (partition, app_id, instant), devices in groups.items():
-        entries = list(devices.values())
-        for start in range(0, len(entries), COMMAND_DEVICES):
-            chunk = tuple(entries[start : start + COMMAND_DEVICES])
-            digest = hashlib.sha256(
-                encode(ExpireRegistrations(command_id="", app_id=app_id, devices=chunk))
-            ).hexdigest()[:32]
-            commands.append(
-                ExpireRegistrations(
-                    # The idempotency key is per app; the partition and the first expiration
-                    # are there for a reader of the topic.
-                    command_id=f"expire/p{partition}/{chunk[0].expiration}/{digest}",
-                    app_id=app_id,
-                    issued_at=issued_at if instant is None else instant,
-                    devices=chunk,
-                )
-            )
-    return commands
 
 
 class ExpiryScheduler:

@@ -1,10 +1,10 @@
-"""The scheduler's commands of many devices (services/stream/scheduler.py expiry_commands):
+"""The scheduler's commands of many devices (services/stream/expiry_commands.py):
 one per commands partition and app, each device once, ids from what they carry."""
 
 from __future__ import annotations
 
 from projections.store import DueExpiration
-from services.stream.scheduler import COMMAND_DEVICES, expiry_commands
+from services.stream.expiry_commands import COMMAND_DEVICES, expiry_commands
 
 NOW = 1_800_000_000_000
 
@@ -69,3 +69,16 @@ def test_given_rows_with_their_partition_then_grouped_by_it_without_murmur2() ->
         ("expire/p1", "d1"),
         ("expire/p0", "d2"),
     ]
+
+
+def test_given_rows_not_due_yet_then_one_command_per_expiration_issued_at_it() -> None:
+    # Given rows of one app and partition falling due at two instants (made ahead: no clock)
+    due = [DueExpiration(NOW + 1000, "a", "d2", 1), DueExpiration(NOW + 1000, "a", "d4", 1)]
+    due += [DueExpiration(NOW + 2000, "a", "d6", 1)]
+
+    # When
+    commands = expiry_commands(due, None, partition_of)
+
+    # Then each instant has its command, issued at it (decided at it: docs/design.md §7)
+    made = [(c.issued_at, [d.device_id for d in c.devices]) for c in commands]
+    assert made == [(NOW + 1000, ["d2", "d4"]), (NOW + 2000, ["d6"])]
