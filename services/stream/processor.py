@@ -24,10 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka import AIOKafkaProducer
 
 from events import (
-    AnyCommand,
     ExpireRegistrations,
-    Outcome,
-    rules,
 )
 from projections.positions import Record, last_positions
 from services.config import Settings
@@ -158,7 +155,9 @@ class CommandProcessor:
         known = await self._store.load_channels(k for c in commands for k in channel_keys(c))
         known |= pending.channels
         batch = DecisionBatch(positions=last_positions(fresh))
-        copies = await self._sealed_copies(parsed, seen)
+        copies = {}
+        if self._sealing is not None:
+            copies = await self._sealing.copies_of(parsed, seen, self._decider.misdirected)
         emissions: list[Emission] = []
         dead: list[Dead] = []
         transitions: list[Transition] = []
@@ -235,28 +234,6 @@ class CommandProcessor:
         known = self._pending.over_fingerprints(forgotten, stored)
         holders = self._pending.over_holders(changed, await self._store.load_holders(changed))
         return await self._claims.records(transitions, batch, known, holders)
-
-    async def _sealed_copies(
-        self, parsed: list[tuple[Record, AnyCommand | Dead]], seen: dict[Key, Outcome]
-    ) -> dict[int, AnyCommand]:
-        """Commands with a raw personal value that would be decided: their sealed copies, by
-        id() of the command (services/stream/sealing.py). A repeat, a misdirected command or
-        one the rules reject is decided as it is: it needs no key, and gets none."""
-        if self._sealing is None:
-            return {}
-        raw = [
-            c
-            for record, c in parsed
-            if not isinstance(c, Dead)
-            and self._sealing.needs_copy(c)
-            and (c.app_id, c.command_id) not in seen
-            and self._decider.misdirected(record, c) is None
-            and rules.check(c, c.issued_at or record.timestamp) is None
-        ]
-        if not raw:
-            return {}
-        copies = await self._sealing.copies(raw)
-        return {id(c): copy for c, copy in zip(raw, copies, strict=True)}
 
     async def drain(self) -> None:
         """Wait until every batch handed to `handle` is committed (or has failed, which

@@ -9,13 +9,16 @@ after an erasure. The copy keeps the command id: its outcome is the command's ou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from events import AnyCommand, AnyEvent, DeviceForgotten
+from events import AnyCommand, AnyEvent, DeviceForgotten, Outcome, rules
+from projections.positions import Record
 from services.keys import personal
 from services.keys.keyring import Keyring
+from services.stream.batch_sender import Dead
 
 DeviceKey = tuple[str, str]
+Misdirected = Callable[[Record, AnyCommand], rules.Rejection | None]
 
 
 class Sealing:
@@ -25,6 +28,30 @@ class Sealing:
     @staticmethod
     def needs_copy(command: AnyCommand) -> bool:
         return bool(personal.raw_fields(command))
+
+    async def copies_of(
+        self,
+        parsed: Sequence[tuple[Record, AnyCommand | Dead]],
+        seen: dict[DeviceKey, Outcome],
+        misdirected: Misdirected,
+    ) -> dict[int, AnyCommand]:
+        """Of a batch's commands, those with a raw personal value that would be decided: their
+        sealed copies, by id() of the command. A repeat (`seen`: outcomes by app and command
+        id), a misdirected command or one the rules reject is decided as it is: it needs no
+        key, and gets none."""
+        raw = [
+            c
+            for record, c in parsed
+            if not isinstance(c, Dead)
+            and self.needs_copy(c)
+            and (c.app_id, c.command_id) not in seen
+            and misdirected(record, c) is None
+            and rules.check(c, c.issued_at or record.timestamp) is None
+        ]
+        if not raw:
+            return {}
+        copies = await self.copies(raw)
+        return {id(c): copy for c, copy in zip(raw, copies, strict=True)}
 
     async def copies(self, commands: Sequence[AnyCommand]) -> list[AnyCommand]:
         """Each command with its personal fields sealed (keys created in one group)."""
