@@ -94,19 +94,21 @@ class Ahead:
             self._holding.update(((command.app_id, d.device_id), instant) for d in command.devices)
         self._queue.put_nowait(commands)
 
-    def due(self, now: int) -> list[ExpireRegistrations]:
-        """The held commands whose instant has come, to send now; their rows are covered."""
+    def due(self, now: int, owned: frozenset[int] | None = None) -> list[ExpireRegistrations]:
+        """The held commands whose instant has come, to send now; their rows are covered.
+        Those of a commands partition no longer `owned` (a rebalance) are dropped: their rows
+        are the new owner's to expire."""
         ready: list[ExpireRegistrations] = []
         for instant in sorted(i for i in self._held if i <= now):
-            for _, command in self._held.pop(instant):
-                ready.append(command)
+            for partition, command in self._held.pop(instant):
                 self._devices -= len(command.devices)
-                covered = self._covered.setdefault(instant, set())
-                for d in command.devices:
-                    key = (command.app_id, d.device_id)
-                    covered.add(key)
+                keys = [(command.app_id, d.device_id) for d in command.devices]
+                for key in keys:
                     if self._holding.get(key) == instant:
                         del self._holding[key]
+                if owned is None or partition in owned:
+                    ready.append(command)
+                    self._covered.setdefault(instant, set()).update(keys)
         for expiration in [e for e in self._covered if e < now - FORGET_AFTER_MS]:
             del self._covered[expiration]
         return ready

@@ -172,7 +172,7 @@ class ExpiryScheduler:
         await self._rewind_if_landed(self._clock())
         sent: list[tuple[list[ExpireRegistrations], asyncio.Future[list[Record]]]] = []
         now = self._clock()
-        ready = self._ahead.due(now)
+        ready = self._ahead.due(now, self._partitions())
         if ready:  # decided ahead: sent as they are, and decided before the rows are read
             await self._send_ahead(ready, now)
         while True:
