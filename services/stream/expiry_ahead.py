@@ -1,4 +1,4 @@
-"""The scheduler's side of expiries decided ahead (docs/design.md §7, "Expiry prepared ahead").
+"""The scheduler's side of expiries decided ahead of their instant (docs/design.md §7).
 
 Whatever falls due within the lead (`DEVREG_EXPIRY_LEAD_MS`) is made into the commands the
 scheduler will send at the instant, one per commands partition, app and expiration, each
@@ -11,7 +11,8 @@ Each look ahead reads on from where the last one stopped. A row written later th
 before that point (device ids are random: most of a burst registered within the lead does)
 is found by a look from the start of the window, at most every RESCAN_MS and only after the
 projector wrote such a row; a row held already is skipped. One written after the last look
-is sent at its instant as any other: nothing depends on this for correctness, only for speed.
+is sent as any other, once the commands sent at its instant are decided (at most a second
+later): nothing depends on this for correctness, only for speed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Expiry decisions made ahead of their instant (docs/design.md §7, "Expiry prepared ahead").
+"""Expiry decisions made ahead of their instant, the processor's side (docs/design.md §7).
 
 A burst of expiries costs the processor most of its work per device: loading each state,
 deciding, hashing, working out the token releases. The scheduler knows a burst before it is
