@@ -30,10 +30,9 @@ from services.stream.command_records import device_keys
 from services.stream.decider import Decider
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.pending_decisions import PendingDecisions
-from services.stream.token_claims import Transition, changes
+from services.stream.token_claims import Out, Transition, changes
 
 Key = tuple[str, str]
-Out = tuple[int, bytes, bytes | None]  # a tokens topic record (services/stream/token_claims.py)
 TokenRecords = Callable[[list[Transition], DecisionBatch, list[Key]], Awaitable[list[Out]]]
 
 
@@ -80,15 +79,17 @@ class PreparedExpiries:
     def room_for(self, devices: int) -> bool:
         return self.devices + devices <= self._limit
 
-    def keep(self, prepared: Prepared) -> None:
+    def keep(self, prepared: Prepared) -> bool:
+        """Keep `prepared`, unless a device of it is named by a kept command already (two
+        instants: the later decision assumed the earlier had not happened, so only the first
+        is kept); returns whether it was kept."""
         key = (prepared.command.app_id, prepared.command.command_id)
-        # A device named by two kept commands (two instants): the later decision assumed the
-        # earlier had not happened, so only the first is kept.
         if key in self._by_command or any(k in self._by_device for k in prepared.keys):
-            return
+            return False
         self._by_command[key] = prepared
         for device in prepared.keys:
             self._by_device[device] = key
+        return True
 
     def take(self, command: ExpireRegistrations, partition: int) -> Prepared | None:
         """The kept decision for exactly this command on this partition, if still valid; it
@@ -173,11 +174,12 @@ class AheadDecisions:
         )
         encoded = BatchSender.records(emission.events, record.key or b"", outcome.device_id)
         events = emission.events
-        self.kept.keep(
+        kept = self.kept.keep(
             Prepared(command, partition, outcome, events, tuple(encoded), batch, tokens, keys)
         )
-        self._metrics.inc("devreg_expiry_prepared_total", result="kept")
-        return True
+        if kept:
+            self._metrics.inc("devreg_expiry_prepared_total", result="kept")
+        return kept
 
     def use(
         self,
@@ -192,9 +194,9 @@ class AheadDecisions:
             return None
         key = (command.app_id, command.command_id)
         prepared = self.kept.take(command, record.partition)
-        if prepared is None or key in seen or key in batch.outcomes:
-            return None
-        if key in self._pending.outcomes:
+        if prepared is None or any(
+            key in o for o in (seen, batch.outcomes, self._pending.outcomes)
+        ):
             return None
         absorb(batch, prepared.batch)
         result = "accepted" if prepared.outcome.accepted else "rejected"

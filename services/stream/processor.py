@@ -38,7 +38,7 @@ from services.stream.gate import Gate
 from services.stream.pending_decisions import PendingDecisions
 from services.stream.prepared_expiries import AheadDecisions
 from services.stream.sealing import Sealing
-from services.stream.token_claims import TokenClaims, Transition, changes
+from services.stream.token_claims import Out, TokenClaims, Transition, changes
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class CommandProcessor:
         emissions: list[Emission] = []
         dead: list[Dead] = []
         transitions: list[Transition] = []
-        tokens_ahead: list[tuple[int, bytes, bytes | None]] = []
+        tokens_ahead: list[Out] = []
         used_ahead = 0
         for record, command in parsed:
             if isinstance(command, Dead):
@@ -176,8 +176,8 @@ class CommandProcessor:
                 prepared = self._ahead.use(record, command, seen, batch)
                 if prepared is None:  # dropped since: decided as any other, on loaded states
                     states.update(pending.over_states(keys, await self._store.load_states(keys)))
-                    ids = [(command.app_id, command.command_id)]
-                    seen.update(pending.over_outcomes(ids, await self._store.load_outcomes(ids)))
+                    one = [(command.app_id, command.command_id)]
+                    seen.update(pending.over_outcomes(one, await self._store.load_outcomes(one)))
             if prepared is not None:
                 emissions.append(
                     Emission(record, prepared.outcome, prepared.events, encoded=prepared.encoded)

@@ -153,3 +153,23 @@ async def test_given_a_repeated_expiry_command_then_the_kept_decision_is_not_use
 
     # And a command on the wrong partition is not prepared either
     assert await ahead.processor.prepare([(3, EXPIRY)]) == 0
+
+
+async def test_given_a_device_kept_already_then_a_second_command_naming_it_is_not_kept(
+    rigs: tuple[Rig, Rig],
+) -> None:
+    ahead, _ = rigs
+    await registered(ahead)
+    assert await ahead.processor.prepare([(0, EXPIRY)]) == 1
+
+    # Given another command naming one of its devices (another instant)
+    later = ExpireRegistrations(
+        command_id="expire/p0/later",
+        app_id=APP,
+        issued_at=EXPIRATION * 2,
+        devices=(DueExpiry(device_id=DEVICES[0], expiration=EXPIRATION * 2, version=1),),
+    )
+
+    # Then it is not kept, nor counted as kept
+    assert await ahead.processor.prepare([(0, later)]) == 0
+    assert ahead.metrics.value("devreg_expiry_prepared_total", result="kept") == 1
