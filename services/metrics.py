@@ -77,6 +77,14 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = {
         "Rechecks of paused events partitions put off: the processor had batches in flight",
         (),
     ),
+    "devreg_expiry_bursts_held_total": (
+        "Expiry bursts whose commits were held until sent, by how the hold ended",
+        ("ended",),
+    ),
+    "devreg_commands_read_back_rechecks_put_off_total": (
+        "Rechecks of paused commands partitions put off: an expiry burst was being sent",
+        (),
+    ),
     "devreg_tokens_read_back_rechecks_put_off_total": (
         "Rechecks of paused tokens partitions put off: the processor had batches in flight",
         (),

@@ -87,6 +87,15 @@ class Worker:
     def _processor_busy(self) -> bool:
         return self.processor.in_flight
 
+    async def _burst_begins(self) -> None:
+        """The scheduler is about to send an instant's expiries decided ahead: the processor
+        holds its commits until they are out, and the readers of the worker's own records
+        pause, so none of the burst is read back from the log (commit_hold.py)."""
+        if self.processor.hold_commits():
+            every = range(self.settings.partitions)
+            backs = (self.read_back, self.tokens_read_back, self.hand_off.read_back)
+            await asyncio.gather(*(back.hold_off(every) for back in backs))
+
     def _projected_to(self, partition: int) -> int:
         return int(self.projection.next_offsets().get((self.settings.events_topic, partition), 0))
 
@@ -180,6 +189,7 @@ class Worker:
                 self.metrics,
             ),
             decisions=visibility,
+            bursting=self._burst_begins,
         )
         events_reader, tokens_reader = (
             PartitionReader(s.events_topic),

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from events import ExpireRegistrations
+from events import ExpireRegistrations, encode
 from projections.store import DueExpiration, ExpiryCursor
 from services.metrics import Metrics
 
@@ -47,7 +47,10 @@ class Ahead:
         self._prepare = prepare
         self._metrics = metrics
         self.cursor: ExpiryCursor = (-(2**63), "", "")  # rows up to it were made into commands
-        self._held: dict[int, list[tuple[int, ExpireRegistrations]]] = {}  # by instant
+        # By instant: each command with its partition and its encoding (made now: at the
+        # instant every millisecond before the last device is sent counts).
+        self._held: dict[int, list[tuple[int, ExpireRegistrations, bytes]]] = {}
+        self._unsettled: list[tuple[int, int, ExpireRegistrations]] = []  # sent: see settle
         self._devices = 0
         self._covered: dict[int, set[Key]] = {}  # rows of commands sent, by expiration
         self._holding: dict[Key, int] = {}  # device -> the expiration a held command names
@@ -90,29 +93,41 @@ class Ahead:
         for partition, command in commands:
             instant = command.issued_at
             assert instant is not None  # issued at its expiration
-            self._held.setdefault(instant, []).append((partition, command))
+            self._held.setdefault(instant, []).append((partition, command, encode(command)))
             self._devices += len(command.devices)
             self._holding.update(((command.app_id, d.device_id), instant) for d in command.devices)
         self._queue.put_nowait(commands)
 
-    def due(self, now: int, owned: frozenset[int] | None = None) -> list[ExpireRegistrations]:
-        """The held commands whose instant has come, to send now; their rows are covered.
+    def due(
+        self, now: int, owned: frozenset[int] | None = None
+    ) -> list[tuple[ExpireRegistrations, bytes]]:
+        """The held commands whose instant has come, to send now, each with its encoding.
         Those of a commands partition no longer `owned` (a rebalance) are dropped: their rows
-        are the new owner's to expire."""
-        ready: list[ExpireRegistrations] = []
+        are the new owner's to expire. Nothing per device is done here: `settle`, once they
+        are sent, covers their rows."""
+        ready: list[tuple[ExpireRegistrations, bytes]] = []
         for instant in sorted(i for i in self._held if i <= now):
-            for partition, command in self._held.pop(instant):
+            for partition, command, encoded in self._held.pop(instant):
                 self._devices -= len(command.devices)
-                keys = [(command.app_id, d.device_id) for d in command.devices]
-                for key in keys:
-                    if self._holding.get(key) == instant:
-                        del self._holding[key]
-                if owned is None or partition in owned:
-                    ready.append(command)
-                    self._covered.setdefault(instant, set()).update(keys)
+                sent = owned is None or partition in owned
+                self._unsettled.append((instant, sent, command))
+                if sent:
+                    ready.append((command, encoded))
+        return ready
+
+    def settle(self, now: int) -> None:
+        """The rows of the commands `due` handed out are no longer held, and those sent are
+        covered (skipped once by the scheduler's next look at what is due)."""
+        unsettled, self._unsettled = self._unsettled, []
+        for instant, sent, command in unsettled:
+            keys = [(command.app_id, d.device_id) for d in command.devices]
+            for key in keys:
+                if self._holding.get(key) == instant:
+                    del self._holding[key]
+            if sent:
+                self._covered.setdefault(instant, set()).update(keys)
         for expiration in [e for e in self._covered if e < now - FORGET_AFTER_MS]:
             del self._covered[expiration]
-        return ready
 
     def covers(self, row: DueExpiration) -> bool:
         """Whether a command sent ahead carried `row` (then it is not sent again); once."""

@@ -56,6 +56,9 @@ class Processor(Protocol):
 
     def forget_prepared(self) -> None: ...
 
+    @property
+    def holding(self) -> bool: ...
+
 
 class HandOff:
     def __init__(
@@ -84,7 +87,14 @@ class HandOff:
         """The worker's: the commands partitions of faust's consumer paused and resumed by
         a read-back of their own (none when the hand-off is off: every command is read)."""
         recheck_s = settings.commands_recheck_ms / 1000 if settings.hand_off else 0
-        back = ReadBack(reader, processor.next_offset, metrics, recheck_s, what="commands")
+        back = ReadBack(
+            reader,
+            processor.next_offset,
+            metrics,
+            recheck_s,
+            what="commands",
+            in_flight=lambda: processor.holding,
+        )
         return cls(processor, back, metrics, settings.batch_size, enabled=settings.hand_off)
 
     @property

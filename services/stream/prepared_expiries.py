@@ -76,6 +76,10 @@ class PreparedExpiries:
     def has(self, command: Key) -> bool:
         return command in self._by_command
 
+    def due(self, now_ms: int) -> bool:
+        """Whether a kept command's instant has come (its command is on its way)."""
+        return any((p.command.issued_at or 0) <= now_ms for p in self._by_command.values())
+
     def room_for(self, devices: int) -> bool:
         return self.devices + devices <= self._limit
 

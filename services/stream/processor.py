@@ -32,6 +32,7 @@ from services.log.journal import Keep
 from services.metrics import Metrics
 from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
 from services.stream.command_records import channel_keys, device_keys, parse
+from services.stream.commit_hold import CommitHold
 from services.stream.decider import Decider
 from services.stream.decision_store import DecisionBatch, DecisionStore
 from services.stream.gate import Gate
@@ -39,6 +40,7 @@ from services.stream.pending_decisions import PendingDecisions
 from services.stream.prepared_expiries import AheadDecisions
 from services.stream.sealing import Sealing
 from services.stream.token_claims import Out, TokenClaims, Transition, changes
+from services.stream.token_lane import Landed, TokenLane
 from services.stream.visibility import Decided, Visibility
 
 log = logging.getLogger(__name__)
@@ -95,11 +97,18 @@ class CommandProcessor:
         self._ahead = AheadDecisions(
             settings, store, self._pending, self._decider, metrics, self._token_records
         )
+        self._hold = CommitHold(self._ahead.kept.due, self._held_back)
+        self._lane = TokenLane(producer, settings.tokens_topic)
 
     @property
     def in_flight(self) -> bool:
         """Whether batches were sent and not yet folded (services/stream/read_back.py)."""
         return self._in_flight > 0
+
+    @property
+    def holding(self) -> bool:
+        """Whether an expiry burst's commits are held while it is sent (commit_hold.py)."""
+        return self._hold.active
 
     def next_offset(self, partition: int) -> int:
         """The next commands offset to decide on `partition` (batches in flight included)."""
@@ -191,20 +200,30 @@ class CommandProcessor:
             if emission.events:
                 transitions.extend(changes(keys, before, batch.states, emission.events))
                 self._ahead.decided_on(keys)
-        tokens = await self._token_records(transitions, batch, devices)
-        sent = await self._sender.send(emissions, dead, tokens + tokens_ahead)
+        tokens = await self._token_records(transitions, batch, devices) + tokens_ahead
+        deferred = None
+        if tokens and (self._hold.active or self._lane.queued):
+            deferred, tokens = self._lane.defer(tokens), []  # after the burst (token_lane.py)
+        sent = await self._sender.send(emissions, dead, tokens)
         afresh = len(emissions) + len(dead) > used_ahead
         pending.add(batch)
         previous = self._finishing
-        finishing = asyncio.ensure_future(self._finish(previous, batch, fresh, emissions, sent))
+        finish = self._finish(previous, batch, fresh, emissions, sent, deferred)
+        finishing = asyncio.ensure_future(finish)
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
         self._in_flight += 1
+        self._hold.after_sending(afresh)
+        if not self._hold.active:
+            await self._lane.flush()
         # A batch of decisions made ahead costs little to send: the next is decided without
-        # waiting for this one's commit, up to AHEAD_IN_FLIGHT batches (further, the write-
+        # waiting for this one's commit. While the burst's commits are held (commit_hold.py)
+        # nothing is waited for; otherwise up to AHEAD_IN_FLIGHT batches (further, the write-
         # through lags so far behind that the events' read-back folds them instead, at several
         # times the cost: docs/benchmarks.md). Commits still follow in order.
-        return previous if afresh or self._in_flight > AHEAD_IN_FLIGHT else None
+        if afresh or (self._in_flight > AHEAD_IN_FLIGHT and not self._hold.active):
+            return previous
+        return None
 
     async def prepare(self, commands: Sequence[tuple[int, ExpireRegistrations]]) -> int:
         """Decide these expiry commands (each with its commands partition) now, ahead of their
@@ -217,9 +236,32 @@ class CommandProcessor:
                 kept += await self._ahead.prepare(partition, command)
         return kept
 
+    def hold_commits(self) -> bool:
+        """The scheduler is about to send an instant's commands decided ahead: hold the
+        commits until they are sent (commit_hold.py). False if none is kept."""
+        return self._hold.begin()
+
+    def _held_back(self, why: str) -> None:
+        """The hold ended. Where that was outside a batch (its time ran out, a drain, a
+        rebalance), the token records it kept back go out in the processor's turn, before any
+        later batch's."""
+        self._metrics.inc("devreg_expiry_bursts_held_total", ended=why)
+        if self._lane.queued:
+            task = asyncio.ensure_future(self._flush_lane())
+            task.add_done_callback(self._finished_flush)
+
+    async def _flush_lane(self) -> None:
+        async with self._turn:
+            await self._lane.flush()
+
+    def _finished_flush(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._on_failure(task.exception())  # type: ignore[arg-type]
+
     def forget_prepared(self) -> None:
         """The partitions were taken away (a rebalance): decisions prepared on them go."""
         self._ahead.kept.clear()
+        self._hold.release("rebalance")
 
     async def _token_records(
         self, transitions: list[Transition], batch: DecisionBatch, devices: list[Key]
@@ -238,6 +280,7 @@ class CommandProcessor:
     async def drain(self) -> None:
         """Wait until every batch handed to `handle` is committed (or has failed, which
         `on_failure` reports): before positions are read for a seek, and before stopping."""
+        self._hold.release()
         if self._finishing is not None:
             await asyncio.wait([self._finishing])
 
@@ -256,11 +299,18 @@ class CommandProcessor:
         commands: list[Record],
         emissions: list[Emission],
         sent: Sent,
+        deferred: asyncio.Future[Landed] | None,
     ) -> None:
         """Acknowledged by Kafka, kept (embedded mode), then committed in order: a batch
         commits after the one before it, so the stored positions never run ahead of an
         uncommitted batch, nor of the kept log."""
+        await self._hold.passed()  # an expiry burst still being sent (commit_hold.py)
         acknowledged = await self._sender.acknowledged(sent)
+        batches = sent.batches.sent_per_partition
+        if deferred is not None:  # its token records, sent after the burst (token_lane.py)
+            landed = await deferred
+            acknowledged.others.extend(landed.records)
+            batches = {**batches, **landed.batches}
         if previous is not None:
             await asyncio.shield(previous)
         if self._keep is not None:
@@ -268,7 +318,7 @@ class CommandProcessor:
             # the batch wrote went out in `sent.batches` (the renewal counts objects: Keep).
             await self._keep(commands)
             produced = [*acknowledged.events, *acknowledged.others]
-            await self._keep(produced, sent.batches.sent_per_partition)
+            await self._keep(produced, batches)
         # Erased once the forget events are kept: a crash before the erasure decides them
         # again (the same events) and erases again; one after it finds the keys gone.
         if self._sealing is not None:

@@ -40,7 +40,10 @@ from typing import Protocol
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
-MAX_PUT_OFF = 3  # rechecks put off in a row while batches are in flight, at most
+# Rechecks put off in a row while batches are in flight, at most: a 100k expiry burst's folds
+# take 5-6 s after it is sent, and with 3 (resumed after 6-8 s) one run in three had the readers
+# take the rest over (docs/benchmarks.md).
+MAX_PUT_OFF = 5
 
 
 class Reader(Protocol):
@@ -97,6 +100,13 @@ class ReadBack:
         if waiting:
             log.info("%s partitions %s read again: a gap", self._what, sorted(waiting))
             await self._resume(waiting, "gap")
+
+    async def hold_off(self, partitions: Iterable[int]) -> None:
+        """The processor is about to write a burst it folds itself (an expiry burst decided
+        ahead: services/stream/commit_hold.py): these partitions stop being read now, not
+        once the reader has brought a copy. Rechecks resume them as for any pause (put off
+        while the processor's batches are in flight)."""
+        await self.only_copies(partitions)
 
     def reassigned(self) -> None:
         """A rebalance gave the consumer new partition states, none of them paused."""

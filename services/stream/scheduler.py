@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 
@@ -50,6 +50,10 @@ DECIDED_WAIT_S = 1.0
 Weighed = list[tuple[Record, int]]  # acknowledged commands, each with its number of devices
 
 
+async def _nothing() -> None:
+    pass
+
+
 class ExpiryScheduler:
     def __init__(
         self,
@@ -67,7 +71,11 @@ class ExpiryScheduler:
         gate: Gate | None = None,
         ahead: Ahead | None = None,
         decisions: Visibility | None = None,
+        bursting: Callable[[], Awaitable[None]] = _nothing,
     ):
+        # Told before the commands decided ahead are sent (the processor holds its commits
+        # and the worker's readers stop reading what it is about to write: commit_hold.py).
+        self._bursting = bursting
         # Where the outcomes of the commands decided ahead are awaited.
         self._decisions = decisions or Visibility("")
         self._gate = gate or Gate()  # closed while the embedded broker is renewed
@@ -175,6 +183,7 @@ class ExpiryScheduler:
         ready = self._ahead.due(now, self._partitions())
         if ready:  # decided ahead: sent as they are, and decided before the rows are read
             await self._send_ahead(ready, now)
+        self._ahead.settle(now)
         while True:
             now = self._clock()
             due = await self._projection.due_expirations(
@@ -195,17 +204,20 @@ class ExpiryScheduler:
             self._count(commands, commands[0].issued_at or now)
         return now
 
-    async def _send_ahead(self, ready: list[ExpireRegistrations], now: int) -> None:
+    async def _send_ahead(self, ready: list[tuple[ExpireRegistrations, bytes]], now: int) -> None:
         """Send the commands decided ahead, and wait (at most DECIDED_WAIT_S) for their
         outcomes: they are a burst's costliest moment, and reading the due rows (which they
-        mostly carry, and remove) meanwhile would only compete with them."""
-        outcomes = [self._decisions.expect(c.app_id, c.command_id) for c in ready]
+        mostly carry, and remove) meanwhile would only compete with them. Whatever else is
+        done per device waits until then."""
+        commands = [c for c, _ in ready]
+        outcomes = [self._decisions.expect(c.app_id, c.command_id) for c in commands]
         try:
-            await (await self._send(ready))
-            self._count(ready, now)
+            await self._bursting()
+            await (await self._send(commands, [encoded for _, encoded in ready]))
             await asyncio.wait(outcomes, timeout=DECIDED_WAIT_S)
+            self._count(commands, now)
         finally:
-            for c in ready:
+            for c in commands:
                 self._decisions.forget(c.app_id, c.command_id)
 
     async def _prepare_ahead(self, now: int) -> int | None:
@@ -237,15 +249,18 @@ class ExpiryScheduler:
             times.append(None if nxt is None else nxt - ahead.lead_ms)
         return min((t for t in times if t is not None), default=None)
 
-    async def _send(self, commands: list[ExpireRegistrations]) -> asyncio.Future[list[Record]]:
+    async def _send(
+        self, commands: list[ExpireRegistrations], encoded: list[bytes] | None = None
+    ) -> asyncio.Future[list[Record]]:
         """As record batches per partition, each under its first device's key (all of its
-        devices are of that key's partition); returns their acknowledgement (handed over as
-        soon as it arrives)."""
+        devices are of that key's partition), encoded unless `encoded` has them; returns
+        their acknowledgement (handed over as soon as it arrives)."""
         batches = RecordBatches(self._producer, keep=True)
-        for c in commands:
+        values = encoded or [encode(c) for c in commands]
+        for c, value in zip(commands, values, strict=True):
             first = c.devices[0].device_id
             partition = self._partition_of(c.app_id, first)
-            await batches.add(self._topic, partition, partition_key(c.app_id, first), encode(c))
+            await batches.add(self._topic, partition, partition_key(c.app_id, first), value)
         await batches.flush()
         acknowledged = asyncio.ensure_future(batches.acknowledged_records())
         weights = [len(c.devices) for c in commands]

@@ -17,6 +17,7 @@ from tests.topics import read_events
 
 DEVICES = 12
 PREPARED = "devreg_expiry_prepared_total"
+HELD = "devreg_expiry_bursts_held_total"
 
 
 @pytest.fixture
@@ -67,3 +68,8 @@ async def test_given_expiries_within_the_lead_then_decided_ahead_and_used_at_the
     # registered again: it was dropped, and decided afresh at the instant
     assert await metric(worker, PREPARED, result="used") >= 1
     assert await metric(worker, PREPARED, result="dropped") == 1
+
+    # And the burst's commits were held until it was sent (services/stream/commit_hold.py):
+    # the hold ended once nothing kept was due, or at the command decided afresh
+    held = [await metric(worker, HELD, ended=why) for why in ("sent", "afresh", "bound")]
+    assert sum(held) >= 1, held

@@ -37,6 +37,7 @@ class Producer:
 
     def __init__(self) -> None:
         self.commands: list[AnyCommand] = []
+        self.bursts: list[int] = []  # commands sent when a burst was announced
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch()
@@ -193,8 +194,19 @@ async def looking_ahead(
     """A scheduler looking 30 s ahead, running, its clock 10 s before the expiration."""
     producer, preparer, clock = Producer(), Preparer(), Clock(EXPIRATION - 10_000)
     ahead = Ahead(30_000, 1000, preparer)
+
+    async def bursting() -> None:  # what the processor was told: how much was sent by then
+        producer.bursts.append(len(producer.commands))
+
     scheduler = ExpiryScheduler(
-        projection, producer, "commands", Metrics(), lambda app, device: 0, clock=clock, ahead=ahead
+        projection,
+        producer,
+        "commands",
+        Metrics(),
+        lambda app, device: 0,
+        clock=clock,
+        ahead=ahead,
+        bursting=bursting,
     )
     running = asyncio.ensure_future(scheduler.run())
     try:
@@ -223,6 +235,9 @@ async def test_given_an_expiration_within_the_lead_then_handed_ahead_and_sent_as
         await wait_for(lambda: bool(producer.commands), 5, "the expiry sent")
         await scheduler.expire_due()
         assert producer.commands == [command]
+
+        # And the processor was told of the burst before it was sent (it holds its commits)
+        assert producer.bursts == [0]
 
 
 async def test_given_a_row_written_before_the_look_ahead_cursor_then_found_by_a_later_look(
