@@ -80,6 +80,33 @@ class NoReader:
         raise AssertionError("nothing was paused")
 
 
+def registration(device: str, command_id: str, expiration: int | None) -> RegisterDevice:
+    """A registration on "news" of `device`, its token `token-<device>`."""
+    return RegisterDevice(
+        command_id=command_id,
+        app_id=APP,
+        device_id=device,
+        issued_at=1_000,
+        device_token=f"token-{device}",
+        os="IOS",
+        os_version="17",
+        channels=("news",),
+        expiration=expiration,
+    )
+
+
+async def open_rig(path: Path) -> Rig:
+    """A rig on fresh SQLite files in `path` (close_rig closes them)."""
+    decisions = await DecisionStore.open(path / "decisions.sqlite")
+    projection = await ProjectionStore.open(path / "projection.sqlite", swappable=False)
+    return Rig(path, decisions, projection)
+
+
+async def close_rig(rig: Rig) -> None:
+    await rig.decisions.close()
+    await rig.projection.close()
+
+
 class Rig:
     def __init__(self, tmp: Path, decisions: DecisionStore, projection: ProjectionStore):
         self.settings = load_settings({"DEVREG_DATA_DIR": str(tmp), "DEVREG_APPS": f"{APP}:k"})

@@ -13,10 +13,9 @@ import pytest
 from events import DueExpiry, ExpireRegistrations, RegisterDevice, encode
 from events.identity import partition_key
 from projections.positions import Record
-from projections.store import ProjectionStore
 from services.stream.commit_hold import CommitHold
-from services.stream.decision_store import DecisionBatch, DecisionStore
-from tests.processor_rig import APP, Rig
+from services.stream.decision_store import DecisionBatch
+from tests.processor_rig import APP, Rig, close_rig, open_rig, registration
 
 EXPIRATION = 50_000  # long past: the kept decisions are due as soon as they are kept
 DEVICES = [f"d{i}" for i in range(6)]
@@ -61,37 +60,16 @@ async def test_given_the_due_commands_never_arrive_then_the_hold_ends_after_its_
     assert gc.isenabled()
 
 
-def folder(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    decisions = await DecisionStore.open(tmp_path / "decisions.sqlite")
-    projection = await ProjectionStore.open(tmp_path / "projection.sqlite", swappable=False)
-    yield Rig(tmp_path, decisions, projection)
-    await decisions.close()
-    await projection.close()
+    rig = await open_rig(tmp_path)
+    yield rig
+    await close_rig(rig)
 
 
 def record(rig: Rig, offset: int, command: RegisterDevice | ExpireRegistrations) -> Record:
     key = partition_key(APP, command.device_id or DEVICES[0])
     return Record(rig.settings.commands_topic, 0, offset, 0, key, encode(command))
-
-
-def registration(device: str, expiration: int | None = EXPIRATION) -> RegisterDevice:
-    return RegisterDevice(
-        command_id=f"reg-{device}-{expiration}",
-        app_id=APP,
-        device_id=device,
-        issued_at=1_000,
-        device_token=f"token-{device}",
-        os="IOS",
-        os_version="17",
-        channels=("news",),
-        expiration=expiration,
-    )
 
 
 def expiry(name: str, devices: list[str]) -> ExpireRegistrations:
@@ -105,7 +83,9 @@ async def burst_kept(rig: Rig) -> tuple[int, list[ExpireRegistrations]]:
     """The devices registered and committed; two expiry commands of one instant decided
     ahead; returns the next commands offset and the commands."""
     for offset, device in enumerate(DEVICES):
-        await rig.processor.handle([record(rig, offset, registration(device))])
+        await rig.processor.handle(
+            [record(rig, offset, registration(device, f"reg-{device}", EXPIRATION))]
+        )
         rig.producer.release()
     await rig.processor.drain()
     commands = [expiry("a", DEVICES[:3]), expiry("b", DEVICES[3:])]
@@ -126,33 +106,38 @@ def committed_commits(rig: Rig) -> list[int]:
     return at_commit
 
 
-async def test_given_a_burst_decided_ahead_then_no_commit_runs_until_all_of_it_is_sent(
-    rig: Rig,
-) -> None:
+async def first_of_burst_sent(rig: Rig) -> tuple[int, ExpireRegistrations, list[int]]:
+    """The scheduler's word that the instant's commands are on their way, then the first of
+    two sent and acknowledged; returns the next offset, the second, and the commits so far."""
     offset, (first, second) = await burst_kept(rig)
     at_commit = committed_commits(rig)
-
-    # Given the scheduler's word that the instant's commands are on their way
     assert rig.processor.hold_commits()
-
-    # When the first arrives, is sent and acknowledged
     await rig.processor.handle([record(rig, offset, first)])
     rig.producer.release()
     await turns()
+    return offset + 1, second, at_commit
+
+
+async def test_given_a_burst_decided_ahead_then_no_commit_runs_until_all_of_it_is_sent(
+    rig: Rig,
+) -> None:
+    # Given the scheduler's word, when the first command of the burst is sent and
+    # acknowledged
+    offset, second, at_commit = await first_of_burst_sent(rig)
 
     # Then it is not committed: the second is still to be sent
     assert at_commit == []
     assert rig.processor.holding
 
     # And once the second is sent, both commit, in order, after every record of the burst
-    await rig.processor.handle([record(rig, offset + 1, second)])
+    await rig.processor.handle([record(rig, offset, second)])
     sent = len(rig.producer.sent)
     assert not rig.processor.holding
     rig.producer.release()
     await rig.processor.drain()
     assert rig.failures == []
     assert at_commit == [sent, sent]
-    assert rig.decisions.next_offsets[(rig.settings.commands_topic, 0)] == offset + 2
+    assert rig.decisions.next_offsets[(rig.settings.commands_topic, 0)] == offset + 1
     assert rig.metrics.value("devreg_expiry_prepared_total", result="used") == 2
     assert rig.metrics.value("devreg_expiry_bursts_held_total", ended="sent") == 1
 
@@ -160,17 +145,12 @@ async def test_given_a_burst_decided_ahead_then_no_commit_runs_until_all_of_it_i
 async def test_given_a_command_decided_afresh_during_the_burst_then_the_hold_ends(
     rig: Rig,
 ) -> None:
-    offset, (first, _) = await burst_kept(rig)
-    at_commit = committed_commits(rig)
-    assert rig.processor.hold_commits()
-    await rig.processor.handle([record(rig, offset, first)])
-    rig.producer.release()
-    await turns()
+    offset, _, at_commit = await first_of_burst_sent(rig)
     assert at_commit == []
 
     # When a registration arrives before the rest of the burst
     handled = asyncio.ensure_future(
-        rig.processor.handle([record(rig, offset + 1, registration("other", None))])
+        rig.processor.handle([record(rig, offset, registration("other", "reg-other", None))])
     )
     await turns()
 
@@ -183,4 +163,4 @@ async def test_given_a_command_decided_afresh_during_the_burst_then_the_hold_end
     assert rig.failures == []
     assert len(at_commit) == 2
     assert rig.metrics.value("devreg_expiry_bursts_held_total", ended="afresh") == 1
-    assert rig.decisions.next_offsets[(rig.settings.commands_topic, 0)] == offset + 2
+    assert rig.decisions.next_offsets[(rig.settings.commands_topic, 0)] == offset + 1

@@ -10,19 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from projections.store import ProjectionStore
-from services.stream.decision_store import DecisionStore
-from tests.processor_rig import APP, Rig
+from tests.processor_rig import APP, Rig, close_rig, open_rig
 from tests.support import wait_for
 
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    decisions = await DecisionStore.open(tmp_path / "decisions.sqlite")
-    projection = await ProjectionStore.open(tmp_path / "projection.sqlite", swappable=False)
-    yield Rig(tmp_path, decisions, projection)
-    await decisions.close()
-    await projection.close()
+    rig = await open_rig(tmp_path)
+    yield rig
+    await close_rig(rig)
 
 
 async def test_given_a_batch_in_flight_then_the_next_decides_on_top_of_it(rig: Rig) -> None:

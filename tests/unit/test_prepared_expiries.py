@@ -13,9 +13,7 @@ import pytest
 from events import DueExpiry, ExpireRegistrations, RegisterDevice, encode
 from events.identity import partition_key
 from projections.positions import Record
-from projections.store import ProjectionStore
-from services.stream.decision_store import DecisionStore
-from tests.processor_rig import APP, Rig
+from tests.processor_rig import APP, Rig, close_rig, open_rig, registration
 
 EXPIRATION = 50_000
 DEVICES = [f"d{i}" for i in range(5)]
@@ -26,39 +24,18 @@ def folder(path: Path) -> Path:
     return path
 
 
-async def open_rig(path: Path) -> Rig:
-    decisions = await DecisionStore.open(path / "decisions.sqlite")
-    projection = await ProjectionStore.open(path / "projection.sqlite", swappable=False)
-    return Rig(path, decisions, projection)
-
-
 @pytest.fixture
 async def rigs(tmp_path: Path) -> AsyncIterator[tuple[Rig, Rig]]:
     ahead = await open_rig(folder(tmp_path / "ahead"))
     afresh = await open_rig(folder(tmp_path / "afresh"))
     yield ahead, afresh
     for rig in (ahead, afresh):
-        await rig.decisions.close()
-        await rig.projection.close()
+        await close_rig(rig)
 
 
 def record(rig: Rig, offset: int, command: RegisterDevice | ExpireRegistrations) -> Record:
     key = partition_key(APP, command.device_id or DEVICES[0])
     return Record(rig.settings.commands_topic, 0, offset, 0, key, encode(command))
-
-
-def registration(device: str, command_id: str, expiration: int) -> RegisterDevice:
-    return RegisterDevice(
-        command_id=command_id,
-        app_id=APP,
-        device_id=device,
-        issued_at=1_000,
-        device_token=f"token-{device}",
-        os="IOS",
-        os_version="17",
-        channels=("news",),
-        expiration=expiration,
-    )
 
 
 EXPIRY = ExpireRegistrations(
