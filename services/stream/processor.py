@@ -6,7 +6,8 @@ A crash between the two re-processes the batch, which re-emits identical events 
 versions, hashes) that every reader skips.
 
 Batches overlap: once batch N is sent, batch N+1 is decided (on top of N's decisions, kept in
-PendingDecisions) while N waits for its acknowledgement and commit; commits stay in order.
+PendingDecisions) while N waits for its acknowledgement and commit (batch_finish.py); commits
+stay in order.
 
 Two callers hand it commands, one at a time (`_turn`): faust's agent, with what it read from
 the log, and the hand-off (services/stream/hand_off.py), with the worker's own commands as
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
@@ -30,7 +31,8 @@ from projections.positions import Record, last_positions
 from services.config import Settings
 from services.log.journal import Keep
 from services.metrics import Metrics
-from services.stream.batch_sender import BatchSender, Dead, Emission, Sent
+from services.stream.batch_finish import BatchFinish, FoldOwn
+from services.stream.batch_sender import BatchSender, Dead, Emission
 from services.stream.command_records import channel_keys, device_keys, parse
 from services.stream.commit_hold import CommitHold
 from services.stream.decider import Decider
@@ -40,15 +42,14 @@ from services.stream.pending_decisions import PendingDecisions
 from services.stream.prepared_expiries import AheadDecisions
 from services.stream.sealing import Sealing
 from services.stream.token_claims import Out, TokenClaims, Transition, changes
-from services.stream.token_lane import Landed, TokenLane
-from services.stream.visibility import Decided, Visibility
+from services.stream.token_lane import TokenLane
+from services.stream.visibility import Visibility
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 
 
 AHEAD_IN_FLIGHT = 8  # batches of decisions made ahead sent before one's commit is awaited
-FoldOwn = Callable[[Sequence[Record]], Awaitable[None]]
 # Chooses, while the processor is the caller's, which records to decide.
 Pick = Callable[[], Sequence[Record]]
 
@@ -76,18 +77,10 @@ class CommandProcessor:
         self._gate = gate or Gate()  # closed while the embedded broker is renewed
         self._settings = settings
         self._store = store
-        self._visibility = visibility
         self._metrics = metrics
         # A batch finishing in the background cannot raise into the agent: it reports here,
         # and the worker stops (a restart resumes from the stores' positions).
         self._on_failure = on_failure
-        # Folds this batch's acknowledged events into the projection (Projector.handle_own),
-        # while the decisions commit: both are SQLite work on threads of their own.
-        self._fold_own = fold_own
-        # Folds this batch's acknowledged claims and releases into the token index
-        # (TokenRelay.handle_own), beside the projection's fold.
-        self._fold_tokens = fold_tokens
-        self._keep = keep
         self._pending = PendingDecisions()
         self._decider = Decider(settings, metrics, partition_of)
         self._sender = BatchSender(settings, producer, visibility, metrics)
@@ -99,6 +92,19 @@ class CommandProcessor:
         )
         self._hold = CommitHold(self._ahead.kept.due, self._held_back)
         self._lane = TokenLane(producer, settings.tokens_topic)
+        self._finisher = BatchFinish(
+            settings,
+            store,
+            self._sender,
+            self._pending,
+            visibility,
+            metrics,
+            self._hold,
+            fold_own,
+            fold_tokens,
+            keep,
+            sealing,
+        )
 
     @property
     def in_flight(self) -> bool:
@@ -208,7 +214,7 @@ class CommandProcessor:
         afresh = len(emissions) + len(dead) > used_ahead
         pending.add(batch)
         previous = self._finishing
-        finish = self._finish(previous, batch, fresh, emissions, sent, deferred)
+        finish = self._finisher.finish(previous, batch, fresh, emissions, sent, deferred)
         finishing = asyncio.ensure_future(finish)
         finishing.add_done_callback(self._finished)
         self._finishing = finishing
@@ -291,47 +297,3 @@ class CommandProcessor:
         self._in_flight -= 1
         if not task.cancelled() and task.exception() is not None:
             self._on_failure(task.exception())  # type: ignore[arg-type]
-
-    async def _finish(
-        self,
-        previous: asyncio.Future[None] | None,
-        batch: DecisionBatch,
-        commands: list[Record],
-        emissions: list[Emission],
-        sent: Sent,
-        deferred: asyncio.Future[Landed] | None,
-    ) -> None:
-        """Acknowledged by Kafka, kept (embedded mode), then committed in order: a batch
-        commits after the one before it, so the stored positions never run ahead of an
-        uncommitted batch, nor of the kept log."""
-        await self._hold.passed()  # an expiry burst still being sent (commit_hold.py)
-        acknowledged = await self._sender.acknowledged(sent)
-        batches = sent.batches.sent_per_partition
-        if deferred is not None:  # its token records, sent after the burst (token_lane.py)
-            landed = await deferred
-            acknowledged.others.extend(landed.records)
-            batches = {**batches, **landed.batches}
-        if previous is not None:
-            await asyncio.shield(previous)
-        if self._keep is not None:
-            # Two calls: the commands read from the log may each be a batch of its own, what
-            # the batch wrote went out in `sent.batches` (the renewal counts objects: Keep).
-            await self._keep(commands)
-            produced = [*acknowledged.events, *acknowledged.others]
-            await self._keep(produced, batches)
-        # Erased once the forget events are kept: a crash before the erasure decides them
-        # again (the same events) and erases again; one after it finds the keys gone.
-        if self._sealing is not None:
-            await self._sealing.erase_forgotten(e for em in emissions for e in em.events)
-        folds = [self._store.commit(batch), self._fold_own(acknowledged.events)]
-        tokens = [r for r in acknowledged.others if r.topic == self._settings.tokens_topic]
-        if self._fold_tokens is not None and tokens:
-            folds.append(self._fold_tokens(tokens))
-        await asyncio.gather(*folds)
-        self._pending.settle(batch)
-        for emission, last_event in zip(emissions, acknowledged.last_events, strict=True):
-            if emission.outcome is None:
-                continue  # sent again sealed: the copy's decision is the command's
-            self._visibility.decided(Decided(emission.outcome, last_event))
-            code = str(emission.outcome.code or 0)
-            self._metrics.inc("devreg_outcomes_total", code=code)
