@@ -50,7 +50,7 @@ class Ahead:
         # By instant: each command with its partition and its encoding (made now: at the
         # instant every millisecond before the last device is sent counts).
         self._held: dict[int, list[tuple[int, ExpireRegistrations, bytes]]] = {}
-        self._unsettled: list[tuple[int, int, ExpireRegistrations]] = []  # sent: see settle
+        self._unsettled: list[tuple[int, bool, ExpireRegistrations]] = []  # see settle
         self._devices = 0
         self._covered: dict[int, set[Key]] = {}  # rows of commands sent, by expiration
         self._holding: dict[Key, int] = {}  # device -> the expiration a held command names

@@ -41,8 +41,8 @@ from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 # Rechecks put off in a row while batches are in flight, at most: a 100k expiry burst's folds
-# take 5-6 s after it is sent, and with 3 (resumed after 6-8 s) one run in three had the readers
-# take the rest over (docs/benchmarks.md).
+# take 5-6 s after it is sent, and with 3 (resumed after 6-8 s) one run in six had the readers
+# take the rest over (docs/benchmarks.md, "Figures behind the code").
 MAX_PUT_OFF = 5
 
 
