@@ -82,7 +82,7 @@ class CommitHold:
         if released is not None:
             await released.wait()
 
-    def release(self, why: str = "drain") -> None:
+    def release(self, why: str) -> None:
         """End the hold, if one is on: `why` is "sent" (nothing kept is due any more),
         "afresh", "bound" (HOLD_MAX_S), "drain" or "rebalance"."""
         released, self._released = self._released, None

@@ -286,7 +286,7 @@ class CommandProcessor:
     async def drain(self) -> None:
         """Wait until every batch handed to `handle` is committed (or has failed, which
         `on_failure` reports): before positions are read for a seek, and before stopping."""
-        self._hold.release()
+        self._hold.release("drain")
         if self._finishing is not None:
             await asyncio.wait([self._finishing])
 
